@@ -1,0 +1,29 @@
+"""What each lab's stack is made of: the one table the runtimes read."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: int
+    title: str
+    replicas: dict[str, int]                                   # service -> members at start
+    exercises: tuple[str, ...] = ()                           # loaded from the lab workspace
+    settings: dict[str, str] = field(default_factory=dict)    # extra SHOP_* settings
+
+    def has(self, service: str) -> bool:
+        return service in self.replicas
+
+
+PLANS = {
+    1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
+            exercises=("user_queries", "pool")),
+}
+
+
+def plan_for(lab: int) -> Plan:
+    try:
+        return PLANS[lab]
+    except KeyError:
+        known = ", ".join(str(n) for n in sorted(PLANS))
+        raise ValueError(f"no lab {lab}: labs available are {known}") from None

@@ -1,0 +1,131 @@
+"""One supervised server process: started in its own session, logged to a file,
+stopped by signal with a deadline, and recognisable again from another Python
+process (pid + start time, so a recycled pid is never mistaken for ours)."""
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from scalelab.errors import ServiceFailed
+
+
+@dataclass
+class ProcessRecord:
+    name: str
+    argv: list[str]
+    log: str
+    port: int | None = None
+    pid: int | None = None
+    started_at: float | None = None   # psutil create_time of pid
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
+    run_as_nobody: bool = False
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        Path(self.log).parent.mkdir(parents=True, exist_ok=True)
+        argv = self.argv
+        if self.run_as_nobody:
+            # Postgres refuses to run as root: drop privileges for this child only.
+            argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
+        with open(self.log, "ab") as log:
+            log.write(f"\n--- scalelab: starting {self.name} at {time.strftime('%H:%M:%S')} ---\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env}, start_new_session=True,
+            )
+        self.pid = proc.pid
+        self.started_at = psutil.Process(proc.pid).create_time()
+        self._popen = proc  # keep the handle so the child is reaped, not left a zombie
+
+    def process(self) -> psutil.Process | None:
+        if self.pid is None:
+            return None
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - (self.started_at or 0)) > 0.5 or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+    def signal(self, sig: int) -> None:
+        if (proc := self.process()) is not None:
+            proc.send_signal(sig)
+
+    def stop(self, sig: int | None = None, timeout: float = 15.0) -> None:
+        """Signal the process (its own stop signal by default), wait, then SIGKILL its group."""
+        proc = self.process()
+        if proc is not None:
+            try:
+                proc.send_signal(sig or self.stop_signal)
+                proc.wait(timeout)
+            except psutil.TimeoutExpired:
+                pass
+            except psutil.Error:
+                pass
+        self._kill_group()
+        self._reap()
+        self.pid = None
+        self.started_at = None
+
+    def _kill_group(self) -> None:
+        # The process led its own session: whatever is left in it (e.g. Postgres
+        # backends after a SIGKILLed postmaster) goes too, so nothing is orphaned.
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _reap(self) -> None:
+        popen = getattr(self, "_popen", None)
+        if popen is not None:
+            try:
+                popen.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log yet)"
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0, what: str = "ready") -> None:
+        """Poll ``probe`` until it is true; fail at once (with the log) if the process dies."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ServiceFailed(f"{self.name} exited before it was {what}; its log ends with:\n{self.log_tail()}")
+            try:
+                if probe():
+                    return
+            except Exception:
+                pass
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        raise ServiceFailed(f"{self.name} not {what} after {timeout:.0f}s; its log ends with:\n{self.log_tail()}")
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProcessRecord":
+        return cls(**data)

@@ -1,0 +1,52 @@
+"""The seam between the labs and where the stack runs.
+
+Everything outside ``runtimes/`` talks to a ``Runtime`` only through this protocol;
+no lab or check knows which runtime is active.
+"""
+
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from scalelab.plans import Plan
+
+
+class Runtime(Protocol):
+    name: str
+
+    def up(self, plan: Plan, workspace: Path) -> bool:
+        """Bring the plan's stack up; re-use what already runs. True if anything was started."""
+
+    def down(self) -> None:
+        """Stop and remove everything this runtime started. Safe to call twice."""
+
+    def running_lab(self) -> int | None:
+        """The lab whose stack is up now, or None."""
+
+    def url(self, service: str) -> str:
+        """Base URL of a service's entry point (e.g. ``http://127.0.0.1:PORT``)."""
+
+    def database_url(self, role: str = "app") -> str:
+        """A DSN for the lab database as the app role (``app``) or the superuser (``admin``)."""
+
+    def members(self, service: str) -> list[str]:
+        """Names of a service's members, e.g. ``["users-1", "users-2"]``."""
+
+    def member_url(self, member: str) -> str:
+        """Base URL of one member, bypassing any load balancer."""
+
+    def scale(self, service: str, replicas: int) -> None: ...
+
+    def kill(self, member: str, signal: str = "KILL") -> None:
+        """Send ``signal`` (KILL, TERM, INT) to a member; it stays down until ``start``."""
+
+    def start(self, member: str) -> None:
+        """Start a stopped or killed member again, and wait until it is ready."""
+
+    def restart(self, member: str) -> None:
+        """Graceful stop (SIGTERM), then start, waiting until ready."""
+
+    def logs(self, member: str, tail: int = 40) -> str: ...
+
+    def status(self) -> pd.DataFrame: ...

@@ -1,0 +1,216 @@
+"""The ``local`` runtime: real server processes on 127.0.0.1, no Docker needed.
+
+State (ports, pids, passwords) and logs live under ``<state_dir>/local``; a second
+Python process (the CLI, a notebook kernel) finds a running stack there and re-uses it.
+"""
+
+import json
+import signal as signals
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from scalelab.errors import ScalelabError
+from scalelab.plans import Plan, plan_for
+from scalelab.ports import free_port, port_busy
+from scalelab.process import ProcessRecord
+from scalelab.runtimes.local_postgres import LocalPostgres, migrate
+
+SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
+           "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
+
+
+class LocalRuntime:
+    name = "local"
+
+    def __init__(self, state_dir: Path):
+        self.home = Path(state_dir) / "local"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._state_file = self.home / "state.json"
+        self.lab: int | None = None
+        self.workspace: Path | None = None
+        self.procs: dict[str, ProcessRecord] = {}
+        self._pg: LocalPostgres | None = None
+        self._load()
+
+    # -- persisted state ------------------------------------------------------
+    def _load(self) -> None:
+        if not self._state_file.exists():
+            return
+        data = json.loads(self._state_file.read_text())
+        self.lab = data.get("lab")
+        self.workspace = Path(data["workspace"]) if data.get("workspace") else None
+        self.procs = {name: ProcessRecord.from_json(rec) for name, rec in data.get("procs", {}).items()}
+
+    def _save(self) -> None:
+        data = {"lab": self.lab, "workspace": str(self.workspace) if self.workspace else None,
+                "procs": {name: rec.to_json() for name, rec in self.procs.items()}}
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(self._state_file)
+
+    @property
+    def pg(self) -> LocalPostgres:
+        if self._pg is None:
+            self._pg = LocalPostgres(self.home / "postgres")
+        return self._pg
+
+    # -- the protocol -------------------------------------------------------------
+    def running_lab(self) -> int | None:
+        return self.lab if any(rec.alive() for rec in self.procs.values()) else None
+
+    def up(self, plan: Plan, workspace: Path) -> bool:
+        if self.running_lab() not in (None, plan.lab):
+            self.down()
+        self.lab, self.workspace = plan.lab, workspace
+        started = False
+        if plan.has("postgres"):
+            started |= self._ensure_postgres()
+        for service, replicas in plan.replicas.items():
+            if service == "postgres":
+                continue
+            for index in range(1, replicas + 1):
+                started |= self._ensure_member(service, index)
+        self._save()
+        return started
+
+    def down(self) -> None:
+        # Entry points first, then apps, then stores: nothing is cut off mid-request.
+        order = sorted(self.procs.values(), key=lambda rec: rec.name.startswith("postgres"))
+        for rec in order:
+            rec.stop()
+        self.procs.clear()
+        self.lab = None
+        self._save()
+
+    def url(self, service: str) -> str:
+        members = self.members(service)
+        if not members:
+            raise ScalelabError(f"no {service} in this stack — is it up? (`stack.up()`)")
+        return self.member_url(members[0])
+
+    def member_url(self, member: str) -> str:
+        return f"http://127.0.0.1:{self._record(member).port}"
+
+    def database_url(self, role: str = "app") -> str:
+        return self.pg.dsn(self._record("postgres").port, role)
+
+    def members(self, service: str) -> list[str]:
+        names = [n for n in self.procs if n == service or n.startswith(service + "-")]
+        return sorted(names, key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[-1].isdigit() else 0)
+
+    def scale(self, service: str, replicas: int) -> None:
+        if service == "postgres":
+            raise ScalelabError("postgres is not scaled with scale(): it has one primary")
+        if replicas < 0:
+            raise ScalelabError(f"replicas must be >= 0, got {replicas}")
+        current = self.members(service)
+        for index in range(1, replicas + 1):
+            self._ensure_member(service, index)
+        for name in current[replicas:]:
+            self.procs.pop(name).stop()
+        self._save()
+
+    def kill(self, member: str, signal: str = "KILL") -> None:
+        if signal not in SIGNALS:
+            raise ScalelabError(f"unknown signal {signal!r}: use one of {', '.join(SIGNALS)}")
+        rec = self._record(member)
+        sig = SIGNALS[signal]
+        if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+            rec.stop(sig)   # waits for the exit, then clears what is left of its group
+        else:
+            rec.signal(sig)
+        self._save()
+
+    def start(self, member: str) -> None:
+        self._restart(member, stop_first=False)
+
+    def restart(self, member: str) -> None:
+        self._restart(member, stop_first=True)
+
+    def _restart(self, member: str, stop_first: bool) -> None:
+        rec = self._record(member)
+        if stop_first:
+            rec.stop()
+        if member == "postgres":
+            self._ensure_postgres()
+        else:
+            service, index = member.rsplit("-", 1)
+            self._ensure_member(service, int(index))
+        self._save()
+
+    def logs(self, member: str, tail: int = 40) -> str:
+        return self._record(member).log_tail(tail)
+
+    def status(self) -> pd.DataFrame:
+        rows = [{"member": rec.name, "pid": rec.pid, "port": rec.port,
+                 "state": "running" if rec.alive() else "stopped", "log": rec.log}
+                for rec in self.procs.values()]
+        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
+
+    # -- members ---------------------------------------------------------------------
+    def _record(self, member: str) -> ProcessRecord:
+        try:
+            return self.procs[member]
+        except KeyError:
+            known = ", ".join(self.procs) or "none (is the stack up?)"
+            raise ScalelabError(f"no member {member!r} in this stack; members: {known}") from None
+
+    def _ensure_postgres(self) -> bool:
+        rec = self.procs.get("postgres")
+        if rec is not None and rec.alive():
+            return False
+        self.pg.initdb()
+        port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
+        rec = self.pg.process("postgres", port, str(self.home / "logs/postgres.log"))
+        self.procs["postgres"] = rec
+        self._start(rec)
+        self.pg.create_app_database(rec.port)
+        migrate(self.pg.dsn(rec.port, "app"))
+        return True
+
+    def _ensure_member(self, service: str, index: int) -> bool:
+        name = f"{service}-{index}"
+        rec = self.procs.get(name)
+        if rec is not None and rec.alive():
+            return False
+        # Keep a member's port across restarts unless something else took it meanwhile.
+        port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
+        rec = self.procs[name] = self._service_record(service, name, port)
+        self._start(rec)
+        return True
+
+    def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
+        if service != "users":
+            raise ScalelabError(f"the local runtime does not know how to run {service!r} yet")
+        plan = plan_for(self.lab)
+        env = {
+            "SHOP_DATABASE_URL": self.database_url("app"),
+            "SHOP_INSTANCE": name,
+            "SHOP_WORKSPACE": str(self.workspace),
+            "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
+            "SHOP_PLANNED_REPLICAS": "3",
+            **plan.settings,
+        }
+        argv = [sys.executable, "-m", "uvicorn", "shop.main:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]
+        return ProcessRecord(name=name, argv=argv, log=str(self.home / f"logs/{name}.log"), port=port, env=env)
+
+    def _start(self, rec: ProcessRecord) -> None:
+        rec.start()
+        if rec.name == "postgres":
+            rec.wait_ready(lambda: self.pg.accepts_connections(rec.port), timeout=60, what="accepting connections")
+        else:
+            url = f"http://127.0.0.1:{rec.port}/ready"
+            rec.wait_ready(lambda: httpx.get(url, timeout=2).status_code == 200, timeout=60, what="ready (GET /ready)")
+
+    def wipe(self) -> None:
+        """Delete the database cluster, its passwords and the logs (the stack must be down)."""
+        import shutil
+        self.pg.remove_data()
+        shutil.rmtree(self.home / "postgres", ignore_errors=True)
+        shutil.rmtree(self.home / "logs", ignore_errors=True)
+        self._pg = None

@@ -1,0 +1,108 @@
+"""``Stack``: the one object a notebook holds.
+
+    stack = Stack(lab=1).up()          # idempotent: re-uses a stack that already runs
+    stack.url("users")                 # http://127.0.0.1:PORT
+    stack.scale("users", 3); stack.kill("users-2"); stack.logs("users-1")
+    stack.down()                       # also on interpreter exit, for what this process started
+"""
+
+import atexit
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from scalelab.paths import default_state_dir
+from scalelab.plans import Plan, plan_for
+from scalelab.runtimes import get_runtime
+
+
+class Stack:
+    def __init__(self, lab: int = 1, runtime: str = "local", state_dir: str | Path | None = None,
+                 detach: bool = False):
+        """``detach=True`` leaves the stack running when this process exits (``make lab-N``)."""
+        self.plan: Plan = plan_for(int(lab))
+        self.lab = self.plan.lab
+        self.state_dir = Path(state_dir) if state_dir else default_state_dir()
+        self.runtime = get_runtime(runtime, self.state_dir)
+        self.detach = detach
+        self._owns = False
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def workspace(self) -> Path:
+        """Where exercise cells write the code the stack runs (git-ignored)."""
+        path = self.state_dir / "workspace" / f"lab{self.lab:02d}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def up(self) -> "Stack":
+        started = self.runtime.up(self.plan, self.workspace)
+        if started and not self.detach and not self._owns:
+            self._owns = True
+            atexit.register(self._down_at_exit)
+        return self
+
+    def down(self) -> None:
+        """Stop everything the stack runs. Safe to call twice."""
+        self.runtime.down()
+        self._owns = False
+
+    def reset(self) -> "Stack":
+        """Back to the lab's starting state: stop, wipe data and this lab's workspace, start."""
+        self.runtime.down()
+        wipe = getattr(self.runtime, "wipe", None)
+        if wipe:
+            wipe()
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        return self.up()
+
+    def _down_at_exit(self) -> None:
+        if self._owns:
+            self.down()
+
+    def __enter__(self) -> "Stack":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        if not self.detach:
+            self.down()
+
+    # -- endpoints and members -------------------------------------------------
+    def url(self, service: str = "users") -> str:
+        return self.runtime.url(service)
+
+    def member_url(self, member: str) -> str:
+        return self.runtime.member_url(member)
+
+    def database_url(self, role: str = "app") -> str:
+        return self.runtime.database_url(role)
+
+    def members(self, service: str = "users") -> list[str]:
+        return self.runtime.members(service)
+
+    # -- changing the running stack ---------------------------------------------
+    def scale(self, service: str, replicas: int) -> "Stack":
+        self.runtime.scale(service, replicas)
+        return self
+
+    def kill(self, member: str, signal: str = "KILL") -> None:
+        self.runtime.kill(member, signal)
+
+    def start(self, member: str) -> None:
+        self.runtime.start(member)
+
+    def restart(self, member_or_service: str) -> None:
+        """Restart one member, or every member of a service one by one (rolling)."""
+        members = self.runtime.members(member_or_service) if "-" not in member_or_service else [member_or_service]
+        for member in members or [member_or_service]:
+            self.runtime.restart(member)
+
+    def logs(self, member: str, tail: int = 40) -> str:
+        return self.runtime.logs(member, tail)
+
+    def status(self) -> pd.DataFrame:
+        return self.runtime.status()
+
+    def __repr__(self) -> str:
+        return f"Stack(lab={self.lab}, runtime={self.runtime.name!r}, state_dir='{self.state_dir}')"

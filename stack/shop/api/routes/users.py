@@ -1,0 +1,51 @@
+"""Users: create, read one, list a page."""
+
+import asyncpg
+from fastapi import APIRouter, Path, Query, Request, status
+
+from shop.db import connection
+from shop.errors import Conflict, NotFound
+from shop.models import UserCreate, UserOut, UserPage
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+BIGINT_MAX = 2**63 - 1
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+async def create_user(user: UserCreate, request: Request):
+    async with connection(request) as conn:
+        try:
+            row = await conn.fetchrow(
+                "INSERT INTO users (email, name) VALUES ($1, $2)"
+                " RETURNING id, email, name, created_at",
+                user.email, user.name,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"a user with email {user.email} already exists") from None
+    return dict(row)
+
+
+@router.get("/{user_id}", response_model=UserOut)
+async def read_user(request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+    async with connection(request) as conn:
+        # The lookup itself is an exercise (lab 01): see shop/exercises.py.
+        user = await request.app.state.exercises.call("user_queries", "fetch_user", conn, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+@router.get("", response_model=UserPage)
+async def list_users(
+    request: Request,
+    limit: int = Query(20, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
+):
+    limit = min(limit, request.app.state.settings.page_size_max)
+    async with connection(request) as conn:
+        rows = await conn.fetch(
+            "SELECT id, email, name, created_at FROM users ORDER BY id LIMIT $1 OFFSET $2",
+            limit, offset,
+        )
+    return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}

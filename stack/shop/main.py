@@ -1,0 +1,55 @@
+"""The user service's app factory: ``uvicorn --factory shop.main:create_app``."""
+
+import logging
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shop.api.routes import health, users
+from shop.config import Settings
+from shop.db import close_pool, create_pool, server_max_connections
+from shop.errors import ExerciseNotDone, install_handlers
+from shop.exercises import Exercises
+from shop.middleware import BodyLimit, InstanceHeader
+
+log = logging.getLogger("shop")
+
+
+async def _pool_bounds(settings: Settings, exercises: Exercises) -> tuple[int, int, str]:
+    """Pool (min, max) from the pool exercise, or the settings when it is not done yet."""
+    try:
+        pool_size = exercises.module("pool").pool_size
+        max_connections = await server_max_connections(settings.database_url)
+        low, high = pool_size(os.cpu_count() or 1, max_connections, settings.planned_replicas)
+        return int(low), int(high), f"{exercises.source('pool')}: pool_size()"
+    except ExerciseNotDone:
+        return settings.pool_min_size, settings.pool_max_size, "settings (pool exercise not done)"
+    except NotImplementedError:
+        return settings.pool_min_size, settings.pool_max_size, "settings (pool_size() is still the stub)"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        exercises = Exercises(settings)
+        low, high, source = await _pool_bounds(settings, exercises)
+        app.state.pool = await create_pool(settings, low, high, app_name=f"shop-users:{settings.instance}")
+        app.state.pool_source = source
+        app.state.exercises = exercises
+        log.info("instance %s ready: pool %d..%d from %s", settings.instance, low, high, source)
+        yield
+        # SIGTERM: uvicorn stops accepting, lets in-flight requests finish, then we get here.
+        await close_pool(app.state.pool)
+        log.info("instance %s: pool closed", settings.instance)
+
+    app = FastAPI(title="shop users", lifespan=lifespan)
+    app.state.settings = settings
+    install_handlers(app)
+    app.include_router(health.router)
+    app.include_router(users.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InstanceHeader, instance=settings.instance)
+    return app

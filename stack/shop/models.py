@@ -1,0 +1,26 @@
+"""Pydantic schemas: what the API accepts and returns."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr = Field(max_length=254)
+    name: str = Field(min_length=1, max_length=100)
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    limit: int
+    offset: int
+    # No total: a count(*) per page is a classic cost at scale.
