@@ -13,7 +13,7 @@ from shop.errors import ExerciseNotDone, install_handlers
 from shop.exercises import Exercises
 from shop.middleware import BodyLimit, InstanceHeader
 
-log = logging.getLogger("shop")
+log = logging.getLogger("uvicorn.error")  # configured by uvicorn: lines land in the member's log
 
 
 async def _pool_bounds(settings: Settings, exercises: Exercises) -> tuple[int, int, str]:

@@ -9,7 +9,8 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailStr = Field(max_length=254)
-    name: str = Field(min_length=1, max_length=100)
+    # No control characters (Postgres text cannot even hold NUL).
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
 class UserOut(BaseModel):

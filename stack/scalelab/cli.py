@@ -1,0 +1,113 @@
+"""``scalelab`` — the command line over the same ``Stack`` API the notebooks use.
+
+    scalelab up --lab 1        start (or re-use) lab 1's stack and leave it running
+    scalelab status            what runs, where
+    scalelab logs users-1      the tail of one member's log
+    scalelab check --lab 1     run lab 1's exercise checks against the live stack
+    scalelab reset --lab 1     back to the lab's starting state (data and workspace wiped)
+    scalelab down              stop everything
+    scalelab doctor            tools, binaries, ports, memory, CPU
+"""
+
+import argparse
+import importlib
+import sys
+
+from scalelab import doctor
+from scalelab.errors import ScalelabError
+from scalelab.exercise import CheckFailed, Exercise
+from scalelab.paths import default_state_dir
+from scalelab.stack import Stack
+
+
+def _stack(args, lab: int | None = None) -> Stack:
+    return Stack(lab=lab or args.lab, runtime=args.runtime, state_dir=args.state_dir, detach=True)
+
+
+def cmd_up(args) -> int:
+    stack = _stack(args).up()
+    print(stack.status().to_string(index=False))
+    print(f"\nlab {stack.lab} is up on runtime={args.runtime!r}: users at {stack.url('users')}")
+    print(f"open the notebook: `make jupyter`, then labs/{_notebook(stack.lab)}  ·  stop it: `make down`")
+    return 0
+
+
+def cmd_down(args) -> int:
+    stack = _stack(args)
+    stack.down()
+    print("stack stopped: every process it started has exited")
+    return 0
+
+
+def cmd_status(args) -> int:
+    stack = _stack(args)
+    table = stack.status()
+    lab = stack.runtime.running_lab()
+    print(table.to_string(index=False) if len(table) else "nothing running")
+    if lab:
+        print(f"\nlab {lab} is up on runtime={args.runtime!r}")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    print(_stack(args).logs(args.member, args.tail))
+    return 0
+
+
+def cmd_check(args) -> int:
+    stack = _stack(args)
+    if stack.runtime.running_lab() != stack.lab:
+        print(f"lab {stack.lab} is not up: run `make lab-{stack.lab}` first", file=sys.stderr)
+        return 1
+    module = importlib.import_module(f"scalelab.labs.lab{stack.lab:02d}")
+    exercises = [value for value in vars(module).values() if isinstance(value, Exercise)]
+    failed = 0
+    for exercise in exercises:
+        try:
+            exercise.check(stack)
+        except CheckFailed as exc:
+            failed += 1
+            print(f"✗ {exc}")
+    print(f"\n{len(exercises) - failed} of {len(exercises)} checks pass")
+    return 1 if failed else 0
+
+
+def cmd_reset(args) -> int:
+    stack = _stack(args).reset()
+    print(f"lab {stack.lab} reset: fresh database, empty workspace; users at {stack.url('users')}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    return doctor.report(args.state_dir or default_state_dir())
+
+
+def _notebook(lab: int) -> str:
+    from scalelab.paths import REPO
+    found = sorted((REPO / "labs").glob(f"{lab:02d}-*.ipynb"))
+    return found[0].name if found else f"{lab:02d}-*.ipynb"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scalelab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtime", default="local", choices=["local", "compose", "kind"])
+    parser.add_argument("--state-dir", default=None, help="default: $SCALELAB_HOME or .scalelab/ in the repo")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in [("up", cmd_up), ("down", cmd_down), ("status", cmd_status), ("check", cmd_check),
+                     ("reset", cmd_reset), ("doctor", cmd_doctor), ("logs", cmd_logs)]:
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        p.add_argument("--lab", type=int, default=1)
+        if name == "logs":
+            p.add_argument("member", help="e.g. users-1 or postgres")
+            p.add_argument("--tail", type=int, default=40)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ScalelabError, ValueError) as exc:
+        print(f"scalelab {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

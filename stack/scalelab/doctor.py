@@ -1,0 +1,70 @@
+"""``scalelab doctor``: what this machine has for the lab, one line per fact."""
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import psutil
+
+from scalelab import binaries
+from scalelab.errors import RuntimeUnavailable
+from scalelab.ports import HOST, free_port
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def rows(state_dir) -> list[tuple[str, str, str]]:
+    """(status, what, detail) for everything the lab needs or can use."""
+    found = [(OK if sys.version_info >= (3, 11) else FAIL, "python", f"{platform.python_version()} at {sys.executable}")]
+    for name, finder in binaries.FINDERS.items():
+        try:
+            binary = finder()
+            found.append((OK, name, f"{binary.version()} — {binary.path} ({binary.origin})"))
+        except RuntimeUnavailable as exc:
+            found.append((FAIL if name == "postgres" else WARN, name, str(exc)))
+    if os.geteuid() == 0:
+        found.append((OK if shutil.which("setpriv") else FAIL, "root",
+                      "running as root: Postgres runs as `nobody` via setpriv"
+                      if shutil.which("setpriv") else "running as root and setpriv is missing: apt-get install util-linux"))
+    for tool, argv in {"docker": ["docker", "--version"], "kind": ["kind", "version"],
+                       "kubectl": ["kubectl", "version", "--client"]}.items():
+        version = _version(argv) if shutil.which(tool) else None
+        found.append((OK if version else WARN, tool,
+                      version or f"not found — needed only for runtime=\"{'kind' if tool != 'docker' else 'compose'}\""))
+    try:
+        found.append((OK, "ports", f"{HOST} can bind free ports (e.g. {free_port()})"))
+    except OSError as exc:
+        found.append((FAIL, "ports", f"cannot bind {HOST}: {exc}"))
+    memory = psutil.virtual_memory()
+    found.append((OK if memory.available > 2 * 2**30 else WARN, "memory",
+                  f"{memory.available / 2**30:.1f} GiB available of {memory.total / 2**30:.1f} GiB (a lab needs ~1 GiB)"))
+    cores = os.cpu_count() or 1
+    found.append((OK if cores >= 2 else WARN, "cpu", f"{cores} cores (load tests share them with the servers)"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(state_dir).free
+    found.append((OK if free > 2**30 else WARN, "disk", f"{free / 2**30:.1f} GiB free at {state_dir}"))
+    return found
+
+
+def report(state_dir) -> int:
+    results = rows(state_dir)
+    width = max(len(what) for _, what, _ in results)
+    for status, what, detail in results:
+        print(f"[{status:>4}] {what:<{width}}  {detail}")
+    failed = [what for status, what, _ in results if status == FAIL]
+    if failed:
+        print(f"\ndoctor: missing what the local runtime needs: {', '.join(failed)}")
+        return 1
+    print("\ndoctor: ready for runtime=\"local\"")
+    return 0

@@ -1,0 +1,1 @@
+"""Exercises and checks, one module per lab: ``from scalelab.labs import lab01``."""

@@ -1,0 +1,111 @@
+"""Small matplotlib helpers for load-test results.  Each returns a Figure.
+
+    from scalelab import load, plot
+    r = load.run(url, ["/health"], duration=5)
+    plot.latency_cdf(r)        # how latency is distributed
+    plot.timeline(r)           # throughput and latency second by second
+    plot.ladder(load.ladder(url, ["/health"]))   # throughput/latency vs. users
+
+The figures are made with matplotlib's object API (no global pyplot state),
+so a cell that ends with ``plot.timeline(r)`` shows the chart exactly once.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+from matplotlib.figure import Figure as _MplFigure
+from matplotlib.ticker import FormatStrFormatter
+
+from scalelab.load import LoadResult
+
+
+class Figure(_MplFigure):
+    """A matplotlib Figure that Jupyter renders inline as a PNG."""
+
+    def _repr_png_(self):
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def _new(nrows=1, figsize=(7, 4), **kw):
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, 1, squeeze=False, **kw)[:, 0]
+
+
+def latency_cdf(results: dict[str, LoadResult] | LoadResult, ax=None):
+    """Cumulative latency distribution: the fraction of requests that finished within x ms.
+
+    Pass one result or ``{"label": result, ...}`` to compare runs.  The x axis is
+    logarithmic, so both 1 ms and 1000 ms are readable; responses that took
+    under 1 ms are drawn at 0.5 ms.
+    """
+    if isinstance(results, LoadResult):
+        results = {results.label: results}
+    if ax is None:
+        fig, (ax,) = _new()
+    else:
+        fig = ax.figure
+    for label, res in results.items():
+        hist = pd.Series(res.response_times, dtype=float).sort_index()
+        if hist.empty:
+            continue
+        x = [max(ms, 0.5) for ms in hist.index]
+        ax.step(x, hist.cumsum() / hist.sum(), where="post", label=label)
+    ax.set(xscale="log", ylim=(0, 1.02), xlabel="response time (ms, log scale)",
+           ylabel="fraction of requests ≤ x", title="Latency CDF")  # fmt: skip
+    for q in (0.5, 0.95, 0.99):
+        ax.axhline(q, color="grey", lw=0.6, ls=":")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # 1, 10, 100 instead of 10^0, 10^1 ...
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def ladder(df: pd.DataFrame):
+    """Throughput (rps) and p95 latency against the number of concurrent users.
+
+    ``df`` is what ``load.ladder`` returns (columns users, rps, p95_ms).
+    Throughput that stops growing while latency climbs means the service is saturated.
+    """
+    fig, (ax,) = _new()
+    ax.plot(df["users"], df["rps"], "o-", color="tab:blue", label="throughput (rps)")
+    ax.set(xlabel="concurrent users", ylabel="requests / s", xscale="log", xticks=list(df["users"]),
+           xticklabels=[str(u) for u in df["users"]], title="Throughput and latency vs. users")  # fmt: skip
+    ax.minorticks_off()  # label only the user levels that were measured
+    ax.tick_params(axis="y", labelcolor="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(df["users"], df["p95_ms"], "s--", color="tab:red", label="p95 latency (ms)")
+    ax2.set_ylabel("p95 latency (ms)")
+    ax2.tick_params(axis="y", labelcolor="tab:red")
+    ax.set_ylim(bottom=0)  # both axes from zero, so small changes don't look dramatic
+    ax2.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="upper left", fontsize="small")
+    return fig
+
+
+def timeline(result_or_df: LoadResult | pd.DataFrame, columns=("rps", "p95_ms")):
+    """One panel per column of the per-second timeline, against seconds since start."""
+    df = result_or_df.timeline if isinstance(result_or_df, LoadResult) else result_or_df
+    fig, axes = _new(len(columns), figsize=(7, 2.2 * len(columns)), sharex=True)
+    for ax, col in zip(axes, columns):
+        ax.plot(df["t_s"], df[col], "o-", ms=3)
+        ax.set_ylabel(col)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("seconds since start")
+    axes[0].set_title("Timeline (one point per second)")
+    return fig
+
+
+def bars(df: pd.DataFrame, x: str, y: str, title: str = ""):
+    """A plain bar chart of ``df[y]`` per ``df[x]``, e.g. ``bars(summaries, "label", "rps", "Throughput")``."""
+    fig, (ax,) = _new()
+    ax.bar(df[x].astype(str), df[y], color="tab:blue")
+    ax.bar_label(ax.containers[0], fmt="%.4g", fontsize="small")
+    ax.set(xlabel=x, ylabel=y, title=title)
+    ax.tick_params(axis="x", labelrotation=20)
+    return fig
