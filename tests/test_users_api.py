@@ -114,7 +114,7 @@ def test_list_is_paged_and_bounded(api, new_email):
 
 
 def test_wrong_method_and_unknown_path_are_json(api):
-    assert_json_error(api.delete("/users"), 405, "method_not_allowed")
+    assert_json_error(api.put("/users"), 405, "method_not_allowed")
     assert_json_error(api.get("/no/such/path"), 404, "not_found")
 
 
@@ -127,3 +127,29 @@ def test_pool_size_comes_from_the_pool_exercise(api):
 def test_migrations_are_recorded_once(stack):
     names = [r["name"] for r in db.fetch(stack.database_url(), "SELECT name FROM schema_migrations")]
     assert names == sorted(set(names)) and "001_users.sql" in names
+
+
+def test_patch_changes_only_the_fields_sent(api, new_email):
+    user = api.post("/users", json={"email": new_email(), "name": "Before"}).json()
+    patched = api.patch(f"/users/{user['id']}", json={"name": "After"})
+    assert patched.status_code == 200
+    assert patched.json() == {**user, "name": "After"}
+    assert api.get(f"/users/{user['id']}").json()["name"] == "After"
+
+
+def test_patch_to_a_taken_email_is_409_and_changes_nothing(api, new_email):
+    first = api.post("/users", json={"email": new_email(), "name": "First"}).json()
+    second = api.post("/users", json={"email": new_email(), "name": "Second"}).json()
+    assert_json_error(api.patch(f"/users/{second['id']}", json={"email": first["email"]}), 409, "conflict")
+    assert api.get(f"/users/{second['id']}").json() == second
+
+
+def test_patch_and_delete_of_a_missing_user_are_404(api):
+    assert_json_error(api.patch("/users/987654321", json={"name": "X"}), 404, "not_found")
+    assert_json_error(api.delete("/users/987654321"), 404, "not_found")
+
+
+def test_delete_removes_the_user(api, new_email):
+    user = api.post("/users", json={"email": new_email(), "name": "Gone"}).json()
+    assert api.delete(f"/users/{user['id']}").status_code == 204
+    assert_json_error(api.get(f"/users/{user['id']}"), 404, "not_found")

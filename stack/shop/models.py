@@ -13,6 +13,15 @@ class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
+class UserUpdate(BaseModel):
+    """A partial update: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr | None = Field(None, max_length=254)
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
 class UserOut(BaseModel):
     id: int
     email: str

@@ -6,17 +6,20 @@ Python process (the CLI, a notebook kernel) finds a running stack there and re-u
 
 import json
 import signal as signals
-import sys
 from pathlib import Path
 
-import httpx
 import pandas as pd
 
 from scalelab.errors import ScalelabError
-from scalelab.plans import Plan, plan_for
+from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
+from scalelab.runtimes import local_users
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
+
+# How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
+# and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
+SERVICES = {"users": local_users}
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
@@ -112,6 +115,13 @@ class LocalRuntime:
         for name in current[replicas:]:
             self.procs.pop(name).stop()
         self._save()
+        self._members_changed(service)
+
+    def _members_changed(self, service: str) -> None:
+        """Tell the other services (e.g. a load balancer) that ``service``'s members changed."""
+        for other, module in SERVICES.items():
+            if other != service and self.members(other) and hasattr(module, "on_members_changed"):
+                module.on_members_changed(self, service)
 
     def kill(self, member: str, signal: str = "KILL") -> None:
         if signal not in SIGNALS:
@@ -183,29 +193,17 @@ class LocalRuntime:
         return True
 
     def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
-        if service != "users":
+        if service not in SERVICES:
             raise ScalelabError(f"the local runtime does not know how to run {service!r} yet")
-        plan = plan_for(self.lab)
-        env = {
-            "SHOP_DATABASE_URL": self.database_url("app"),
-            "SHOP_INSTANCE": name,
-            "SHOP_WORKSPACE": str(self.workspace),
-            "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
-            "SHOP_PLANNED_REPLICAS": "3",
-            **plan.settings,
-        }
-        argv = [sys.executable, "-m", "uvicorn", "shop.main:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(port),
-                "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]
-        return ProcessRecord(name=name, argv=argv, log=str(self.home / f"logs/{name}.log"), port=port, env=env)
+        return SERVICES[service].record(self, name, port)
 
     def _start(self, rec: ProcessRecord) -> None:
         rec.start()
         if rec.name == "postgres":
             rec.wait_ready(lambda: self.pg.accepts_connections(rec.port), timeout=60, what="accepting connections")
         else:
-            url = f"http://127.0.0.1:{rec.port}/ready"
-            rec.wait_ready(lambda: httpx.get(url, timeout=2).status_code == 200, timeout=60, what="ready (GET /ready)")
+            module = SERVICES[rec.name.rsplit("-", 1)[0]]
+            rec.wait_ready(lambda: module.ready(self, rec), timeout=60, what="ready")
 
     def wipe(self) -> None:
         """Delete the database cluster, its passwords and the logs (the stack must be down)."""

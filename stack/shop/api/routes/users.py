@@ -5,7 +5,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 
 from shop.db import connection
 from shop.errors import Conflict, NotFound
-from shop.models import UserCreate, UserOut, UserPage
+from shop.models import UserCreate, UserOut, UserPage, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -49,3 +49,29 @@ async def list_users(
             limit, offset,
         )
     return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
+
+
+@router.patch("/{user_id}", response_model=UserOut)
+async def update_user(update: UserUpdate, request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+    changes = update.model_dump(exclude_unset=True, exclude_none=True)
+    async with connection(request) as conn:
+        try:
+            # COALESCE keeps a column when its parameter is NULL (not sent).
+            row = await conn.fetchrow(
+                "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name)"
+                " WHERE id = $1 RETURNING id, email, name, created_at",
+                user_id, changes.get("email"), changes.get("name"),
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"a user with email {changes.get('email')} already exists") from None
+    if row is None:
+        raise NotFound(f"no user with id {user_id}")
+    return dict(row)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user(request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+    async with connection(request) as conn:
+        deleted = await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING id", user_id)
+    if deleted is None:
+        raise NotFound(f"no user with id {user_id}")
