@@ -12,6 +12,7 @@
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from scalelab import doctor
 from scalelab.errors import ScalelabError
@@ -79,7 +80,7 @@ def cmd_reset(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    return doctor.report(args.state_dir or default_state_dir())
+    return doctor.report(Path(args.state_dir) if args.state_dir else default_state_dir())
 
 
 def _notebook(lab: int) -> str:

@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     # How many replicas the operator plans to run: the pool exercise sizes one
     # replica's pool so that all of them fit under Postgres' max_connections.
     planned_replicas: int = Field(1, ge=1)
-    acquire_timeout_s: float = Field(5.0, gt=0)
+    # Waiting for a free pool connection gives up before a query would: 503, not a hang.
+    acquire_timeout_s: float = Field(2.0, gt=0)
     statement_timeout_ms: int = Field(5000, ge=0)
 
     # The name this process puts in every response's X-Instance header.
@@ -34,3 +35,16 @@ class Settings(BaseSettings):
     # Exercises: learner code loaded from this directory (see exercises.py).
     workspace: Path | None = None
     exercises: list[str] = Field(default_factory=list)
+
+    # Redis (lab 03): the user cache and the rate limiter. Unset = neither runs.
+    redis_url: str | None = None
+    # Per Redis command: a slow or dead Redis costs a request at most this, then the DB path.
+    redis_timeout_s: float = Field(0.25, gt=0)
+    redis_max_connections: int = Field(32, ge=1)
+    cache_ttl_s: int = Field(60, ge=1)
+    # Rate limiting: at most `rate_limit` requests per client per window; 0 = off.
+    # A client is its X-Client-Id (API key); with rate_limit_by_ip, requests without
+    # one count against the client IP that nginx forwards in X-Real-IP.
+    rate_limit: int = Field(0, ge=0)
+    rate_limit_window_s: int = Field(1, ge=1)
+    rate_limit_by_ip: bool = False

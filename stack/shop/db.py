@@ -18,6 +18,7 @@ DB_UNAVAILABLE = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
     asyncpg.AdminShutdownError,
+    asyncpg.QueryCanceledError,   # statement_timeout: the database is too busy to answer in time
 )
 
 
@@ -60,4 +61,4 @@ async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
         async with pool.acquire(timeout=timeout) as conn:
             yield conn
     except DB_UNAVAILABLE as exc:
-        raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise Unavailable(f"database unavailable or too slow: {type(exc).__name__}") from exc

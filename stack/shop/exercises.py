@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from shop.config import Settings
+from shop.db import DB_UNAVAILABLE
 from shop.errors import DomainError, ExerciseNotDone
 
 
@@ -57,8 +58,12 @@ class Exercises:
             return exc
         return module
 
-    async def call(self, name: str, function: str, *args):
-        """Call ``function`` of exercise ``name``; await it when it is a coroutine."""
+    async def call(self, name: str, function: str, *args, passthrough: tuple[type[Exception], ...] = ()):
+        """Call ``function`` of exercise ``name``; await it when it is a coroutine.
+
+        Exceptions of the ``passthrough`` types reach the caller unchanged (e.g. Redis
+        errors, which shop/cache.py turns into the database path).
+        """
         fn = getattr(self.module(name), function, None)
         if fn is None:
             raise ExerciseError(f"{name}.py defines no function {function}()")
@@ -68,7 +73,9 @@ class Exercises:
                 result = await result
         except NotImplementedError as exc:
             raise ExerciseNotDone(f"{function}() is still the stub: {exc or 'raise NotImplementedError()'}") from exc
-        except DomainError:
+        except (DomainError, *DB_UNAVAILABLE):
+            raise  # a lost or slow database is not the learner's bug: db.connection() answers 503
+        except passthrough:
             raise
         except Exception as exc:  # learner code: name the failure instead of a bare 500
             raise ExerciseError(f"{function}() raised {type(exc).__name__}: {exc}") from exc

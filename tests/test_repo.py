@@ -1,0 +1,73 @@
+"""The repository's contracts: layout, README commands, CI entry, kind config, references."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_has_the_design_cards_layout():
+    for path in ["labs", "solutions", "stack/shop", "stack/scalelab", "stack/deploy", "kind-config.yaml",
+                 "Makefile", "tests", "README.md", "pyproject.toml", ".ci/run"]:
+        assert (REPO / path).exists(), path
+
+
+def test_pyproject_pins_every_package_the_design_names_to_a_range():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    all_deps = deps["dependencies"] + deps["optional-dependencies"]["test"]
+    for package in ["jupyterlab", "papermill", "docker", "kubernetes", "fastapi", "redis", "asyncpg",
+                    "celery", "pytest-notebook"]:
+        spec = next((d for d in all_deps if re.match(rf"{package}(\[.*\])?[<>=]", d)), None)
+        assert spec and ">=" in spec and "<" in spec, f"{package} must be pinned to a range, got {spec}"
+
+
+def test_readme_states_the_two_commands_first():
+    text = (REPO / "README.md").read_text()
+    commands = re.findall(r"^\s*(make [\w-]+)", text, flags=re.M)
+    assert commands[:2] == ["make lab-1", "make test"], commands[:4]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    lines = [l for l in (REPO / ".ci/run").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert lines[-1].strip() == "exec make test"
+
+
+def test_kind_config_is_a_valid_multi_node_cluster_with_a_loopback_port_mapping():
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    roles = [node["role"] for node in config["nodes"]]
+    assert roles.count("control-plane") == 1 and roles.count("worker") >= 1
+    assert set(roles) <= {"control-plane", "worker"}
+    mappings = [m for node in config["nodes"] for m in node.get("extraPortMappings", [])]
+    assert mappings, "the lab's ingress port must be mapped"
+    for m in mappings:
+        assert set(m) <= {"containerPort", "hostPort", "listenAddress", "protocol"}
+        assert 30000 <= m["containerPort"] <= 32767, "a NodePort"
+        assert m["listenAddress"] == "127.0.0.1" and m["protocol"] in ("TCP", "UDP", "SCTP")
+
+
+WRITEFILE = re.compile(r"^%%writefile\s+\{WORKSPACE\}/(?P<name>[\w.]+)\s*$")
+
+
+def solution_exercise_files():
+    import json
+    for notebook in sorted((REPO / "solutions").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            lines = "".join(cell["source"]).splitlines()
+            if cell["cell_type"] == "code" and lines and (m := WRITEFILE.match(lines[0])):
+                body = [l for l in lines[1:] if l.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")]
+                yield notebook.name, m["name"], "\n".join(body).strip() + "\n"
+
+
+@pytest.mark.parametrize("notebook, name, code", list(solution_exercise_files()),
+                         ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "")
+def test_reference_solutions_equal_the_solution_cells(notebook, name, code):
+    """Later labs run earlier exercises from the reference: it must be what the solution teaches."""
+    candidates = [REPO / "stack/shop/reference" / name, *REPO.glob(f"stack/deploy/**/reference/{name}")]
+    reference = next((p for p in candidates if p.exists()), None)
+    assert reference is not None, f"{notebook}: no reference file for {name}"
+    assert reference.read_text().strip() + "\n" == code, f"{reference} differs from the cell in {notebook}"
