@@ -27,6 +27,14 @@ def stack(tmp_path_factory):
     stack.down()
 
 
+@pytest.fixture(scope="session")
+def lab3(tmp_path_factory):
+    """Lab 03's stack (Postgres, Redis, users replicas), its exercises done from the reference."""
+    stack = completed_stack(tmp_path_factory.mktemp("state-lab3"), lab=3)
+    yield stack
+    stack.down()
+
+
 @pytest.fixture
 def api(stack):
     with httpx.Client(base_url=stack.url("users"), timeout=10) as client:

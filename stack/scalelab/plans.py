@@ -18,6 +18,9 @@ class Plan:
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
             exercises=("user_queries", "pool")),
+    3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3},
+            exercises=("user_cache", "rate_limit"),
+            settings={"SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"}),
 }
 
 

@@ -78,6 +78,9 @@ class Stack:
     def database_url(self, role: str = "app") -> str:
         return self.runtime.database_url(role)
 
+    def redis_url(self) -> str:
+        return self.runtime.redis_url()
+
     def members(self, service: str = "users") -> list[str]:
         return self.runtime.members(service)
 

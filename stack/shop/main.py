@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shop import cache
 from shop.api.routes import health, users
 from shop.config import Settings
 from shop.db import close_pool, create_pool, server_max_connections
 from shop.errors import ExerciseNotDone, install_handlers
 from shop.exercises import Exercises
 from shop.middleware import BodyLimit, InstanceHeader
+from shop.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn: lines land in the member's log
 
@@ -39,10 +41,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await create_pool(settings, low, high, app_name=f"shop-users:{settings.instance}")
         app.state.pool_source = source
         app.state.exercises = exercises
+        # Redis (lab 03): the user cache and the rate limiter; both work without it.
+        app.state.redis = cache.connect(settings)
+        app.state.user_cache = cache.UserCache(app.state.redis, exercises, settings.cache_ttl_s)
+        app.state.rate_limiter = RateLimiter(app.state.redis, exercises, settings)
         log.info("instance %s ready: pool %d..%d from %s", settings.instance, low, high, source)
         yield
         # SIGTERM: uvicorn stops accepting, lets in-flight requests finish, then we get here.
         await close_pool(app.state.pool)
+        await cache.close(app.state.redis)
         log.info("instance %s: pool closed", settings.instance)
 
     app = FastAPI(title="shop users", lifespan=lifespan)
@@ -51,5 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(users.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit and settings.redis_url:
+        app.add_middleware(RateLimit)   # before the body is read; its 429s still carry X-Instance
     app.add_middleware(InstanceHeader, instance=settings.instance)
     return app

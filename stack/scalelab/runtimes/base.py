@@ -30,6 +30,9 @@ class Runtime(Protocol):
     def database_url(self, role: str = "app") -> str:
         """A DSN for the lab database as the app role (``app``) or the superuser (``admin``)."""
 
+    def redis_url(self) -> str:
+        """``redis://:PASSWORD@HOST:PORT/0`` of the stack's Redis (labs 03+)."""
+
     def members(self, service: str) -> list[str]:
         """Names of a service's members, e.g. ``["users-1", "users-2"]``."""
 

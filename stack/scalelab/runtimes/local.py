@@ -14,12 +14,12 @@ from scalelab.errors import ScalelabError
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_users
+from scalelab.runtimes import local_redis, local_users
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
 # and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
-SERVICES = {"users": local_users}
+SERVICES = {"users": local_users, "redis": local_redis}
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
@@ -81,7 +81,7 @@ class LocalRuntime:
 
     def down(self) -> None:
         # Entry points first, then apps, then stores: nothing is cut off mid-request.
-        order = sorted(self.procs.values(), key=lambda rec: rec.name.startswith("postgres"))
+        order = sorted(self.procs.values(), key=lambda rec: rec.name.startswith(("postgres", "redis")))
         for rec in order:
             rec.stop()
         self.procs.clear()
@@ -99,6 +99,9 @@ class LocalRuntime:
 
     def database_url(self, role: str = "app") -> str:
         return self.pg.dsn(self._record("postgres").port, role)
+
+    def redis_url(self) -> str:
+        return local_redis.url(self, self._record("redis-1"))
 
     def members(self, service: str) -> list[str]:
         names = [n for n in self.procs if n == service or n.startswith(service + "-")]

@@ -19,6 +19,8 @@ def record(rt, name: str, port: int) -> ProcessRecord:
         "SHOP_PLANNED_REPLICAS": "3",
         **plan.settings,
     }
+    if plan.has("redis"):
+        env["SHOP_REDIS_URL"] = rt.redis_url()
     argv = [sys.executable, "-m", "uvicorn", "shop.main:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
             "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]

@@ -44,4 +44,6 @@ async def stats(request: Request) -> dict:
             "source": state.pool_source,
         },
         "exercises": {name: state.exercises.source(name) for name in ("user_queries", "pool")},
+        "cache": state.user_cache.stats(),
+        "rate_limit": state.rate_limiter.stats(),
     }
