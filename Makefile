@@ -12,7 +12,7 @@ SCALELAB = $(BIN)/scalelab --runtime $(RUNTIME)
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% test test-fast down status doctor jupyter labs clean
+.PHONY: help setup lab-% test test-fast bench down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -55,6 +55,10 @@ test: $(STAMP)  ## run every test: service, driver, notebooks (solutions pass, u
 
 test-fast: $(STAMP)  ## the tests without executing notebooks
 	$(BIN)/python -m pytest -m "not notebook"
+
+bench: $(STAMP)  ## measure the stack against its ceilings; writes bench/results/<date>.{json,md,png}
+	bench/tools.sh
+	$(BIN)/python -m bench.run
 
 clean: down  ## stop the stack and delete its state, build outputs and the venv
 	rm -rf .scalelab build $(VENV)

@@ -1,6 +1,5 @@
 """Fixtures that start real servers (Postgres, the user service) once per session."""
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -8,21 +7,27 @@ import httpx
 import pytest
 
 from scalelab import Stack
-
-REFERENCE = Path(__file__).resolve().parents[1] / "stack/shop/reference"
+from scalelab.references import solve
 
 
 def completed_stack(state_dir: Path, lab: int = 1) -> Stack:
     """A stack whose workspace holds the reference solutions, as a learner who finished would."""
     stack = Stack(lab=lab, state_dir=state_dir)
-    for name in stack.plan.exercises:
-        shutil.copy(REFERENCE / f"{name}.py", stack.workspace / f"{name}.py")
+    solve(stack)
     return stack.up()
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     stack = completed_stack(tmp_path_factory.mktemp("state"))
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="session")
+def lab2(tmp_path_factory):
+    """Lab 02's stack (Postgres, 3 users replicas, nginx), its exercises done from the reference."""
+    stack = completed_stack(tmp_path_factory.mktemp("state-lab2"), lab=2)
     yield stack
     stack.down()
 

@@ -10,13 +10,12 @@
 """
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-from scalelab import doctor
+from scalelab import doctor, references
 from scalelab.errors import ScalelabError
-from scalelab.exercise import CheckFailed, Exercise
+from scalelab.exercise import CheckFailed
 from scalelab.paths import default_state_dir
 from scalelab.stack import Stack
 
@@ -60,8 +59,7 @@ def cmd_check(args) -> int:
     if stack.runtime.running_lab() != stack.lab:
         print(f"lab {stack.lab} is not up: run `make lab-{stack.lab}` first", file=sys.stderr)
         return 1
-    module = importlib.import_module(f"scalelab.labs.lab{stack.lab:02d}")
-    exercises = [value for value in vars(module).values() if isinstance(value, Exercise)]
+    exercises = references.exercises(stack.lab)
     failed = 0
     for exercise in exercises:
         try:

@@ -60,8 +60,8 @@ class Exercise:
         if not self.reference:
             print("This exercise has no reference file; see solutions/ in the repository.")
             return
-        spec = importlib.util.find_spec(self.reference)
-        print(Path(spec.origin).read_text())
+        from scalelab.references import reference_file
+        print(reference_file(self).read_text())
 
     def _hint_pointer(self) -> str:
         handle = self.handle or self.name

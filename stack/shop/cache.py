@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from shop.config import Settings
-from shop.errors import ExerciseNotDone
+from shop.errors import DomainError, ExerciseNotDone
 from shop.exercises import Exercises
 
 log = logging.getLogger("uvicorn.error")
@@ -58,6 +58,22 @@ async def close(client: aioredis.Redis | None) -> None:
         await client.aclose(close_connection_pool=True)
 
 
+def not_written(exercises: Exercises, name: str) -> str | None:
+    """Why exercise ``name`` cannot run yet (its file is missing), or None.
+
+    Checked at start-up so that /stats is right before the first request; a stub
+    function is found on its first call. A file that does not import is left for the
+    requests to report (500 exercise_error names the problem).
+    """
+    try:
+        exercises.module(name)
+    except ExerciseNotDone as exc:
+        return str(exc.detail)
+    except DomainError:
+        return None
+    return None
+
+
 class Degraded:
     """Counts Redis failures and logs them at most once a second (not once per request)."""
 
@@ -89,7 +105,11 @@ class UserCache:
         self.exercises = exercises
         self.ttl_s = ttl_s
         self.degraded = Degraded("user cache")
-        self.off_reason: str | None = None if client is not None else "no Redis in this stack"
+        self.off_reason: str | None = None
+        if client is None:
+            self.off_reason = "no Redis in this stack"
+        elif missing := not_written(exercises, self.EXERCISE):
+            self._turn_off(missing)
 
     async def get(self, user_id: int, load: Callable[[int], Awaitable[dict | None]]) -> dict | None:
         """The user, from Redis when cached; ``load(user_id)`` reads the database."""

@@ -21,7 +21,7 @@ import re
 
 import redis.asyncio as aioredis
 
-from shop.cache import REDIS_ERRORS, Degraded
+from shop.cache import REDIS_ERRORS, Degraded, not_written
 from shop.config import Settings
 from shop.errors import DomainError, ExerciseNotDone, error_body
 from shop.exercises import Exercises
@@ -42,6 +42,8 @@ class RateLimiter:
         self.degraded = Degraded("rate limiter")
         self.off_reason: str | None = (None if client is not None and self.limit > 0
                                        else "not configured (SHOP_RATE_LIMIT=0 or no Redis)")
+        if self.off_reason is None and (missing := not_written(exercises, self.EXERCISE)):
+            self.off_reason = f"rate limit exercise not done ({missing}): not limiting"
 
     async def allow(self, client: str) -> tuple[bool, int]:
         """(allowed, retry_after_s) for one more request of ``client``."""

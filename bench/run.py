@@ -1,0 +1,284 @@
+"""``make bench``: the stack's performance against its ceilings, side by side, in one run.
+
+Request-path ladder at one concurrency for a bounded time (wrk; Locust if wrk is missing):
+  1. bare uvicorn "hello" (the framework's ceiling here)   2. GET /users/{id} on one process
+  3. the same through nginx over 2 replicas                 4. the same with the Redis cache warm
+  5. the stores' ceilings: redis-benchmark GET and pgbench -S on the same servers
+Lab economics: cold/warm ``up()``, ``down()``, memory (PSS) of each lab's stack, and the wall
+time of each solution notebook with FAST on. Results: bench/results/<date>.{json,md,png};
+the README's table is replaced with the latest. Nothing here is asserted: it reports ratios.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import psutil
+
+from scalelab import Stack, db, load
+from scalelab.plans import PLANS
+from scalelab.ports import free_port
+from scalelab.process import ProcessRecord
+from scalelab.references import solve
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+CONCURRENCY = 64
+
+
+# -- load generators ----------------------------------------------------------------
+def _pinning() -> list[str]:
+    """Pin the load generator to the last core when there are cores to spare (>= 4)."""
+    cores = os.cpu_count() or 1
+    return ["taskset", "-c", str(cores - 1)] if cores >= 4 and shutil.which("taskset") else []
+
+
+def http_load(url: str, paths: list[str], seconds: float, label: str) -> dict:
+    if shutil.which("wrk"):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("\n".join(paths))
+        out = subprocess.run(
+            [*_pinning(), "wrk", "-t2", f"-c{CONCURRENCY}", f"-d{int(seconds)}s", "--timeout", "5s",
+             "-s", str(HERE / "wrk_report.lua"), url],
+            capture_output=True, text=True, env={**os.environ, "WRK_PATHS": f.name}, timeout=seconds + 30)
+        os.unlink(f.name)
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        report["rps"] = report["requests"] / report["duration_s"]
+        return {"rung": label, "loadgen": "wrk", **report}
+    result = load.run(url, paths, users=CONCURRENCY, duration=seconds, label=label)
+    row = result.summary.iloc[0].to_dict()
+    return {"rung": label, "loadgen": "locust", **{k: row[k] for k in
+            ("requests", "duration_s", "failures", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")}}
+
+
+@contextmanager
+def hello_server(workdir: Path):
+    port = free_port()
+    rec = ProcessRecord(name="hello", log=str(workdir / "hello.log"), port=port, argv=[
+        sys.executable, "-m", "uvicorn", "bench.hello_app:app", "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--log-level", "warning"], env={"PYTHONPATH": str(REPO)})
+    rec.start()
+    try:
+        rec.wait_ready(lambda: httpx.get(f"http://127.0.0.1:{port}/hello").status_code == 200)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        rec.stop()
+
+
+def user_paths(stack, n: int = 1000) -> list[str]:
+    dsn = stack.database_url()
+    db.fetch(dsn, "INSERT INTO users (email, name) SELECT 'bench-' || g || '@example.com', 'Bench ' || g "
+                  "FROM generate_series(1, $1) g ON CONFLICT ((lower(email))) DO NOTHING", n)
+    return [f"/users/{r['id']}" for r in db.fetch(dsn, "SELECT id FROM users ORDER BY id LIMIT $1", n)]
+
+
+def pgbench_select(stack, seconds: float) -> dict:
+    pg_bin = Path(stack.runtime.pg.bin_dir)
+    admin = stack.database_url("admin")
+    if not db.fetchval(admin, "SELECT 1 FROM pg_database WHERE datname = 'pgbench'"):
+        db.fetch(admin, "CREATE DATABASE pgbench")
+    bench_dsn = admin.rsplit("/", 1)[0] + "/pgbench"
+    subprocess.run([str(pg_bin / "pgbench"), "-i", "-q", "-s", "1", bench_dsn], check=True, capture_output=True)
+    out = subprocess.run([*_pinning(), str(pg_bin / "pgbench"), "-S", "-n", "-c", str(CONCURRENCY), "-j", "2",
+                          "-T", str(int(seconds)), bench_dsn], capture_output=True, text=True, check=True)
+    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
+    mean = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))
+    return {"rung": "pgbench -S (Postgres ceiling)", "loadgen": "pgbench", "rps": tps, "mean_ms": mean,
+            "requests": int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1)),
+            "failures": 0, "duration_s": seconds}
+
+
+def redis_get(stack, seconds: float) -> dict | None:
+    url = getattr(stack, "redis_url", None)
+    if url is None or not shutil.which("redis-benchmark"):
+        return None
+    parsed = httpx.URL(url())
+    argv = [*_pinning(), "redis-benchmark", "-h", parsed.host, "-p", str(parsed.port), "-t", "get",
+            "-c", str(CONCURRENCY), "-n", str(int(40_000 * seconds)), "--csv"]
+    if parsed.password:
+        argv += ["-a", parsed.password, "--no-auth-warning"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 10 + 30)
+    if out.returncode != 0:
+        print(f"bench: redis-benchmark failed, rung skipped: {(out.stderr or out.stdout).strip()[-300:]}")
+        return None
+    rows = list(pd.read_csv(pd.io.common.StringIO(out.stdout)).itertuples(index=False))
+    row = rows[0]._asdict()
+    return {"rung": "redis-benchmark GET (Redis ceiling)", "loadgen": "redis-benchmark", "rps": row["rps"],
+            "p50_ms": row["p50_latency_ms"], "p95_ms": row["p95_latency_ms"], "p99_ms": row["p99_latency_ms"],
+            "max_ms": row["max_latency_ms"], "mean_ms": row["avg_latency_ms"], "failures": 0}
+
+
+# -- the ladder -----------------------------------------------------------------------
+def ladder(workdir: Path, seconds: float) -> list[dict]:
+    rows = []
+    with hello_server(workdir) as hello:
+        rows.append(http_load(hello, ["/hello"], seconds, "1 bare uvicorn hello"))
+    with solved_stack(1, workdir / "lab1") as stack:
+        paths = user_paths(stack)
+        rows.append(http_load(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process"))
+        rows.append(pgbench_select(stack, seconds))
+    if 2 in PLANS:
+        with solved_stack(2, workdir / "lab2") as stack:
+            stack.scale("users", 2)
+            rows.append(http_load(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas"))
+    if 3 in PLANS:
+        with solved_stack(3, workdir / "lab3") as stack:
+            stack.scale("users", 2)
+            paths = user_paths(stack)
+            http_load(stack.url("users"), paths, min(seconds, 3), "warm-up")  # fills the cache
+            rows.append(http_load(stack.url("users"), paths, seconds, "4 via nginx, cache warm"))
+            if (redis := redis_get(stack, seconds)) is not None:
+                rows.append(redis)
+    return rows
+
+
+@contextmanager
+def solved_stack(lab: int, state_dir: Path):
+    stack = Stack(lab=lab, state_dir=state_dir)
+    solve(stack)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+def ratios(rows: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    hello = table.loc[table.rung.str.startswith("1 "), "rps"].iloc[0]
+    table["x hello"] = table.rps / hello
+    stores = {"pg": table.loc[table.rung.str.startswith("pgbench"), "rps"],
+              "redis": table.loc[table.rung.str.startswith("redis"), "rps"]}
+    ceiling = {"2 ": "pg", "3 ": "pg", "4 ": "redis"}
+    table["x store ceiling"] = [
+        row.rps / stores[ceiling[row.rung[:2]]].iloc[0]
+        if row.rung[:2] in ceiling and len(stores[ceiling[row.rung[:2]]]) else None
+        for row in table.itertuples()]
+    return table
+
+
+# -- lab economics ------------------------------------------------------------------------
+def stack_memory_mib(stack) -> float:
+    total = 0
+    for pid in stack.status().pid.dropna():
+        try:
+            root = psutil.Process(int(pid))
+            for proc in [root, *root.children(recursive=True)]:
+                total += proc.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+def economics(workdir: Path, notebooks: bool) -> list[dict]:
+    rows = []
+    for lab in sorted(PLANS):
+        stack = Stack(lab=lab, state_dir=workdir / f"econ{lab}")
+        solve(stack)
+        started = time.perf_counter()
+        stack.up()
+        cold = time.perf_counter() - started
+        memory = stack_memory_mib(stack)
+        started = time.perf_counter()
+        stack.down()
+        down = time.perf_counter() - started
+        started = time.perf_counter()
+        stack.up()
+        warm = time.perf_counter() - started
+        stack.down()
+        row = {"lab": lab, "cold up s": cold, "warm up s": warm, "down s": down, "memory MiB (PSS)": memory}
+        if notebooks:
+            row["notebook s (FAST)"] = notebook_seconds(lab, workdir / f"nb{lab}")
+        rows.append(row)
+    return rows
+
+
+def notebook_seconds(lab: int, state_dir: Path) -> float | None:
+    import papermill as pm
+    found = sorted((REPO / "solutions").glob(f"{lab:02d}-*.ipynb"))
+    if not found:
+        return None
+    os.environ["SCALELAB_HOME"] = str(state_dir)
+    started = time.perf_counter()
+    try:
+        pm.execute_notebook(str(found[0]), str(state_dir / "out.ipynb"), parameters={"FAST": True},
+                            kernel_name="python3", cwd=str(found[0].parent), progress_bar=False,
+                            execution_timeout=600)
+    finally:
+        Stack(lab=lab, state_dir=state_dir).down()
+        os.environ.pop("SCALELAB_HOME")
+    return time.perf_counter() - started
+
+
+# -- reporting ----------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+
+
+def markdown(table: pd.DataFrame, econ: pd.DataFrame, meta: dict) -> str:
+    cols = ["rung", "loadgen", "rps", "p50_ms", "p95_ms", "p99_ms", "failures", "x hello", "x store ceiling"]
+    return "\n".join([
+        f"Measured {meta['date']} on {meta['machine']}; concurrency {CONCURRENCY}, {meta['seconds']} s per rung, "
+        f"load generator {'pinned to the last core' if meta['pinned'] else 'not pinned (fewer than 4 cores: it shares them with the servers)'}.",
+        "", table[[c for c in cols if c in table]].to_markdown(index=False, floatfmt=".2f"),
+        "", econ.to_markdown(index=False, floatfmt=".2f"), ""])
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    from scalelab import plot as plots
+    fig = plots.bars(table, "rung", "rps", f"requests/s at concurrency {CONCURRENCY}")
+    fig.savefig(path, bbox_inches="tight")
+
+
+def update_readme(md: str) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    block = f"<!-- bench:start -->\n{md}\n<!-- bench:end -->"
+    if "<!-- bench:start -->" in text:
+        text = re.sub(r"<!-- bench:start -->.*?<!-- bench:end -->", lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Benchmark (latest `make bench`)\n\n" + block + "\n"
+    readme.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
+    parser.add_argument("--no-notebooks", action="store_true", help="skip timing the solution notebooks")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="scalelab-bench-") as tmp:
+        workdir = Path(tmp)
+        table = ratios(ladder(workdir, args.seconds))
+        econ = pd.DataFrame(economics(workdir, notebooks=not args.no_notebooks))
+    meta = {"date": date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
+            "concurrency": CONCURRENCY, "pinned": bool(_pinning())}
+    stem = RESULTS / meta["date"]
+    stem.with_suffix(".json").write_text(json.dumps(
+        {**meta, "ladder": table.to_dict("records"), "economics": econ.to_dict("records")}, indent=1, default=str))
+    md = markdown(table, econ, meta)
+    stem.with_suffix(".md").write_text(md)
+    plot(table, stem.with_suffix(".png"))
+    update_readme(md)
+    print(md)
+    print(f"written: {stem}.json, .md, .png; README table updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
