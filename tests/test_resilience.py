@@ -3,6 +3,7 @@
 import asyncio
 import threading
 import time
+from contextlib import contextmanager
 
 import asyncpg
 import httpx
@@ -20,19 +21,10 @@ def own_stack(tmp_path_factory):
     stack.down()
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def test_sigterm_lets_an_in_flight_request_finish_then_closes_the_pool(own_stack):
-    api = own_stack.url("users")
-    user = httpx.post(f"{api}/users", json={"email": "slow@example.com", "name": "Slow"}).json()
-    admin = own_stack.database_url("admin").rsplit("/", 1)[0] + "/shop"
+@contextmanager
+def users_table_locked(stack):
+    """Hold an exclusive lock on ``users`` (from another connection) until the block ends."""
+    admin = stack.database_url("admin").rsplit("/", 1)[0] + "/shop"
     locked, release = threading.Event(), threading.Event()
 
     async def hold_lock():
@@ -47,21 +39,46 @@ def test_sigterm_lets_an_in_flight_request_finish_then_closes_the_pool(own_stack
     holder = threading.Thread(target=lambda: aio.run(hold_lock()))
     holder.start()
     assert locked.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def waiting_on_lock(stack) -> int:
+    """How many of the service's queries wait on a lock right now."""
+    return db.fetchval(stack.database_url("admin"), "SELECT count(*) FROM pg_stat_activity "
+                       "WHERE wait_event_type = 'Lock' AND application_name LIKE 'shop-users:%'")
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_sigterm_lets_an_in_flight_request_finish_then_closes_the_pool(own_stack):
+    api = own_stack.url("users")
+    user = httpx.post(f"{api}/users", json={"email": "slow@example.com", "name": "Slow"}).json()
     answers = {}
-    request = threading.Thread(target=lambda: answers.setdefault("r", httpx.get(f"{api}/users/{user['id']}", timeout=20)))
-    request.start()
-    # The request is in flight once its query waits on our lock.
-    assert wait_for(lambda: db.fetchval(admin, "SELECT count(*) FROM pg_stat_activity "
-                                        "WHERE wait_event_type = 'Lock' AND application_name LIKE 'shop-users:%'") == 1)
-    stopper = threading.Thread(target=lambda: own_stack.kill("users-1", signal="TERM"))
-    stopper.start()
-    # Draining: no new connections are accepted, the old request is still waiting.
-    assert wait_for(lambda: _refused(f"{api}/health"))
-    assert request.is_alive()
-    release.set()
-    request.join(20)
-    stopper.join(20)
-    holder.join(10)
+    with users_table_locked(own_stack) as release:
+        request = threading.Thread(
+            target=lambda: answers.setdefault("r", httpx.get(f"{api}/users/{user['id']}", timeout=20)))
+        request.start()
+        # The request is in flight once its query waits on our lock.
+        assert wait_for(lambda: waiting_on_lock(own_stack) == 1)
+        stopper = threading.Thread(target=lambda: own_stack.kill("users-1", signal="TERM"))
+        stopper.start()
+        # Draining: no new connections are accepted, the old request is still waiting.
+        assert wait_for(lambda: _refused(f"{api}/health"))
+        assert request.is_alive()
+        release.set()
+        request.join(20)
+        stopper.join(20)
     assert answers["r"].status_code == 200 and answers["r"].json() == user
     log = own_stack.logs("users-1", tail=20)
     assert "pool closed" in log and "Finished server process" in log
@@ -95,35 +112,15 @@ def test_a_pool_exhausted_by_a_lock_answers_503_not_a_hang(own_stack):
     """Every pool connection stuck behind a lock: new requests give up after acquire_timeout_s."""
     api = own_stack.url("users")
     pool_max = httpx.get(f"{api}/stats").json()["pool"]["max_size"]
-    admin = own_stack.database_url("admin").rsplit("/", 1)[0] + "/shop"
-    release = threading.Event()
-    locked = threading.Event()
-
-    async def hold_lock():
-        conn = await asyncpg.connect(admin)
-        async with conn.transaction():
-            await conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-            locked.set()
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-        await conn.close()
-
-    holder = threading.Thread(target=lambda: aio.run(hold_lock()))
-    holder.start()
-    assert locked.wait(10)
-    stuck = [threading.Thread(target=lambda: httpx.get(f"{api}/users/1", timeout=30)) for _ in range(pool_max)]
-    try:
+    with users_table_locked(own_stack):
+        stuck = [threading.Thread(target=lambda: httpx.get(f"{api}/users/1", timeout=30)) for _ in range(pool_max)]
         for t in stuck:
             t.start()
-        assert wait_for(lambda: db.fetchval(admin, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                                            "'Lock' AND application_name LIKE 'shop-users:%'") == pool_max)
+        assert wait_for(lambda: waiting_on_lock(own_stack) == pool_max)
         started = time.monotonic()
         answer = httpx.get(f"{api}/users/1", timeout=30)
         waited = time.monotonic() - started
-        assert answer.status_code == 503 and answer.json()["error"] == "unavailable", answer.text
-        assert waited < 10, "a request must not hang past the acquire timeout"
-    finally:
-        release.set()
-        for t in stuck:
-            t.join(30)
-        holder.join(10)
+    for t in stuck:
+        t.join(30)
+    assert answer.status_code == 503 and answer.json()["error"] == "unavailable", answer.text
+    assert waited < 10, "a request must not hang past the acquire timeout"
