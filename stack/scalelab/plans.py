@@ -15,9 +15,16 @@ class Plan:
         return service in self.replicas
 
 
+# From lab 02 on, PATCH/DELETE /users/{id} need a Bearer token (the JWT secret is the
+# runtime's, generated per stack). Later labs' plans include these settings too.
+AUTH = {"SHOP_AUTH_REQUIRED": "true"}
+
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
             exercises=("user_queries", "pool")),
+    2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
+            {"postgres": 1, "users": 3, "nginx": 1},
+            exercises=("upstream", "tokens"), settings={**AUTH}),
     3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3},
             exercises=("user_cache", "rate_limit"),
             settings={"SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"}),

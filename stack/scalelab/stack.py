@@ -101,6 +101,11 @@ class Stack:
         for member in members or [member_or_service]:
             self.runtime.restart(member)
 
+    def reload(self, service: str) -> None:
+        """Make a service re-read its configuration (nginx: the upstream file) without
+        dropping connections; fails with the service's own complaint if it rejects it."""
+        self.runtime.reload(service)
+
     def logs(self, member: str, tail: int = 40) -> str:
         return self.runtime.logs(member, tail)
 

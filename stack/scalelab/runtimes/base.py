@@ -50,6 +50,9 @@ class Runtime(Protocol):
     def restart(self, member: str) -> None:
         """Graceful stop (SIGTERM), then start, waiting until ready."""
 
+    def reload(self, service: str) -> None:
+        """Re-read configuration (e.g. ``nginx -s reload``) without dropping connections."""
+
     def logs(self, member: str, tail: int = 40) -> str: ...
 
     def status(self) -> pd.DataFrame: ...

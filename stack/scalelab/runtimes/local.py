@@ -14,12 +14,14 @@ from scalelab.errors import ScalelabError
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_redis, local_users
+from scalelab.runtimes import local_nginx, local_redis, local_users
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
 # and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
-SERVICES = {"users": local_users, "redis": local_redis}
+# Optional: FRONTS = "<service>" (this one is that service's entry point: url() returns it),
+# on_members_changed(rt, service), on_member_restarted(rt, member), reload(rt, rec).
+SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx}
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
@@ -81,7 +83,8 @@ class LocalRuntime:
 
     def down(self) -> None:
         # Entry points first, then apps, then stores: nothing is cut off mid-request.
-        order = sorted(self.procs.values(), key=lambda rec: rec.name.startswith(("postgres", "redis")))
+        order = sorted(self.procs.values(), key=lambda rec: (not self._is_front(rec.name),
+                                                             rec.name.startswith(("postgres", "redis"))))
         for rec in order:
             rec.stop()
         self.procs.clear()
@@ -89,6 +92,9 @@ class LocalRuntime:
         self._save()
 
     def url(self, service: str) -> str:
+        """The service's public entry point: the service in front of it when one runs (nginx)."""
+        service = next((front for front, module in SERVICES.items()
+                        if getattr(module, "FRONTS", None) == service and self.members(front)), service)
         members = self.members(service)
         if not members:
             raise ScalelabError(f"no {service} in this stack — is it up? (`stack.up()`)")
@@ -115,16 +121,35 @@ class LocalRuntime:
         current = self.members(service)
         for index in range(1, replicas + 1):
             self._ensure_member(service, index)
-        for name in current[replicas:]:
-            self.procs.pop(name).stop()
+        # Scaling in: take members out of rotation first (reload), then stop them.
+        removed = [self.procs.pop(name) for name in current[replicas:]]
         self._save()
         self._members_changed(service)
+        for rec in removed:
+            rec.stop()
+        self._save()
 
-    def _members_changed(self, service: str) -> None:
-        """Tell the other services (e.g. a load balancer) that ``service``'s members changed."""
+    def _members_changed(self, service: str, restarted: str | None = None) -> None:
+        """Tell the other services (e.g. a load balancer) that ``service``'s members changed,
+        or that member ``restarted`` is back (it may have a new port)."""
+        hook = "on_member_restarted" if restarted else "on_members_changed"
         for other, module in SERVICES.items():
-            if other != service and self.members(other) and hasattr(module, "on_members_changed"):
-                module.on_members_changed(self, service)
+            if other != service and self.members(other) and hasattr(module, hook):
+                getattr(module, hook)(self, restarted or service)
+
+    def _is_front(self, member: str) -> bool:
+        return hasattr(SERVICES.get(member.rsplit("-", 1)[0]), "FRONTS")
+
+    def reload(self, service: str) -> None:
+        """Re-read configuration without dropping connections where the service can
+        (nginx: ``nginx -s reload``); otherwise restart its members one by one."""
+        module = SERVICES.get(service)
+        for member in self.members(service):
+            if hasattr(module, "reload"):
+                module.reload(self, self._record(member))
+            else:
+                self._restart(member, stop_first=True)
+        self._save()
 
     def kill(self, member: str, signal: str = "KILL") -> None:
         if signal not in SIGNALS:
@@ -152,6 +177,8 @@ class LocalRuntime:
         else:
             service, index = member.rsplit("-", 1)
             self._ensure_member(service, int(index))
+            self._save()
+            self._members_changed(service, restarted=member)
         self._save()
 
     def logs(self, member: str, tail: int = 40) -> str:

@@ -1,0 +1,240 @@
+"""nginx as a local process in front of the user service: ``nginx-1``, the public entry point.
+
+The config is rendered from ``stack/deploy/nginx/nginx.conf.template`` around an upstream
+block: the learner's ``upstream.conf`` from the lab workspace when the plan lists the
+``upstream`` exercise (lab 02), the reference solution in later labs. Every line of it
+that holds ``{address}`` is repeated once per member of the fronted service.
+
+Until that exercise is written (or when nginx rejects it at start) nginx still runs and
+answers every request with a JSON 501 saying so, as the service does for its exercises.
+When the members change (``scale``) the file is re-rendered, tested with ``nginx -t`` and
+loaded with ``nginx -s reload``: new workers get the new upstream, old workers finish the
+requests they hold, no connection is refused. nginx always runs as
+``nginx -p <dir> -c nginx.conf`` with its pid, temp files and logs under the state dir.
+"""
+
+import grp
+import hashlib
+import os
+import pwd
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from scalelab import binaries
+from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.plans import plan_for
+from scalelab.process import ProcessRecord
+
+FRONTS = "users"            # while nginx runs, the stack's url("users") is nginx's URL
+EXERCISE = "upstream"       # the plan's exercise name; the learner's file is upstream.conf
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
+TEMPLATE = DEPLOY / "nginx.conf.template"
+REFERENCE = DEPLOY / "reference" / "upstream.conf"
+STUB_MARK = "YOUR CODE HERE"
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+class ConfigRejected(ScalelabError):
+    """``nginx -t`` refused the rendered configuration; the message is nginx's own."""
+
+
+# -- where things live --------------------------------------------------------------------
+def home(rt, name: str) -> Path:
+    return rt.home / "nginx" / name
+
+
+def _temp_dir(path: Path) -> Path:
+    if not IS_ROOT:
+        return path / "temp"
+    # As root, nginx's workers run as nobody: their temp files go where nobody can reach.
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    temp = Path(tempfile.gettempdir()) / f"scalelab-nginx-{key}"
+    temp.mkdir(mode=0o755, exist_ok=True)
+    return temp
+
+
+def _user_directive() -> str:
+    if not IS_ROOT:
+        return "# (not root: the worker runs as the current user)"
+    nobody = pwd.getpwnam("nobody")
+    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};   # root starts, workers drop to nobody"
+
+
+def _command(rt, name: str, *args: str) -> list[str]:
+    return [str(binaries.nginx().path), "-p", f"{home(rt, name)}/", "-c", "nginx.conf", "-e", "stderr", *args]
+
+
+# -- the upstream block ----------------------------------------------------------------------
+def upstream_source(rt) -> tuple[str | None, str]:
+    """``(text, origin)`` of the upstream block; text is None while the exercise is not done."""
+    if EXERCISE not in plan_for(rt.lab).exercises:
+        return REFERENCE.read_text(), str(REFERENCE)
+    path = Path(rt.workspace) / f"{EXERCISE}.conf"
+    if not path.exists():
+        return None, f"{path.name} is not in the workspace yet: run its exercise cell"
+    text = path.read_text()
+    if STUB_MARK in text:
+        return None, f"{path.name} is still the stub: write the upstream block"
+    return text, str(path)
+
+
+def expand(text: str, addresses: list[str]) -> str:
+    """Repeat every line that holds ``{address}`` once per address; indent for ``http {}``."""
+    lines = []
+    for line in text.splitlines():
+        if "{address}" in line:
+            lines.extend(line.replace("{address}", address) for address in addresses)
+        else:
+            lines.append(line)
+    return "\n".join(f"    {line}" if line.strip() else "" for line in lines)
+
+
+def _addresses(rt) -> list[str]:
+    return [f"127.0.0.1:{rt.procs[member].port}" for member in rt.members(FRONTS)]
+
+
+def _not_configured(reason: str) -> str:
+    # An nginx single-quoted string: no quotes, no $ (variables) in the text.
+    detail = re.sub(r"[$'\\]", "", reason).replace('"', "`")
+    return ("            default_type application/json;\n"
+            f"            return 501 '{{\"error\":\"exercise_not_done\",\"detail\":\"{detail}\"}}';")
+
+
+def render(rt, rec: ProcessRecord, upstream: str | None, reason: str, generation: str) -> str:
+    """The whole nginx.conf: the template filled in, around ``upstream`` (or the 501 entry)."""
+    path = home(rt, rec.name)
+    values = {
+        "home": str(path),
+        "temp": str(_temp_dir(path)),
+        "user": _user_directive(),
+        "port": str(rec.port),
+        "generation": generation,
+        "upstream": expand(upstream, _addresses(rt)) if upstream is not None else f"    # not configured: {reason}",
+        "entry": f"            proxy_pass http://{FRONTS};" if upstream is not None else _not_configured(reason),
+    }
+    text = TEMPLATE.read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def _test(rt, name: str, candidate: Path) -> str | None:
+    """Run ``nginx -t`` on ``candidate``; None when it passes, else nginx's complaint."""
+    argv = _command(rt, name, "-t", "-q")
+    argv[argv.index("nginx.conf")] = candidate.name
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if out.returncode == 0:
+        return None
+    lines = [l for l in (out.stderr or out.stdout).splitlines() if "[emerg]" in l or "[crit]" in l]
+    message = (lines[0] if lines else (out.stderr or out.stdout).strip()).split("] ", 1)[-1]
+    message = re.sub(r"^\d+#\d+: ", "", message)  # nginx's "pid#tid: " prefix
+    # nginx names a line of the rendered file: show that line, the learner wrote it.
+    if m := re.search(r" in (\S+):(\d+)$", message):
+        rendered = Path(m[1]).read_text().splitlines()
+        offending = rendered[int(m[2]) - 1].strip() if int(m[2]) <= len(rendered) else ""
+        message = message[:m.start()] + (f" — in the line `{offending}`" if offending else "")
+    return message
+
+
+def write_config(rt, rec: ProcessRecord, strict: bool) -> None:
+    """Render, test and install ``nginx.conf`` for ``rec``.
+
+    strict=True raises ConfigRejected when nginx refuses the upstream (used on reload: the
+    running nginx keeps its old config); strict=False falls back to the 501 entry instead,
+    with nginx's complaint in the body (used at start, so the stack still comes up).
+    """
+    path = home(rt, rec.name)
+    path.mkdir(parents=True, exist_ok=True)
+    upstream, origin = upstream_source(rt)
+    if upstream is not None and not _addresses(rt):
+        upstream, origin = None, f"{FRONTS} has no replicas: scale it up"
+    generation = f"{time.time_ns():x}"
+    candidate = path / "nginx.conf.next"
+    candidate.write_text(render(rt, rec, upstream, origin, generation))
+    if (problem := _test(rt, rec.name, candidate)) is not None:
+        if strict or upstream is None:
+            raise ConfigRejected(f"nginx rejected {Path(origin).name}: {problem}")
+        reason = f"nginx rejected {Path(origin).name}: {problem}"
+        candidate.write_text(render(rt, rec, None, reason, generation))
+        if (problem := _test(rt, rec.name, candidate)) is not None:
+            raise ServiceFailed(f"nginx rejected the lab's own template: {problem}")
+    candidate.replace(path / "nginx.conf")
+    (path / "generation").write_text(generation)
+
+
+# -- the process recipe (the interface local.py uses) -----------------------------------------
+def record(rt, name: str, port: int) -> ProcessRecord:
+    # SIGQUIT is nginx's graceful shutdown: finish the requests in flight, then exit.
+    rec = ProcessRecord(name=name, argv=_command(rt, name), log=str(rt.home / f"logs/{name}.log"),
+                        port=port, stop_signal=signal.SIGQUIT)
+    write_config(rt, rec, strict=False)
+    return rec
+
+
+def ready(rt, rec: ProcessRecord) -> bool:
+    """nginx answers, with the configuration rendered last (not an older one)."""
+    expected = (home(rt, rec.name) / "generation").read_text().strip()
+    answer = httpx.get(f"http://127.0.0.1:{rec.port}/nginx/health", timeout=2)
+    return answer.status_code == 200 and answer.json().get("generation") == expected
+
+
+def configured(rt, rec: ProcessRecord) -> bool:
+    """True when nginx proxies to the replicas (not the 501 'exercise not done' entry)."""
+    return f"proxy_pass http://{FRONTS};" in (home(rt, rec.name) / "nginx.conf").read_text()
+
+
+def reload(rt, rec: ProcessRecord) -> None:
+    """Re-render from the current upstream file and members, then ``nginx -s reload``."""
+    if not rec.alive():
+        raise ServiceFailed(f"{rec.name} is not running: start it with stack.start({rec.name!r})")
+    write_config(rt, rec, strict=True)
+    old_workers = rec.process().children()
+    out = subprocess.run(_command(rt, rec.name, "-s", "reload"), capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise ServiceFailed(f"nginx -s reload failed: {(out.stderr or out.stdout).strip()[-400:]}")
+    rec.wait_ready(lambda: ready(rt, rec), timeout=15, what="serving the new configuration")
+    # The master lets old workers accept for a moment after the new ones start: the reload
+    # is complete when they have finished their requests and exited (bounded).
+    psutil.wait_procs(old_workers, timeout=10)
+
+
+def on_members_changed(rt, service: str) -> None:
+    """The fronted service gained or lost members: reload with the new upstream list."""
+    if service != FRONTS:
+        return
+    for name in rt.members("nginx"):
+        if rt.procs[name].alive():
+            reload(rt, rt.procs[name])
+
+
+def on_member_restarted(rt, member: str, timeout: float = 15.0) -> None:
+    """After a member of the fronted service restarted: make sure nginx knows its address,
+    then wait (bounded) until nginx sends it requests again — a rolling restart goes on
+    to the next member only when this one is back in rotation."""
+    if member.rsplit("-", 1)[0] != FRONTS:
+        return
+    address = f"127.0.0.1:{rt.procs[member].port}"
+    for name in rt.members("nginx"):
+        rec = rt.procs[name]
+        if not rec.alive():
+            continue
+        if address not in (home(rt, name) / "nginx.conf").read_text():
+            reload(rt, rec)  # the member came back on another port
+        if not configured(rt, rec):
+            continue
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=f"http://127.0.0.1:{rec.port}", timeout=5) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if client.get("/health").headers.get("x-instance") == member:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.02)  # polling nginx's choice, not waiting for readiness
