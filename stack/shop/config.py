@@ -4,7 +4,7 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,13 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     page_size_max: int = Field(100, ge=1)
+
+    # Stateless auth (lab 02): JWTs signed with this secret; every replica gets the same
+    # one, so a token from any replica is good on all. Unset = POST /auth/token is off.
+    jwt_secret: SecretStr | None = Field(None, min_length=32)
+    jwt_ttl_s: int = Field(900, ge=1, le=24 * 3600)
+    # When true, PATCH and DELETE /users/{id} need a Bearer token for that same user.
+    auth_required: bool = False
 
     # Exercises: learner code loaded from this directory (see exercises.py).
     workspace: Path | None = None

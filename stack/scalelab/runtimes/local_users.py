@@ -1,12 +1,28 @@
 """The user service (uvicorn + FastAPI) as a local process: ``users-1``, ``users-2``, ..."""
 
 import json
+import os
+import secrets
 import sys
 
 import httpx
 
 from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
+
+
+def jwt_secret(rt) -> str:
+    """The key every replica signs and checks tokens with: one per stack, in a 0600 file."""
+    path = rt.home / "users" / "jwt-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def record(rt, name: str, port: int) -> ProcessRecord:
@@ -17,6 +33,7 @@ def record(rt, name: str, port: int) -> ProcessRecord:
         "SHOP_WORKSPACE": str(rt.workspace),
         "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
         "SHOP_PLANNED_REPLICAS": "3",
+        "SHOP_JWT_SECRET": jwt_secret(rt),
         **plan.settings,
     }
     if plan.has("redis"):

@@ -1,8 +1,11 @@
-"""Users: create, read one, list a page."""
+"""Users: create, read one, list a page, update and delete (these two need a token from lab 02 on)."""
+
+import asyncio
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
+from shop.auth import hash_password, require_self
 from shop.db import connection
 from shop.errors import Conflict, NotFound
 from shop.models import UserCreate, UserOut, UserPage, UserUpdate
@@ -14,12 +17,15 @@ BIGINT_MAX = 2**63 - 1
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
 async def create_user(user: UserCreate, request: Request):
+    password_hash = None
+    if user.password is not None:  # slow on purpose (scrypt): off the event loop
+        password_hash = await asyncio.to_thread(hash_password, user.password.get_secret_value())
     async with connection(request) as conn:
         try:
             row = await conn.fetchrow(
-                "INSERT INTO users (email, name) VALUES ($1, $2)"
+                "INSERT INTO users (email, name, password_hash) VALUES ($1, $2, $3)"
                 " RETURNING id, email, name, created_at",
-                user.email, user.name,
+                user.email, user.name, password_hash,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"a user with email {user.email} already exists") from None
@@ -56,7 +62,7 @@ async def list_users(
     return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
 
 
-@router.patch("/{user_id}", response_model=UserOut)
+@router.patch("/{user_id}", response_model=UserOut, dependencies=[Depends(require_self)])
 async def update_user(update: UserUpdate, request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
     changes = update.model_dump(exclude_unset=True, exclude_none=True)
     async with connection(request) as conn:
@@ -75,7 +81,7 @@ async def update_user(update: UserUpdate, request: Request, user_id: int = Path(
     return dict(row)
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_self)])
 async def delete_user(request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
     async with connection(request) as conn:
         deleted = await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING id", user_id)
