@@ -38,12 +38,18 @@ def test_past_the_limit_is_429_with_retry_after_and_a_json_body(lab3, limits):
 
 
 def test_the_limit_is_global_across_replicas_not_per_replica(lab3, limits):
-    limit, _ = limits
-    headers = new_client()
-    members = itertools.cycle(lab3.members("users"))
-    codes = [httpx.get(f"{lab3.member_url(next(members))}/users?limit=1", headers=headers, timeout=10).status_code
-             for _ in range(2 * limit)]
-    assert codes.count(200) == limit, codes   # per-replica counters would have allowed all of them
+    limit, window = limits
+    for _ in range(3):   # the proof needs all requests inside one window: a busy machine may need another go
+        headers, members = new_client(), itertools.cycle(lab3.members("users"))
+        started = time.monotonic()
+        codes = [httpx.get(f"{lab3.member_url(next(members))}/users?limit=1", headers=headers, timeout=10).status_code
+                 for _ in range(limit + 10)]
+        if time.monotonic() - started < window:
+            break
+    else:
+        pytest.fail(f"{limit + 10} sequential requests never fit in one {window} s window")
+    # Per-replica counters would have allowed all of them (each replica saw fewer than the limit).
+    assert codes.count(200) == limit, codes
 
 
 def test_concurrent_requests_on_all_replicas_never_exceed_the_limit(lab3, limits):
@@ -57,6 +63,14 @@ def test_concurrent_requests_on_all_replicas_never_exceed_the_limit(lab3, limits
     refused = sum(int((f.status == 429).sum()) for f in frames)
     assert refused + allowed == 6 * limit
     assert allowed == limit, f"{allowed} allowed of {6 * limit} concurrent requests, limit {limit}"
+
+
+def test_through_nginx_one_client_gets_exactly_the_limit_from_all_replicas_together(lab3, limits):
+    limit, _ = limits
+    assert lab3.url("users") not in {lab3.member_url(m) for m in lab3.members("users")}, "nginx fronts the replicas"
+    frame = lab03.fire(f"{lab3.url('users')}/users?limit=1", 3 * limit, new_client(), concurrency=3 * limit)
+    assert (frame.status == 200).sum() == limit and (frame.status == 429).sum() == 2 * limit
+    assert frame.instance.nunique() == 3
 
 
 def test_clients_are_counted_separately(lab3, limits):

@@ -25,9 +25,9 @@ PLANS = {
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
             {"postgres": 1, "users": 3, "nginx": 1},
             exercises=("upstream", "tokens"), settings={**AUTH}),
-    3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3},
+    3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3, "nginx": 1},
             exercises=("user_cache", "rate_limit"),
-            settings={"SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"}),
+            settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"}),
 }
 
 

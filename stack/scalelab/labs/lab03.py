@@ -53,6 +53,20 @@ def fire(url: str, total: int, headers: dict | None = None, concurrency: int = 3
     return pd.DataFrame(aio.run(go()))
 
 
+def signed_up(api: httpx.Client, name: str) -> tuple[dict, dict]:
+    """Create a user with a password, log in: ``(user, headers)`` — its Bearer token (lab 02)."""
+    password = uuid.uuid4().hex
+    email = f"{name.split()[0].lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    created = api.post("/users", json={"email": email, "name": name, "password": password})
+    if created.status_code != 201:
+        raise CheckFailed(f"POST /users answered {created.status_code} {created.text[:200]}: is the stack healthy? "
+                          "(stack.status(), stack.logs('users-1'))")
+    token = api.post("/auth/token", json={"email": email, "password": password})
+    if token.status_code != 200:
+        raise CheckFailed(f"POST /auth/token answered {token.status_code} {token.text[:200]}")
+    return created.json(), {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
 def _stats(stack) -> dict:
     member = stack.members("users")[0]
     return httpx.get(f"{stack.member_url(member)}/stats", timeout=10).json()
@@ -77,10 +91,7 @@ def _check_user_cache(stack, exercise) -> str:
         raise CheckFailed(f"the service does not run your cache: {cache['off_reason']}")
     base, r = stack.url("users"), redis_client(stack)
     with httpx.Client(base_url=base, timeout=10) as api:
-        created = api.post("/users", json={"email": f"cache-{uuid.uuid4().hex[:8]}@example.com", "name": "Cache Check"})
-        if created.status_code != 201:
-            raise CheckFailed(f"POST /users answered {created.status_code} {created.text[:200]}: is the stack healthy?")
-        user = created.json()
+        user, token = signed_up(api, "Cache Check")
         key = f"user:{user['id']}"
         r.delete(key)
         reset_db_reads(stack)
@@ -115,19 +126,19 @@ def _check_user_cache(stack, exercise) -> str:
         if n_db != 1:
             raise CheckFailed(f"{len(reads)} GETs of one user cost {n_db} database reads, expected 1 (the first miss)")
 
-        renamed = api.patch(f"/users/{user['id']}", json={"name": "Cache Check Renamed"})
+        renamed = api.patch(f"/users/{user['id']}", json={"name": "Cache Check Renamed"}, headers=token)
         if renamed.status_code != 200:
             raise CheckFailed(f"PATCH /users/{user['id']} answered {renamed.status_code} {renamed.text[:200]}")
         after = [api.get(f"/users/{user['id']}").json().get("name") for _ in range(3)]
         if any(name != "Cache Check Renamed" for name in after):
             raise CheckFailed(f"after PATCH the next reads returned names {after}: a stale read — "
                               "forget_user must delete the cached copy")
-        deleted = api.delete(f"/users/{user['id']}")
+        deleted = api.delete(f"/users/{user['id']}", headers=token)
         gone = [api.get(f"/users/{user['id']}").status_code for _ in range(3)]
         if deleted.status_code != 204 or any(code != 404 for code in gone):
             raise CheckFailed(f"after DELETE the reads answered {gone}: the deleted user is still served from the cache")
 
-        other = api.post("/users", json={"email": f"cache-{uuid.uuid4().hex[:8]}@example.com", "name": "Redis Down"}).json()
+        other, _ = signed_up(api, "Redis Down")
         redis_member = stack.members("redis")[0]
         stack.kill(redis_member)
         try:
@@ -160,11 +171,33 @@ user_cache = Exercise(
 
 
 # -- exercise 2: a rate limiter shared by every replica -----------------------------
-def _burst(stack, limit: int) -> tuple[pd.DataFrame, str, float]:
-    client = f"check-{uuid.uuid4().hex[:8]}"
-    started = time.monotonic()
-    frame = fire(f"{stack.url('users')}/users?limit=1", 3 * limit, {"X-Client-Id": client}, concurrency=3 * limit)
-    return frame, client, time.monotonic() - started
+def _sequential(urls: list[str], total: int, client: str) -> pd.DataFrame:
+    """``total`` requests of ``client``, one after another, cycling over ``urls``."""
+    rows = []
+    with httpx.Client(timeout=10, headers={"X-Client-Id": client}) as http:
+        for i in range(total):
+            r = http.get(f"{urls[i % len(urls)]}/users?limit=1")
+            rows.append({"status": r.status_code, "instance": r.headers.get("x-instance"),
+                         "retry_after": r.headers.get("retry-after")})
+    return pd.DataFrame(rows)
+
+
+def _allowed(run, limit: int) -> tuple[int, pd.DataFrame, str]:
+    """Run a probe with a fresh client; again (twice at most) if it missed ``limit``: a window
+    may have turned over mid-probe (a busy machine, a window aligned to the clock), but not
+    three times in a row."""
+    for _ in range(3):
+        client = f"check-{uuid.uuid4().hex[:8]}"
+        frame = run(client)
+        codes = frame.status.value_counts().to_dict()
+        if set(codes) - {200, 429}:
+            bad = frame[~frame.status.isin([200, 429])].iloc[0]
+            raise CheckFailed(f"requests of one client answered {codes}, e.g. {bad.status}: expected only 200 and 429 "
+                              "(stack.logs('users-1') shows what failed)")
+        allowed = codes.get(200, 0)
+        if allowed == limit:
+            break
+    return allowed, frame, client
 
 
 def _check_rate_limit(stack, exercise) -> str:
@@ -174,29 +207,41 @@ def _check_rate_limit(stack, exercise) -> str:
     if not limiter["enabled"]:
         raise CheckFailed(f"the service does not run your limiter: {limiter['off_reason']}")
     limit, window = limiter["limit"], limiter["window_s"]
-    replicas = len(stack.members("users"))
-    for attempt in (1, 2):   # a fixed window may start mid-burst once; twice in a row is no accident
-        frame, client, elapsed = _burst(stack, limit)
-        codes = frame.status.value_counts().to_dict()
-        if set(codes) - {200, 429}:
-            bad = frame[~frame.status.isin([200, 429])].iloc[0]
-            raise CheckFailed(f"{3 * limit} requests of one client answered {codes}; e.g. {bad.status} {bad.error}: "
-                              "expected only 200 and 429")
-        allowed = codes.get(200, 0)
-        if allowed == limit or allowed == 0:
-            break
+    members = [stack.member_url(m) for m in stack.members("users")]
+
+    # 1. One replica, one request at a time: does allow() count and refuse at all?
+    total = limit + 5
+    allowed, _, _ = _allowed(lambda c: _sequential(members[:1], total, c), limit)
     if allowed == 0:
-        raise CheckFailed(f"all {3 * limit} requests of a new client were refused: allow() must return True "
+        raise CheckFailed(f"all {total} requests of a new client were refused: allow() must return True "
                           f"for the first {limit} requests of a window")
-    if allowed == 3 * limit:
-        raise CheckFailed(f"{3 * limit} requests at once, all allowed (limit {limit}): allow() must return "
-                          "(False, retry_after) once the count is over the limit")
+    if allowed == total:
+        raise CheckFailed(f"{total} requests of one client, one after another, all allowed (limit {limit}): "
+                          "allow() must return (False, retry_after) once the count is over the limit")
     if allowed != limit:
-        per_process = "; that is about limit × replicas: is the count kept per process?" \
-            if allowed >= limit * min(replicas, 2) else ""
-        raise CheckFailed(f"{3 * limit} concurrent requests of one client got {allowed} × 200, twice, expected "
-                          f"exactly {limit}{per_process} Count with one atomic Redis command (INCR) shared by all "
-                          "replicas, not a read then a write")
+        raise CheckFailed(f"{total} requests of one client, one after another: {allowed} allowed, expected exactly "
+                          f"{limit} (allowed while count <= limit, the count including this request)")
+
+    # 2. Every replica, one request at a time: is the count shared? (Per-replica counters
+    #    would allow them all: each replica sees fewer than the limit.)
+    if len(members) > 1:
+        total = limit + 10
+        allowed, frame, _ = _allowed(lambda c: _sequential(members, total, c), limit)
+        if allowed != limit:
+            raise CheckFailed(f"{total} requests of one client, one after another, spread over {len(members)} "
+                              f"replicas: {allowed} allowed, expected {limit} — each replica counts on its own; keep "
+                              "the count in Redis, where every replica sees the same number")
+
+    # 3. Through the entry point, all at once: is the count atomic?
+    total = 3 * limit
+    started = time.monotonic()
+    allowed, frame, client = _allowed(
+        lambda c: fire(f"{stack.url('users')}/users?limit=1", total, {"X-Client-Id": c}, concurrency=total), limit)
+    elapsed = time.monotonic() - started
+    if allowed != limit:
+        raise CheckFailed(f"{total} concurrent requests of one client: {allowed} allowed, expected {limit} — "
+                          "concurrent requests read the same count: count with one atomic command (INCR, or "
+                          "MULTI/EXEC, or a Lua script), never a GET followed by a SET")
     refused = frame[frame.status == 429]
     waits = pd.to_numeric(refused.retry_after, errors="coerce")
     if waits.isna().any() or not waits.between(1, window).all():
@@ -204,13 +249,13 @@ def _check_rate_limit(stack, exercise) -> str:
                           "return the seconds left in the window (the key's TTL)")
     if (refused.error != "rate_limited").any():
         raise CheckFailed("a 429 without the JSON body {'error': 'rate_limited', ...}: is something else answering?")
-    keys = list(redis_client(stack).scan_iter(match=f"*{client}*", count=1000))
+    r = redis_client(stack)
+    keys = list(r.scan_iter(match=f"*{client}*", count=1000))
     if not keys:
         raise CheckFailed(f"Redis holds no key naming the client {client!r}: count under f\"ratelimit:{{client}}\"")
-    ttls = {key: redis_client(stack).ttl(key) for key in keys}
-    if any(ttl == -1 for ttl in ttls.values()):
-        raise CheckFailed(f"the counter {next(k for k, t in ttls.items() if t == -1)!r} never expires: "
-                          "that client would stay blocked forever — give the key a TTL of window_s")
+    if never := [key for key in keys if r.ttl(key) == -1]:
+        raise CheckFailed(f"the counter {never[0]!r} never expires: that client would stay blocked forever — "
+                          "give the key a TTL of window_s")
     other = fire(f"{stack.url('users')}/users?limit=1", 1, {"X-Client-Id": f"other-{uuid.uuid4().hex[:8]}"})
     if other.status.iloc[0] != 200:
         raise CheckFailed(f"a different client was refused ({other.status.iloc[0]}): count per client, "
@@ -218,7 +263,7 @@ def _check_rate_limit(stack, exercise) -> str:
     instances = sorted(frame.instance.dropna().unique())
     if _behind_balancer(stack) and len(instances) < 2:
         raise CheckFailed(f"all requests reached {instances}: the check expected the load balancer to spread them")
-    return (f"{3 * limit} concurrent requests of one client through {len(instances)} replica(s) "
+    return (f"{total} concurrent requests of one client through {len(instances)} replica(s) "
             f"({', '.join(instances)}) in {elapsed:.2f} s → exactly {limit} allowed, {len(refused)} × 429 with "
             f"Retry-After ≤ {window} s and a JSON body; the counter expires; another client is unaffected")
 
