@@ -12,7 +12,7 @@ SCALELAB = $(BIN)/scalelab --runtime $(RUNTIME)
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% test test-fast bench down status doctor jupyter labs clean
+.PHONY: help setup lab-% test test-fast test-compose images images-offline bench down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -50,11 +50,25 @@ jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the labs/ folder
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py
 
-test: $(STAMP)  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint)
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose suite where Docker can run
+	$(BIN)/python -m pytest -m "not compose"
+	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
+	if [ $$status -eq 3 ]; then exit 0; elif [ $$status -ne 0 ]; then exit $$status; fi; \
+	echo "make test: the compose suite (containers from stack/deploy, every solution notebook with RUNTIME=compose)"; \
+	$(BIN)/python -m pytest -m compose
 
-test-fast: $(STAMP)  ## the tests without executing notebooks
-	$(BIN)/python -m pytest -m "not notebook"
+test-fast: $(STAMP)  ## the tests without executing notebooks or Docker
+	$(BIN)/python -m pytest -m "not notebook and not compose"
+
+test-compose: $(STAMP)  ## the compose suite alone (installs/starts Docker as root on Debian: stack/deploy/ensure-docker.sh)
+	stack/deploy/ensure-docker.sh
+	$(BIN)/python -m pytest -m compose
+
+images: $(STAMP)  ## build the compose runtime's images from stack/deploy (tagged by content, and :dev)
+	$(BIN)/python -m scalelab.runtimes.compose_images
+
+images-offline:  ## build their base image from Debian's packages (debootstrap, root): nothing is pulled from a registry
+	stack/deploy/offline/build-python-base.sh
 
 bench: $(STAMP)  ## measure the stack against its ceilings; writes bench/results/<date>.{json,md,png}
 	bench/tools.sh

@@ -22,25 +22,27 @@ SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
 LABS = sorted((REPO / "labs").glob("*.ipynb"))
 
 pytestmark = pytest.mark.notebook
+# Solutions run on every runtime the machine has; compose ones only under `-m compose`.
+RUNTIMES = [pytest.param("local", id="local"), pytest.param("compose", id="compose", marks=pytest.mark.compose)]
 
 
 def lab_number(path: Path) -> int:
     return int(re.match(r"(\d+)-", path.name).group(1))
 
 
-def execute(path: Path, kind: str, state_dir: Path, monkeypatch):
+def execute(path: Path, kind: str, state_dir: Path, monkeypatch, runtime: str = "local"):
     """Run ``path`` with FAST on and its own state dir; always tear its stack down after."""
     monkeypatch.setenv("SCALELAB_HOME", str(state_dir))
     BUILD.mkdir(parents=True, exist_ok=True)
-    output = BUILD / f"{kind}-{path.name}"
+    output = BUILD / (f"{kind}-{path.name}" if runtime == "local" else f"{kind}-{runtime}-{path.name}")
     try:
         pm.execute_notebook(
-            str(path), str(output), parameters={"RUNTIME": "local", "FAST": True},
+            str(path), str(output), parameters={"RUNTIME": runtime, "FAST": True},
             kernel_name="python3", cwd=str(path.parent), progress_bar=False,
             execution_timeout=600, start_timeout=120,
         )
     finally:
-        Stack(lab=lab_number(path), state_dir=state_dir).down()
+        Stack(lab=lab_number(path), runtime=runtime, state_dir=state_dir).down()
     return output
 
 
@@ -50,9 +52,10 @@ def first_check_cell(path: Path) -> str:
                 if c["cell_type"] == "code" and ".check(stack)" in "".join(c["source"]))
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("notebook", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
-def test_solution_notebook_runs_and_every_check_passes(notebook, tmp_path, monkeypatch):
-    output = execute(notebook, "solutions", tmp_path / "state", monkeypatch)
+def test_solution_notebook_runs_and_every_check_passes(notebook, runtime, tmp_path, monkeypatch):
+    output = execute(notebook, "solutions", tmp_path / "state", monkeypatch, runtime)
     executed = json.loads(output.read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] == "error"]

@@ -1,0 +1,7 @@
+#!/bin/sh
+# The password reaches Valkey through a 0600 file, never its command line (`ps` shows that).
+set -eu
+: "${REDIS_PASSWORD:?set REDIS_PASSWORD (the cache's password), e.g. in the compose env file}"
+umask 077
+printf 'requirepass "%s"\n' "$(printf '%s' "$REDIS_PASSWORD" | sed 's/["\\]/\\&/g')" > /tmp/valkey-auth.conf
+exec "$@"

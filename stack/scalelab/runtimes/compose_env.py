@@ -1,0 +1,71 @@
+"""The secrets and env files of a compose stack, in ``<state>/compose/`` (mode 0600).
+
+* ``secrets.json`` — passwords and the JWT key, created once per state directory;
+* ``compose.env`` — what compose.yaml interpolates (``--env-file``): passwords, image tag,
+  paths of the workspace and of the nginx rendering;
+* ``shop.env`` — what the user service gets (``env_file``): the lab's settings, the JWT key,
+  the Redis URL. The Postgres superuser's password is not in it.
+
+Nothing here is ever written into an image.
+"""
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from scalelab.plans import Plan
+
+NAMES = ("postgres", "shop", "redis", "jwt")
+
+
+def _private_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def passwords(home: Path) -> dict[str, str]:
+    path = home / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    created = {name: secrets.token_urlsafe(32 if name == "jwt" else 18) for name in NAMES}
+    _private_write(path, json.dumps(created))
+    return created
+
+
+def _lines(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) -> Path:
+    pw = passwords(home)
+    path = home / "compose.env"
+    _private_write(path, _lines({
+        "SCALELAB_TAG": tag,
+        "POSTGRES_PASSWORD": pw["postgres"],
+        "SHOP_DB_PASSWORD": pw["shop"],
+        "REDIS_PASSWORD": pw["redis"],
+        "SHOP_ENV_FILE": str(home / "shop.env"),
+        "SCALELAB_WORKSPACE": str(workspace or home / "workspace"),
+        "SCALELAB_NGINX_CONF": str(nginx_conf),
+        "NGINX_PORT": "0",          # a free host port (on 127.0.0.1): several stacks side by side
+    }))
+    return path
+
+
+def shop_env(home: Path, plan: Plan | None) -> Path:
+    """The user service's settings, as local_users gives them to a local replica."""
+    pw = passwords(home)
+    values = {
+        "SHOP_EXERCISES": json.dumps(list(plan.exercises) if plan else []),
+        "SHOP_PLANNED_REPLICAS": "3",
+        "SHOP_JWT_SECRET": pw["jwt"],
+        **(plan.settings if plan else {}),
+    }
+    if plan is not None and plan.has("redis"):
+        values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"
+    path = home / "shop.env"
+    _private_write(path, _lines(values))
+    return path

