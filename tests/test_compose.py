@@ -78,15 +78,22 @@ def test_every_port_is_published_on_loopback_only_and_no_container_runs_as_root(
         assert container.attrs["Config"]["User"] not in ("", "root", "0"), container.name
 
 
-def test_killed_member_stays_down_until_started_and_comes_back_as_a_new_process(cstack):
-    old_pid = cstack.status().set_index("member").loc["users-1", "pid"]
+def test_killed_member_stays_down_until_started_then_serves_on_the_same_url(cstack):
+    url, old_pid = cstack.url("users"), cstack.status().set_index("member").loc["users-1", "pid"]
     cstack.kill("users-1")
     assert cstack.status().set_index("member").loc["users-1", "state"] == "stopped"
-    with pytest.raises(ScalelabError, match="not running"):
-        cstack.member_url("users-1")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=3)
     cstack.start("users-1")
-    assert httpx.get(f"{cstack.url('users')}/ready", timeout=5).status_code == 200
+    assert cstack.url("users") == url, "a restarted member keeps its host port, as on local"
+    assert httpx.get(f"{url}/ready", timeout=5).status_code == 200
     assert cstack.status().set_index("member").loc["users-1", "pid"] != old_pid
+
+
+def test_a_restarted_store_keeps_its_url(cstack):
+    dsn = cstack.database_url()
+    cstack.restart("postgres")
+    assert cstack.database_url() == dsn
 
 
 def test_sigterm_shuts_the_service_down_gracefully_inside_its_container(cstack):
@@ -120,3 +127,38 @@ def test_down_removes_every_container_network_and_volume_it_created(tmp_path):
     stack.down()
     assert project_resources(stack) == {"containers": [], "networks": [], "volumes": []}
     stack.down()   # safe to call twice
+
+
+def test_compose_file_runs_by_hand_with_healthchecks_ordering_the_start(tmp_path):
+    """`docker compose up --scale users=2` as a learner runs it: no driver, the baked nginx config."""
+    import subprocess
+
+    from scalelab.runtimes import compose_engine, compose_images
+    try:
+        client = compose_engine.connect()
+        tag = compose_images.ensure(client, tmp_path / "build.log")
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"compose runtime unavailable here: {exc}")
+    (tmp_path / "shop.env").write_text("SHOP_JWT_SECRET=" + "k" * 40 + "\n")
+    (tmp_path / ".env").write_text(f"SCALELAB_TAG={tag}\nPOSTGRES_PASSWORD=pg-{uuid.uuid4().hex}\n"
+                                   f"SHOP_DB_PASSWORD=shop-{uuid.uuid4().hex}\nREDIS_PASSWORD=r-{uuid.uuid4().hex}\n"
+                                   f"SHOP_ENV_FILE={tmp_path / 'shop.env'}\nNGINX_PORT=0\n")
+    deploy = compose_images.DEPLOY
+    compose = [*compose_engine.compose_command(), "-p", f"byhand{uuid.uuid4().hex[:6]}",
+               "-f", str(deploy / "compose.yaml"), "--env-file", str(tmp_path / ".env")]
+
+    def run(*args, timeout=240):
+        return subprocess.run([*compose, *args], capture_output=True, text=True, timeout=timeout, cwd=deploy)
+
+    try:
+        up = run("up", "-d", "--scale", "users=2")
+        assert up.returncode == 0, up.stderr[-1500:]
+        port = run("port", "nginx", "8080").stdout.strip().rsplit(":", 1)[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
+            created = api.post("/users", json={"email": f"h-{uuid.uuid4().hex[:8]}@example.com", "name": "By Hand"})
+            assert created.status_code == 201, created.text
+            seen = {api.get("/health").headers["x-instance"] for _ in range(10)}
+        assert seen == {"users-1", "users-2"}
+    finally:
+        down = run("down", "--volumes", "--remove-orphans", "--timeout", "15")
+        assert down.returncode == 0, down.stderr[-800:]

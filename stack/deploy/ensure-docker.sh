@@ -34,7 +34,7 @@ if ! engine_up; then
         apt_install docker.io docker-compose debootstrap || { say "apt-get install docker.io docker-compose failed"; exit 1; }
     fi
     if ! engine_up; then
-        is_root || unavailable "dockerd is installed but not running, and starting it needs root: start Docker"
+        is_root || unavailable "no Docker engine reachable by $(id -un) (is dockerd running? may this user use its socket?) and starting one needs root"
         say "starting dockerd (log: $DOCKERD_LOG) ..."
         nohup dockerd > "$DOCKERD_LOG" 2>&1 &
         deadline=$(( $(date +%s) + 60 ))

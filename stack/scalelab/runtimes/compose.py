@@ -22,12 +22,16 @@ import pandas as pd
 from scalelab import aio
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
+from scalelab.ports import free_port
 from scalelab.runtimes import compose_env, compose_images, compose_nginx
 from scalelab.runtimes.compose_engine import Compose, connect
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 PORTS = {"postgres": 5432, "users": 8000, "redis": 6379, "nginx": 8080}   # inside the containers
+# compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
+# container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
+PORT_VARS = {"postgres": "POSTGRES_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT", "nginx": "NGINX_PORT"}
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis")
 READY_TIMEOUT = 90.0
@@ -98,11 +102,19 @@ class ComposeRuntime:
         return "postgres" if member == "postgres" else member.rsplit("-", 1)[0]
 
     def _host_port(self, member: str) -> int:
-        container = self._container(member)
-        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{PORTS[self._service(member)]}/tcp")
-        if container.status != "running" or not bindings:
-            raise ScalelabError(f"{member} is not running ({container.status}): stack.start({member!r})")
-        return int(bindings[0]["HostPort"])
+        port = self._published_port(self._container(member), member)
+        if port is None:
+            raise ScalelabError(f"{member} has no published port: is it running? (stack.start({member!r}))")
+        return port
+
+    def _published_port(self, container, member: str) -> int | None:
+        """The host port (on 127.0.0.1) of the member's service port; fixed at creation."""
+        key = f"{PORTS[self._service(member)]}/tcp"
+        for bindings in ((container.attrs["HostConfig"].get("PortBindings") or {}).get(key),
+                         (container.attrs["NetworkSettings"]["Ports"] or {}).get(key)):
+            if bindings and bindings[0].get("HostPort", "").isdigit():
+                return int(bindings[0]["HostPort"])
+        return None
 
     def address(self, member: str) -> str | None:
         """The member's IP address on the Compose network (None when it never ran)."""
@@ -136,39 +148,32 @@ class ComposeRuntime:
         self._save()
         compose = self._compose()
         started = False
-        stores = [s for s in STORES if plan.has(s)]
-        if stores and not self._all_running(stores, plan):
-            compose.run("up", "-d", "--no-deps", "--no-recreate", *stores)
-            started = True
-        for store in stores:
-            for member in self.members(store):
-                self._wait_ready(member)
-        if started and plan.has("postgres"):
-            out = compose.run("run", "--rm", "--no-deps", "migrate", timeout=180, check=False)
-            if out.returncode != 0:
-                raise ServiceFailed(f"migrations failed: {(out.stderr or out.stdout).strip()[-800:]}")
-        for service, replicas in plan.replicas.items():
-            if service in STORES:
-                continue
-            started |= self._ensure_service(compose, service, replicas)
+        # Stores first, then migrations, then the apps, then what fronts them.
+        for service in sorted(plan.replicas, key=lambda s: (s not in STORES, s in FRONTS)):
+            started_now = self._ensure_service(compose, service, plan.replicas[service])
+            if started_now and service == "postgres":
+                out = compose.run("run", "--rm", "--no-deps", "migrate", timeout=180, check=False)
+                if out.returncode != 0:
+                    raise ServiceFailed(f"migrations failed: {(out.stderr or out.stdout).strip()[-800:]}")
+            started |= started_now
         self._save()
         return started
 
-    def _all_running(self, services: list[str], plan: Plan) -> bool:
-        for service in services:
-            containers = self._containers(service)
-            if len(containers) < plan.replicas[service] or any(c.status != "running" for c in containers):
-                return False
-        return True
-
     def _ensure_service(self, compose: Compose, service: str, replicas: int) -> bool:
+        """Members 1..replicas of ``service`` running and ready; True when any was started."""
         containers = self._containers(service)
-        if len(containers) >= replicas and all(c.status == "running" for c in containers[:replicas]):
-            return False
+        to_start = [c for c in containers[:replicas] if c.status not in ("running", "paused")]
+        for container in to_start:      # stopped or killed members come back as they were
+            container.start()
         if service == "nginx" and not containers:
             compose_nginx.write_bootstrap(self)
-        compose.run("up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service)
-        for member in self.members(service):
+        for index in range(len(containers) + 1, replicas + 1):
+            # One container per call, each with its own free host port (kept across restarts).
+            compose.run("up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={index}", service,
+                        env={PORT_VARS[service]: str(free_port())})
+        if not to_start and len(containers) >= replicas:
+            return False
+        for member in self.members(service)[:replicas]:
             self._wait_ready(member)
         self._remember_addresses()
         if service == "nginx":
@@ -308,9 +313,8 @@ class ComposeRuntime:
             if not (member := self._member_name(container)):
                 continue
             state = container.attrs["State"]
-            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{PORTS[self._service(member)]}/tcp")
             rows.append({"member": member, "pid": state.get("Pid") or None,
-                         "port": int(bindings[0]["HostPort"]) if bindings and container.status == "running" else None,
+                         "port": self._published_port(container, member),
                          "state": {"exited": "stopped", "created": "stopped"}.get(container.status, container.status),
                          "log": f"docker logs {container.name}"})
         return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
@@ -335,7 +339,7 @@ class ComposeRuntime:
             except Exception:
                 pass
             time.sleep(delay)   # polling the probe, not waiting for readiness blindly
-            delay = min(delay * 1.5, 0.5)
+            delay = min(delay * 1.5, 0.25)
         raise ServiceFailed(f"{member} not ready after {timeout:.0f}s; its log ends with:\n{self.logs(member, 20)}")
 
     def _postgres_ready(self, member: str) -> bool:
@@ -372,12 +376,12 @@ class ComposeRuntime:
         self._wait_ready(member, timeout=15)
 
     def _back_in_rotation(self, nginx: str, member: str, timeout: float = 15.0) -> None:
-        """After a replica restarted: nginx knows its (maybe new) address, and sends it requests
-        again before a rolling restart moves on to the next replica (bounded)."""
-        address = self.address(member)
-        conf = (compose_nginx.conf_dir(self) / "nginx.conf").read_text()
-        if f"{address}:{compose_nginx.MEMBER_PORT}" not in conf:
-            self._reload_nginx(nginx, strict=False)
+        """After a replica restarted and is ready: announce it to nginx (a reload with the current
+        addresses — a container may come back with a new one — whose new workers start with no
+        failure history for it), then wait until nginx sends it requests again, before a rolling
+        restart moves on to the next replica (bounded). While it was down, nginx's own failover
+        (proxy_next_upstream, max_fails) kept the clients served, as on local."""
+        self._reload_nginx(nginx, strict=False)
         if not compose_nginx.configured(self):
             return
         deadline = time.monotonic() + timeout

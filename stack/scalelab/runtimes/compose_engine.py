@@ -6,6 +6,7 @@ naming the fix; ``compose_command()`` finds Compose v2 (``docker compose``) or v
 """
 
 import functools
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,11 +58,14 @@ class Compose:
         files = [arg for path in self.files for arg in ("-f", str(path))]
         return [*compose_command(), "-p", self.project, *files, "--env-file", str(self.env_file), *args]
 
-    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: float = 300, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run one compose command; ``env`` overrides the env file's values for this call."""
         argv = self.argv(*args)
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                 cwd=self.files[0].parent, stdin=subprocess.DEVNULL)
+                                 cwd=self.files[0].parent, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, **(env or {})})
         except subprocess.TimeoutExpired:
             raise ServiceFailed(f"`{' '.join(argv[-len(args):])}` took over {timeout:.0f}s; see {self.log}") from None
         self.log.parent.mkdir(parents=True, exist_ok=True)

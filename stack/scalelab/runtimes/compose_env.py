@@ -50,8 +50,7 @@ def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) 
         "SHOP_ENV_FILE": str(home / "shop.env"),
         "SCALELAB_WORKSPACE": str(workspace or home / "workspace"),
         "SCALELAB_NGINX_CONF": str(nginx_conf),
-        "NGINX_PORT": "0",          # a free host port (on 127.0.0.1): several stacks side by side
-    }))
+    }))   # host ports: chosen per container when the driver creates it (compose.py)
     return path
 
 
