@@ -274,7 +274,17 @@ class ComposeRuntime:
             if container.status == "paused":
                 container.unpause()
             container.kill(signal=f"SIG{signal}")
-            container.wait(timeout=30)   # it stays down until start()
+            self._wait_exit(container)   # it stays down until start()
+
+    @staticmethod
+    def _wait_exit(container, timeout: float = 15.0) -> None:
+        """Wait for the container to exit; SIGKILL it when it outlives ``timeout`` (as local does)."""
+        import requests
+        try:
+            container.wait(timeout=timeout)
+        except requests.exceptions.RequestException:
+            container.kill(signal="SIGKILL")
+            container.wait(timeout=30)
 
     def start(self, member: str) -> None:
         container = self._container(member)
