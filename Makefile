@@ -74,5 +74,6 @@ bench: $(STAMP)  ## measure the stack against its ceilings; writes bench/results
 	bench/tools.sh
 	$(BIN)/python -m bench.run
 
-clean: down  ## stop the stack and delete its state, build outputs and the venv
+clean:  ## stop the stack and delete its data, state, build outputs and the venv
+	@if [ -x $(BIN)/scalelab ]; then $(SCALELAB) down --purge; fi
 	rm -rf .scalelab build $(VENV)

@@ -153,7 +153,7 @@ def solved_stack(lab: int, state_dir: Path):
     try:
         yield stack
     finally:
-        stack.down()
+        stack.down(purge=True)
 
 
 def ratios(rows: list[dict]) -> pd.DataFrame:
@@ -198,7 +198,7 @@ def economics(workdir: Path, notebooks: bool) -> list[dict]:
         started = time.perf_counter()
         stack.up()
         warm = time.perf_counter() - started
-        stack.down()
+        stack.down(purge=True)
         row = {"lab": lab, "cold up s": cold, "warm up s": warm, "down s": down, "memory MiB (PSS)": memory}
         if notebooks:
             row["notebook s (FAST)"] = notebook_seconds(lab, workdir / f"nb{lab}")
@@ -218,7 +218,7 @@ def notebook_seconds(lab: int, state_dir: Path) -> float | None:
                             kernel_name="python3", cwd=str(found[0].parent), progress_bar=False,
                             execution_timeout=600)
     finally:
-        Stack(lab=lab, state_dir=state_dir).down()
+        Stack(lab=lab, state_dir=state_dir).down(purge=True)
         os.environ.pop("SCALELAB_HOME")
     return time.perf_counter() - started
 

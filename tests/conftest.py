@@ -21,7 +21,7 @@ def completed_stack(state_dir: Path, lab: int = 1) -> Stack:
 def stack(tmp_path_factory):
     stack = completed_stack(tmp_path_factory.mktemp("state"))
     yield stack
-    stack.down()
+    stack.down(purge=True)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def lab2(tmp_path_factory):
     """Lab 02's stack (Postgres, 3 users replicas, nginx), its exercises done from the reference."""
     stack = completed_stack(tmp_path_factory.mktemp("state-lab2"), lab=2)
     yield stack
-    stack.down()
+    stack.down(purge=True)
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def lab3(tmp_path_factory):
     """Lab 03's stack (Postgres, Redis, users replicas), its exercises done from the reference."""
     stack = completed_stack(tmp_path_factory.mktemp("state-lab3"), lab=3)
     yield stack
-    stack.down()
+    stack.down(purge=True)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def processes_mentioning(text: str) -> list[psutil.Process]:
 def own_stack(tmp_path):
     stack = completed_stack(tmp_path / "state")
     yield stack
-    stack.down()
+    stack.down(purge=True)
 
 
 def test_second_up_reuses_the_running_stack(own_stack, tmp_path):
@@ -60,6 +60,28 @@ def test_down_stops_every_process_and_frees_every_port(tmp_path):
                    for pid in pids.values())
     assert not any(port_busy(int(port)) for port in ports)
     assert processes_mentioning(str(tmp_path)) == []
+    stack.down(purge=True)
+
+
+def test_purge_deletes_the_data_and_every_scratch_dir(tmp_path):
+    from scalelab.paths import nobody_scratch
+    stack = completed_stack(tmp_path / "state")
+    scratch = nobody_scratch(stack.runtime.home, "x").parent
+    stack.down(purge=True)
+    assert not scratch.exists()
+    assert not (tmp_path / "state/local/postgres").exists()
+
+
+def test_a_cluster_left_behind_by_a_deleted_state_dir_is_rebuilt(tmp_path):
+    import shutil
+    state = tmp_path / "state"
+    completed_stack(state).down()   # data kept, as after `make down`
+    shutil.rmtree(state)            # ... then the state dir (with the passwords) is deleted by hand
+    stack = completed_stack(state)
+    try:
+        assert httpx.get(stack.url("users") + "/ready").status_code == 200
+    finally:
+        stack.down(purge=True)
 
 
 def test_sigkilled_postgres_leaves_no_orphan_backends(own_stack):
@@ -123,6 +145,7 @@ def test_stack_started_by_a_process_is_stopped_when_that_process_exits(tmp_path)
     assert len(pids) == 2
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
     assert processes_mentioning(str(tmp_path)) == []
+    Stack(lab=1, state_dir=tmp_path / "state").down(purge=True)
 
 
 def test_cli_up_is_detached_and_cli_down_stops_it(tmp_path):
@@ -134,7 +157,7 @@ def test_cli_up_is_detached_and_cli_down_stops_it(tmp_path):
     assert "users-1" in status.stdout and "running" in status.stdout
     again = subprocess.run([*cli, "up", "--lab", "1"], capture_output=True, text=True, timeout=120)
     assert again.stdout.split("\n\n")[0] == up.stdout.split("\n\n")[0], "second up re-uses the same pids"
-    down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=60)
+    down = subprocess.run([*cli, "down", "--purge"], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0
     assert processes_mentioning(str(tmp_path)) == []
 
@@ -147,7 +170,7 @@ def test_cli_check_reports_unattempted_exercises_and_fails(tmp_path):
         assert out.returncode == 1
         assert "not attempted yet" in out.stdout and "hint" in out.stdout and "0 of 2 checks pass" in out.stdout
     finally:
-        subprocess.run([*cli, "down"], capture_output=True, timeout=60)
+        subprocess.run([*cli, "down", "--purge"], capture_output=True, timeout=60)
 
 
 def test_cli_errors_are_one_line_not_tracebacks(tmp_path):

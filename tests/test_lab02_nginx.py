@@ -135,6 +135,6 @@ def test_down_stops_nginx_its_workers_and_every_replica(tmp_path):
     stack = Stack(lab=2, state_dir=tmp_path).up()
     master = psutil.Process(stack.runtime.procs["nginx-1"].pid)
     processes = [master, *master.children()] + [psutil.Process(p) for p in stack.status().pid]
-    stack.down()
+    stack.down(purge=True)
     gone, alive = psutil.wait_procs(processes, timeout=5)
     assert not alive

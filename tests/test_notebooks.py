@@ -42,7 +42,7 @@ def execute(path: Path, kind: str, state_dir: Path, monkeypatch, runtime: str = 
             execution_timeout=600, start_timeout=120,
         )
     finally:
-        Stack(lab=lab_number(path), runtime=runtime, state_dir=state_dir).down()
+        Stack(lab=lab_number(path), runtime=runtime, state_dir=state_dir).down(purge=True)
     return output
 
 

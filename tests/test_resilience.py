@@ -18,7 +18,7 @@ from conftest import completed_stack
 def own_stack(tmp_path_factory):
     stack = completed_stack(tmp_path_factory.mktemp("resilience"))
     yield stack
-    stack.down()
+    stack.down(purge=True)
 
 
 @contextmanager

@@ -34,8 +34,8 @@ def cmd_up(args) -> int:
 
 def cmd_down(args) -> int:
     stack = _stack(args)
-    stack.down()
-    print("stack stopped: every process it started has exited")
+    stack.down(purge=args.purge)
+    print("stack stopped: every process it started has exited" + ("; its data is deleted" if args.purge else ""))
     return 0
 
 
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--lab", type=int, default=1)
+        if name == "down":
+            p.add_argument("--purge", action="store_true", help="also delete the database, logs and scratch dirs")
         if name == "logs":
             p.add_argument("member", help="e.g. users-1 or postgres")
             p.add_argument("--tail", type=int, default=40)

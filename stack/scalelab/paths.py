@@ -1,6 +1,8 @@
 """Where the lab keeps its state: ``$SCALELAB_HOME``, else ``.scalelab/`` in the repo."""
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -12,3 +14,19 @@ def default_state_dir() -> Path:
     if (REPO / "pyproject.toml").exists():
         return REPO / ".scalelab"
     return Path.home() / ".local/state/scalelab"
+
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def nobody_scratch(owner: Path, what: str) -> Path:
+    """Where a server dropped to ``nobody`` (as root) keeps files: ``nobody`` may not be able
+    to reach ``owner`` (e.g. under a mode-700 home), so it lives in the temp dir, named after
+    ``owner``. ``purge_scratch(owner)`` deletes every one of them with the stack's data."""
+    key = hashlib.sha1(str(owner.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"scalelab-{key}" / what
+
+
+def purge_scratch(owner: Path) -> None:
+    import shutil
+    shutil.rmtree(nobody_scratch(owner, "x").parent, ignore_errors=True)

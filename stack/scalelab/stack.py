@@ -43,17 +43,18 @@ class Stack:
             atexit.register(self._down_at_exit)
         return self
 
-    def down(self) -> None:
-        """Stop everything the stack runs. Safe to call twice."""
+    def down(self, purge: bool = False) -> None:
+        """Stop everything the stack runs. Safe to call twice.
+        ``purge=True`` also deletes its data (database, logs, scratch dirs)."""
         self.runtime.down()
         self._owns = False
+        wipe = getattr(self.runtime, "wipe", None)  # runtimes whose down() keeps data have one
+        if purge and wipe:
+            wipe()
 
     def reset(self) -> "Stack":
         """Back to the lab's starting state: stop, wipe data and this lab's workspace, start."""
-        self.runtime.down()
-        wipe = getattr(self.runtime, "wipe", None)
-        if wipe:
-            wipe()
+        self.down(purge=True)
         shutil.rmtree(self.workspace, ignore_errors=True)
         return self.up()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalelab.errors import ScalelabError
+from scalelab.paths import purge_scratch
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
@@ -236,9 +237,10 @@ class LocalRuntime:
             rec.wait_ready(lambda: module.ready(self, rec), timeout=60, what="ready")
 
     def wipe(self) -> None:
-        """Delete the database cluster, its passwords and the logs (the stack must be down)."""
+        """Delete the database cluster, its passwords, the logs and any scratch dirs (stack down)."""
         import shutil
         self.pg.remove_data()
+        purge_scratch(self.home)
         shutil.rmtree(self.home / "postgres", ignore_errors=True)
         shutil.rmtree(self.home / "logs", ignore_errors=True)
         self._pg = None

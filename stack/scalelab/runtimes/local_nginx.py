@@ -14,13 +14,11 @@ requests they hold, no connection is refused. nginx always runs as
 """
 
 import grp
-import hashlib
 import os
 import pwd
 import re
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import psutil
 
 from scalelab import binaries
 from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.paths import IS_ROOT, nobody_scratch
 from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
 
@@ -38,7 +37,6 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
 TEMPLATE = DEPLOY / "nginx.conf.template"
 REFERENCE = DEPLOY / "reference" / "upstream.conf"
 STUB_MARK = "YOUR CODE HERE"
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 class ConfigRejected(ScalelabError):
@@ -54,9 +52,9 @@ def _temp_dir(path: Path) -> Path:
     if not IS_ROOT:
         return path / "temp"
     # As root, nginx's workers run as nobody: their temp files go where nobody can reach.
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-    temp = Path(tempfile.gettempdir()) / f"scalelab-nginx-{key}"
-    temp.mkdir(mode=0o755, exist_ok=True)
+    temp = nobody_scratch(path.parent.parent, f"nginx-{path.name}")
+    temp.mkdir(mode=0o755, parents=True, exist_ok=True)
+    temp.parent.chmod(0o755)
     return temp
 
 

@@ -19,11 +19,11 @@ import asyncpg
 
 from scalelab import aio, binaries
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
+from scalelab.paths import IS_ROOT, nobody_scratch
 from scalelab.process import ProcessRecord
 
 APP_DB = "shop"
 APP_ROLE = "shop"
-IS_ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
 def _nobody() -> tuple[int, int]:
@@ -54,8 +54,7 @@ class LocalPostgres:
         self.home = home
         self.binary = binaries.postgres()
         self.bin_dir = self._runnable_bin_dir()
-        key = hashlib.sha1(str(home.resolve()).encode()).hexdigest()[:10]
-        base = Path(tempfile.gettempdir()) / f"scalelab-pg-{key}" if IS_ROOT else home
+        base = nobody_scratch(home.parent, "postgres") if IS_ROOT else home
         self.data_dir = base / "data"
         self._secrets_file = home / "secrets.json"
 
@@ -98,6 +97,9 @@ class LocalPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def initdb(self) -> None:
+        if self.initialised() and not self._secrets_file.exists():
+            # A cluster whose passwords are gone (its state dir was deleted): unusable, start over.
+            self.remove_data()
         if self.initialised():
             return
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
