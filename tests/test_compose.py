@@ -168,3 +168,13 @@ def test_compose_file_runs_by_hand_with_healthchecks_ordering_the_start(tmp_path
     finally:
         down = run("down", "--volumes", "--remove-orphans", "--timeout", "15")
         assert down.returncode == 0, down.stderr[-800:]
+
+
+def test_images_carry_no_build_secret_and_no_password(cstack):
+    client, tag = cstack.runtime.client, cstack.runtime.tag
+    for name in ("shop", "postgres", "valkey", "nginx"):
+        image = client.images.get(f"scalelab/{name}:{tag}")
+        steps = " ".join(step.get("CreatedBy", "") for step in image.history())
+        assert "secrets" not in steps and "pip_ca" not in steps, f"{name}: a build-stage step reached the image"
+        env = " ".join(image.attrs["Config"].get("Env") or [])
+        assert "PIP_CERT" not in env and "PASSWORD" not in env and "SECRET" not in env, name
