@@ -46,7 +46,32 @@ def _pinning() -> list[str]:
     return ["taskset", "-c", str(cores - 1)] if cores >= 4 and shutil.which("taskset") else []
 
 
-def http_load(url: str, paths: list[str], seconds: float, label: str) -> dict:
+def cpu_seconds(pids) -> float:
+    """CPU time (user + system) used so far by these processes and their children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(int(pid))
+            for proc in [root, *root.children(recursive=True)]:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def http_load(url: str, paths: list[str], seconds: float, label: str, server_pids=()) -> dict:
+    """One rung; with ``server_pids``, also the servers' CPU ms per request — a figure that,
+    unlike rps, barely moves when something else shares the machine."""
+    server_pids = [int(pid) for pid in server_pids if pid == pid and pid is not None]  # drop stopped (NaN)
+    cpu_before = cpu_seconds(server_pids)
+    row = _http_load(url, paths, seconds, label)
+    if server_pids:
+        row["server CPU ms/req"] = 1000 * (cpu_seconds(server_pids) - cpu_before) / max(row["requests"], 1)
+    return row
+
+
+def _http_load(url: str, paths: list[str], seconds: float, label: str) -> dict:
     if shutil.which("wrk"):
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             f.write("\n".join(paths))
@@ -73,7 +98,7 @@ def hello_server(workdir: Path):
     rec.start()
     try:
         rec.wait_ready(lambda: httpx.get(f"http://127.0.0.1:{port}/hello").status_code == 200)
-        yield f"http://127.0.0.1:{port}"
+        yield rec
     finally:
         rec.stop()
 
@@ -125,21 +150,25 @@ def redis_get(stack, seconds: float) -> dict | None:
 def ladder(workdir: Path, seconds: float) -> list[dict]:
     rows = []
     with hello_server(workdir) as hello:
-        rows.append(http_load(hello, ["/hello"], seconds, "1 bare uvicorn hello"))
+        rows.append(http_load(f"http://127.0.0.1:{hello.port}", ["/hello"], seconds, "1 bare uvicorn hello",
+                              server_pids=[hello.pid]))
     with solved_stack(1, workdir / "lab1") as stack:
         paths = user_paths(stack)
-        rows.append(http_load(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process"))
+        rows.append(http_load(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process",
+                              server_pids=stack.status().pid))
         rows.append(pgbench_select(stack, seconds))
     if 2 in PLANS:
         with solved_stack(2, workdir / "lab2") as stack:
             stack.scale("users", 2)
-            rows.append(http_load(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas"))
+            rows.append(http_load(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas",
+                                  server_pids=stack.status().pid))
     if 3 in PLANS:
         with solved_stack(3, workdir / "lab3") as stack:
             stack.scale("users", 2)
             paths = user_paths(stack)
             http_load(stack.url("users"), paths, min(seconds, 3), "warm-up")  # fills the cache
-            rows.append(http_load(stack.url("users"), paths, seconds, "4 via nginx, cache warm"))
+            rows.append(http_load(stack.url("users"), paths, seconds, "4 via nginx, cache warm",
+                                  server_pids=stack.status().pid))
             if (redis := redis_get(stack, seconds)) is not None:
                 rows.append(redis)
     return rows
@@ -231,7 +260,8 @@ def machine() -> str:
 
 
 def markdown(table: pd.DataFrame, econ: pd.DataFrame, meta: dict) -> str:
-    cols = ["rung", "loadgen", "rps", "p50_ms", "p95_ms", "p99_ms", "failures", "x hello", "x store ceiling"]
+    cols = ["rung", "loadgen", "rps", "p50_ms", "p95_ms", "p99_ms", "failures", "server CPU ms/req",
+            "x hello", "x store ceiling"]
     return "\n".join([
         f"Measured {meta['date']} on {meta['machine']}; concurrency {CONCURRENCY}, {meta['seconds']} s per rung, "
         f"load generator {'pinned to the last core' if meta['pinned'] else 'not pinned (fewer than 4 cores: it shares them with the servers)'}.",

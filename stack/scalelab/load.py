@@ -181,7 +181,7 @@ def run(
         "expect_status": sorted(int(s) for s in expect_status),
     }
     out = _run_child(spec)
-    label = label or f"{spec['method']} {','.join(paths)} x{users}"
+    label = label or f"{spec['method']} {_describe(paths)} x{users}"
     summary = pd.DataFrame([{"label": label, "users": users, **out["summary"]}], columns=SUMMARY_COLUMNS)
     return LoadResult(
         summary=summary,
@@ -192,6 +192,11 @@ def run(
         by_path=pd.DataFrame(out["by_path"]),
         errors=out["errors"],
     )
+
+
+def _describe(paths: list[str]) -> str:
+    """A short name for a set of paths: '/a,/b' or '/users/1 … (+999 paths)'."""
+    return ",".join(paths) if len(paths) <= 3 else f"{paths[0]} … (+{len(paths) - 1} paths)"
 
 
 def ladder(
