@@ -10,6 +10,7 @@ the README's table is replaced with the latest. Nothing here is asserted: it rep
 """
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -134,13 +135,12 @@ def redis_get(stack, seconds: float) -> dict | None:
     argv = [*_pinning(), "redis-benchmark", "-h", parsed.host, "-p", str(parsed.port), "-t", "get",
             "-c", str(CONCURRENCY), "-n", str(int(40_000 * seconds)), "--csv"]
     if parsed.password:
-        argv += ["-a", parsed.password, "--no-auth-warning"]
+        argv += ["-a", parsed.password]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 10 + 30)
     if out.returncode != 0:
         print(f"bench: redis-benchmark failed, rung skipped: {(out.stderr or out.stdout).strip()[-300:]}")
         return None
-    rows = list(pd.read_csv(pd.io.common.StringIO(out.stdout)).itertuples(index=False))
-    row = rows[0]._asdict()
+    row = pd.read_csv(io.StringIO(out.stdout)).iloc[0].to_dict()
     return {"rung": "redis-benchmark GET (Redis ceiling)", "loadgen": "redis-benchmark", "rps": row["rps"],
             "p50_ms": row["p50_latency_ms"], "p95_ms": row["p95_latency_ms"], "p99_ms": row["p99_latency_ms"],
             "max_ms": row["max_latency_ms"], "mean_ms": row["avg_latency_ms"], "failures": 0}
@@ -240,6 +240,7 @@ def notebook_seconds(lab: int, state_dir: Path) -> float | None:
     found = sorted((REPO / "solutions").glob(f"{lab:02d}-*.ipynb"))
     if not found:
         return None
+    state_dir.mkdir(parents=True, exist_ok=True)
     os.environ["SCALELAB_HOME"] = str(state_dir)
     started = time.perf_counter()
     try:

@@ -28,7 +28,8 @@ def cmd_up(args) -> int:
     stack = _stack(args).up()
     print(stack.status().to_string(index=False))
     print(f"\nlab {stack.lab} is up on runtime={args.runtime!r}: users at {stack.url('users')}")
-    print(f"open the notebook: `make jupyter`, then labs/{_notebook(stack.lab)}  ·  stop it: `make down`")
+    down = "make down" if args.runtime == "local" else f"make down RUNTIME={args.runtime}"
+    print(f"open the notebook: `make jupyter`, then labs/{_notebook(stack.lab)}  ·  stop it: `{down}`")
     return 0
 
 
