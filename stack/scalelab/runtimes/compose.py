@@ -23,7 +23,7 @@ from scalelab import aio
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
-from scalelab.runtimes import compose_env, compose_images, compose_nginx
+from scalelab.runtimes import compose_env, compose_images, compose_nginx, local_nginx
 from scalelab.runtimes.compose_engine import Compose, connect
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -394,12 +394,4 @@ class ComposeRuntime:
         self._reload_nginx(nginx, strict=False)
         if not compose_nginx.configured(self):
             return
-        deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.member_url(nginx), timeout=5) as client:
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/health").headers.get("x-instance") == member:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.02)  # polling nginx's choice, not waiting for readiness
+        local_nginx.wait_until_routed(self.member_url(nginx), member, timeout)

@@ -227,12 +227,19 @@ def on_member_restarted(rt, member: str, timeout: float = 15.0) -> None:
             reload(rt, rec)  # the member came back on another port
         if not configured(rt, rec):
             continue
-        deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=f"http://127.0.0.1:{rec.port}", timeout=5) as client:
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/health").headers.get("x-instance") == member:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.02)  # polling nginx's choice, not waiting for readiness
+        wait_until_routed(f"http://127.0.0.1:{rec.port}", member, timeout)
+
+
+def wait_until_routed(entry_url: str, member: str, timeout: float) -> bool:
+    """Poll nginx at ``entry_url`` until a response comes from ``member`` (its X-Instance),
+    at most ``timeout`` seconds; True if it did. Both runtimes use it after a restart."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=entry_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/health").headers.get("x-instance") == member:
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)  # polling nginx's choice, not waiting for readiness
+    return False
