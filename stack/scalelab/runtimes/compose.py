@@ -382,8 +382,14 @@ class ComposeRuntime:
         if container.status != "running":
             raise ServiceFailed(f"{member} is not running: start it with stack.start({member!r})")
         compose_nginx.write_config(self, container, strict=strict, exclude=frozenset(without or ()))
+        old_workers = _nginx_workers(container)
         container.kill(signal="SIGHUP")        # nginx re-reads its configuration, gracefully
         self._wait_ready(member, timeout=15)
+        # The master lets old workers accept for a moment after the new ones start: the reload
+        # is complete when they have finished their requests and exited (bounded), as on local.
+        deadline = time.monotonic() + 10
+        while old_workers & _nginx_workers(container) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _back_in_rotation(self, nginx: str, member: str, timeout: float = 15.0) -> None:
         """After a replica restarted and is ready: announce it to nginx (a reload with the current
@@ -395,3 +401,10 @@ class ComposeRuntime:
         if not compose_nginx.configured(self):
             return
         local_nginx.wait_until_routed(self.member_url(nginx), member, timeout)
+
+
+def _nginx_workers(container) -> set[str]:
+    """PIDs of the nginx worker processes in ``container`` (``docker top``)."""
+    top = container.top()
+    pid, cmd = top["Titles"].index("PID"), top["Titles"].index("CMD")
+    return {row[pid] for row in top["Processes"] if "worker process" in row[cmd]}
