@@ -1,4 +1,5 @@
-"""Lab 03's reference solutions are exactly the notebook's solution cells, and its checks can fail."""
+"""Lab 03's checks can fail: an untouched stub or a missing file is "not attempted yet".
+(That its reference files equal the solution cells is tests/test_repo.py's job, for every lab.)"""
 
 import importlib.util
 import json
@@ -11,8 +12,6 @@ from scalelab.labs import lab03
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "solutions" / "03-redis-cache.ipynb"
-MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
-EXERCISES = [lab03.user_cache, lab03.rate_limit]
 
 
 def writefile_cell(filename: str) -> str:
@@ -36,14 +35,6 @@ class WorkspaceOnly:
 
     def __init__(self, workspace: Path):
         self.workspace = workspace
-
-
-@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.name)
-def test_reference_file_is_the_solution_cell(exercise):
-    body = writefile_cell(f"{exercise.name}.py").split("\n", 1)[1]
-    solved = "\n".join(line for line in body.split("\n") if line.strip() not in MARKERS)
-    reference = Path(importlib.util.find_spec(exercise.reference).origin)
-    assert reference.read_text().rstrip("\n") == solved.rstrip("\n")
 
 
 @pytest.mark.parametrize("exercise, function", [(lab03.user_cache, "get_user"), (lab03.rate_limit, "allow")],
