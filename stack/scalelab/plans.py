@@ -10,6 +10,7 @@ class Plan:
     replicas: dict[str, int]                                   # service -> members at start
     exercises: tuple[str, ...] = ()                           # loaded from the lab workspace
     settings: dict[str, str] = field(default_factory=dict)    # extra SHOP_* settings
+    runtimes: tuple[str, ...] = ("local", "compose", "kind")  # where this lab's stack can run today
 
     def has(self, service: str) -> bool:
         return service in self.replicas
@@ -29,6 +30,17 @@ PLANS = {
             exercises=("user_cache", "rate_limit"),
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"}),
 }
+# Labs 04-06 are added to PLANS by their own modules' authors (one entry each, below).
+
+
+
+def require_runtime(plan: Plan, runtime: str) -> None:
+    """One clear line when a lab's stack cannot run on ``runtime`` yet (never a half-built stack)."""
+    if runtime not in plan.runtimes:
+        from scalelab.errors import RuntimeUnavailable
+        raise RuntimeUnavailable(f"lab {plan.lab} ({plan.title}) runs on the {' and '.join(plan.runtimes)} "
+                                 f"runtime{'s' if len(plan.runtimes) > 1 else ''} in this version, not {runtime!r} "
+                                 f"— use runtime=\"{plan.runtimes[0]}\"")
 
 
 def plan_for(lab: int) -> Plan:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalelab.paths import default_state_dir
-from scalelab.plans import Plan, plan_for
+from scalelab.plans import Plan, plan_for, require_runtime
 from scalelab.runtimes import get_runtime
 
 
@@ -24,6 +24,7 @@ class Stack:
         self.plan: Plan = plan_for(int(lab))
         self.lab = self.plan.lab
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
+        require_runtime(self.plan, runtime)
         self.runtime = get_runtime(runtime, self.state_dir)
         self.detach = detach
         self._owns = False
