@@ -30,7 +30,20 @@ PLANS = {
             exercises=("user_cache", "rate_limit"),
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"}),
 }
-# Labs 04-06 are added to PLANS by their own modules' authors (one entry each, below).
+# Labs 04 and 05 run on `local` only in this version (their standby, orders and worker
+# services are not in compose.yaml yet); lab 06 runs on every runtime.
+PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, races",
+                {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
+                exercises=("replication", "read_routing", "sharding", "debit"),
+                settings={**AUTH}, runtimes=("local",))
+PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
+                {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1},
+                exercises=("order_task", "idempotency"),
+                settings={**AUTH}, runtimes=("local",))
+PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
+                {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
+                exercises=("hpa",),
+                settings={**AUTH})
 
 
 
