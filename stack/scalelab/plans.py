@@ -39,7 +39,11 @@ PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, r
 PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency"),
-                settings={**AUTH}, runtimes=("local",))
+                # A short visibility timeout (default 1 h) so a killed worker's order is
+                # redelivered within the notebook; every task and retry countdown is shorter.
+                settings={**AUTH, "SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5",
+                          "SHOP_ORDER_MAX_RETRIES": "3", "SHOP_ORDER_RETRY_BASE_S": "0.25"},
+                runtimes=("local",))
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("hpa",),

@@ -55,3 +55,15 @@ class Settings(BaseSettings):
     rate_limit: int = Field(0, ge=0)
     rate_limit_window_s: int = Field(1, ge=1)
     rate_limit_by_ip: bool = False
+
+    # Orders and Celery workers (lab 05). The broker is the stack's Redis unless set.
+    broker_url: str | None = None
+    # Redis has no real acks: a message a worker took stays in an "unacked" set, and is
+    # handed out again when it is not acked within this many seconds (the worker died).
+    # It must be longer than any task (or countdown) runs, or a live task is run twice.
+    broker_visibility_timeout_s: float = Field(3600, gt=0)
+    # The simulated payment call: this long per order (sleep, or CPU for work="cpu").
+    order_process_s: float = Field(0.5, ge=0, le=60)
+    # Transient failures are retried this many times, after base·2^n seconds.
+    order_max_retries: int = Field(3, ge=0, le=20)
+    order_retry_base_s: float = Field(0.25, ge=0, le=60)

@@ -16,6 +16,7 @@ from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
 from scalelab.runtimes import local_nginx, local_redis, local_users
+from scalelab.runtimes import local_orders, local_worker
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
@@ -23,6 +24,7 @@ from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 # Optional: FRONTS = "<service>" (this one is that service's entry point: url() returns it),
 # on_members_changed(rt, service), on_member_restarted(rt, member), reload(rt, rec).
 SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx}
+SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}

@@ -1,0 +1,20 @@
+"""The order service (uvicorn + FastAPI, ``shop.orders_app``) as a local process: ``orders-1``."""
+
+import sys
+
+import httpx
+
+from scalelab.process import ProcessRecord
+from scalelab.runtimes import local_worker
+
+
+def record(rt, name: str, port: int) -> ProcessRecord:
+    argv = [sys.executable, "-m", "uvicorn", "shop.orders_app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]
+    return ProcessRecord(name=name, argv=argv, log=str(rt.home / f"logs/{name}.log"), port=port,
+                         env=local_worker.shop_env(rt, name))
+
+
+def ready(rt, rec: ProcessRecord) -> bool:
+    return httpx.get(f"http://127.0.0.1:{rec.port}/ready", timeout=2).status_code == 200

@@ -1,0 +1,58 @@
+"""A Celery worker (``shop.tasks``) as a local process: ``worker-1``, ``worker-2``, ...
+
+One worker runs one task at a time (``--pool solo``: the task runs in the worker process
+itself, so ``stack.kill("worker-1")`` loses the task it holds, as a crashed machine
+would). Its Celery hostname is ``<member>@scalelab``. SIGTERM is Celery's warm shutdown:
+the worker finishes the task it runs, hands back what it reserved, and exits.
+It is ready when it has announced itself (pid included) in the broker's ``orders:workers``
+hash — a worker that connected and started consuming, not just a process that exists.
+"""
+
+import json
+import sys
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from scalelab.plans import plan_for
+from scalelab.process import ProcessRecord
+
+WORKERS = "orders:workers"   # shop.orders.WORKERS (the driver does not import the shop)
+
+
+def hostname(member: str) -> str:
+    return f"{member}@scalelab"
+
+
+def shop_env(rt, name: str) -> dict[str, str]:
+    """The settings every lab-05 shop process (order service, worker) starts with."""
+    plan = plan_for(rt.lab)
+    env = {
+        "SHOP_DATABASE_URL": rt.database_url("app"),
+        "SHOP_INSTANCE": name,
+        "SHOP_WORKSPACE": str(rt.workspace),
+        "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
+        **plan.settings,
+    }
+    if plan.has("redis"):
+        env["SHOP_REDIS_URL"] = rt.redis_url()
+    return env
+
+
+def record(rt, name: str, port: int) -> ProcessRecord:
+    # `port` is unused: a worker listens on nothing, it pulls from the broker.
+    argv = [sys.executable, "-m", "celery", "-A", "shop.tasks", "worker", "--pool", "solo", "--concurrency", "1",
+            "-Q", "orders", "--hostname", hostname(name), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return ProcessRecord(name=name, argv=argv, log=str(rt.home / f"logs/{name}.log"), port=port,
+                         env=shop_env(rt, name))
+
+
+def ready(rt, rec: ProcessRecord) -> bool:
+    client = redis.Redis.from_url(rt.redis_url(), socket_timeout=1, socket_connect_timeout=1,
+                                  retry=Retry(NoBackoff(), 0), decode_responses=True)
+    try:
+        return client.hget(WORKERS, hostname(rec.name)) == str(rec.pid)
+    finally:
+        client.close()

@@ -1,0 +1,92 @@
+"""Orders: accept at once (202), process later on a Celery worker; read the status."""
+
+import asyncio
+import json
+
+import asyncpg
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from shop import orders
+from shop.db import connection
+from shop.errors import Conflict, DomainError, NotFound, Unavailable
+from shop.models import OrderCreate, OrderOut
+from shop.tasks import TASK
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+BIGINT_MAX = 2**63 - 1
+COLUMNS = ("id, user_id, status, items, total_cents, attempts, last_error, created_at, updated_at, done_at, "
+           "request_hash")
+
+
+class UnknownUser(DomainError):
+    status_code = 422
+    code = "unknown_user"
+
+
+def _out(row) -> dict:
+    order = dict(row)
+    order.pop("request_hash", None)
+    order["items"] = json.loads(order["items"])
+    return order
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
+async def create_order(order: OrderCreate, request: Request, response: Response,
+                       idempotency_key: str | None = Header(None, min_length=1, max_length=200,
+                                                            pattern=r"^[\x21-\x7e]+$")):
+    """Store the order as ``pending``, enqueue its task, answer at once: the work runs later."""
+    body = order.model_dump()
+    digest = orders.request_hash(body)
+    total = sum(item.quantity * item.price_cents for item in order.items)
+    async with connection(request) as conn:
+        try:
+            # A NULL key never conflicts; a reused key finds the first order instead of a second one.
+            row = await conn.fetchrow(
+                "INSERT INTO orders (user_id, items, total_cents, idempotency_key, request_hash, fail_first, work)"
+                " VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7)"
+                f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}",
+                order.user_id, json.dumps(body["items"]), total, idempotency_key, digest,
+                order.fail_first, order.work)
+        except asyncpg.ForeignKeyViolationError:
+            raise UnknownUser(f"no user with id {order.user_id}") from None
+        if row is None:
+            first = await conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE idempotency_key = $1", idempotency_key)
+            if first["request_hash"] != digest:
+                raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different order "
+                               f"(order {first['id']}): use a new key for a new order")
+            response.headers["Idempotent-Replayed"] = "true"
+            response.headers["Location"] = f"/orders/{first['id']}"
+            return _out(first)   # a client retry: the same order, no second task
+    try:
+        # Publishing is blocking I/O (kombu): off the event loop.
+        await asyncio.to_thread(request.app.state.celery.send_task, TASK, args=[row["id"]], queue=orders.QUEUE)
+    except (OperationalError, RedisError, OSError) as exc:
+        async with connection(request) as conn:
+            await conn.execute("UPDATE orders SET status = 'failed', last_error = $2 WHERE id = $1",
+                               row["id"], f"not queued: broker unavailable ({type(exc).__name__})")
+        raise Unavailable(f"order {row['id']} was stored but could not be queued: the broker is unavailable") from exc
+    response.headers["Location"] = f"/orders/{row['id']}"
+    return _out(row)
+
+
+@router.get("/dead-letter")
+async def dead_letter(request: Request, limit: int = Query(100, ge=1, le=1000)):
+    """Orders whose retries were spent, oldest first, as the workers recorded them."""
+    redis = request.app.state.redis
+    try:
+        entries = await redis.lrange(orders.DEAD_LETTER, 0, limit - 1)
+    except (RedisError, OSError) as exc:
+        raise Unavailable(f"the broker (Redis) is unavailable: {type(exc).__name__}") from exc
+    return {"items": [json.loads(e) for e in entries]}
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def read_order(request: Request, order_id: int = Path(ge=1, le=BIGINT_MAX)):
+    async with connection(request) as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE id = $1", order_id)
+    if row is None:
+        raise NotFound(f"no order with id {order_id}")
+    return _out(row)

@@ -1,0 +1,48 @@
+"""The order service's app factory: ``uvicorn --factory shop.orders_app:create_app``.
+
+The same package as the user service (config, db, errors, middleware), its own small
+app: it accepts orders and enqueues them; Celery workers (shop/tasks.py) process them.
+"""
+
+import logging
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from shop import tasks
+from shop.api.routes import health, orders
+from shop.config import Settings
+from shop.db import close_pool, create_pool
+from shop.errors import install_handlers
+from shop.middleware import BodyLimit, InstanceHeader
+
+log = logging.getLogger("uvicorn.error")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.pool = await create_pool(settings, settings.pool_min_size, settings.pool_max_size,
+                                           app_name=f"shop-orders:{settings.instance}")
+        app.state.celery = tasks.make_celery(settings)
+        app.state.redis = aioredis.from_url(settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0",
+                                            socket_timeout=settings.redis_timeout_s * 4,
+                                            socket_connect_timeout=settings.redis_timeout_s * 4)
+        log.info("instance %s ready: orders go to queue %r", settings.instance, tasks.orders.QUEUE)
+        yield
+        await close_pool(app.state.pool)
+        await app.state.redis.aclose()
+        app.state.celery.close()
+
+    app = FastAPI(title="shop orders", lifespan=lifespan)
+    app.state.settings = settings
+    install_handlers(app)
+    app.add_api_route("/health", health.health, methods=["GET"], tags=["health"])
+    app.add_api_route("/ready", health.ready, methods=["GET"], tags=["health"])
+    app.include_router(orders.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InstanceHeader, instance=settings.instance)
+    return app

@@ -1,0 +1,132 @@
+"""The Celery app and the order task: what a worker process runs.
+
+    celery -A shop.tasks worker --pool solo --concurrency 1 -Q orders --hostname worker-1@scalelab
+
+Every knob comes from ``shop.config.Settings`` (``SHOP_*`` environment variables). The
+delivery guarantees this lab relies on:
+
+* ``task_acks_late``: a worker acknowledges a message *after* the task ran, not when it
+  takes it — a worker that dies mid-task leaves the message unacknowledged;
+* ``task_reject_on_worker_lost``: with the prefork pool, a task whose child process died
+  is requeued at once instead of being marked failed (this lab runs the solo pool: the
+  task runs in the worker process itself, so a KILL takes the whole worker and the next
+  point applies);
+* the Redis broker's ``visibility_timeout``: Redis has no acks of its own; Celery keeps a
+  taken message in an "unacked" set, and any live worker hands it out again once it has
+  been there longer than the timeout. Short here (lab 05's plan), so a killed worker's
+  order is redelivered within seconds; it must exceed the longest task and countdown,
+  or a task still running is delivered twice (the idempotency guard then still holds);
+* ``worker_prefetch_multiplier=1``: a worker reserves one message at a time, so a slow
+  worker does not sit on a queue of messages others could run.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import time
+
+import redis
+from celery import Celery, signals
+
+from shop import orders
+from shop.config import Settings
+from shop.exercises import Exercises
+
+log = logging.getLogger(__name__)
+TASK = "shop.process_order"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    broker = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
+    app = Celery("shop", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_default_queue=orders.QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,                      # the order's status lives in Postgres
+        task_serializer="json", accept_content=["json"],
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            # look for messages past their visibility timeout every second (default: ~100 s)
+            "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        # Publishing (POST /orders): a broker that is down costs a request < 1 s, then a 503.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2,
+                                   "interval_max": 0.3},
+        broker_connection_timeout=2,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+# `celery -A shop.tasks` finds the app here; nothing connects until a worker or a client
+# sends or consumes (creating a Celery object opens no connection).
+app = make_celery()
+_exercises: Exercises | None = None
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def exercises() -> Exercises:
+    """Learner code, loaded once per worker process (a restarted worker loads it again)."""
+    global _exercises
+    if _exercises is None:
+        _exercises = Exercises(_settings())
+    return _exercises
+
+
+def _dead_letter(settings: Settings, order_id: int, error: str | None, task_id: str | None) -> None:
+    client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
+    try:
+        client.rpush(orders.DEAD_LETTER, json.dumps({"order_id": order_id, "error": error, "task_id": task_id,
+                                                     "retries": settings.order_max_retries, "at": time.time()}))
+    finally:
+        client.close()
+
+
+@app.task(name=TASK, bind=True)
+def process_order(self, order_id: int) -> str:
+    settings = _settings()
+    retries = self.request.retries
+    try:
+        outcome, error = asyncio.run(orders.deliver(settings, exercises(), int(order_id),
+                                                    worker=self.request.hostname or "?",
+                                                    task_id=self.request.id, retries=retries))
+    except orders.DB_UNAVAILABLE as exc:   # could not even record the attempt: try again later
+        outcome, error = ("retrying" if retries < settings.order_max_retries else "dead"), repr(exc)
+    log.info("order %s: %s (delivery with %d retries before)%s", order_id, outcome, retries,
+             f": {error}" if error else "")
+    if outcome == "retrying":
+        raise self.retry(countdown=orders.backoff_s(settings, retries), max_retries=settings.order_max_retries)
+    if outcome == "dead":
+        _dead_letter(settings, order_id, error, self.request.id)
+    return outcome
+
+
+# -- readiness: the driver waits until this worker's entry names its current pid -----
+@signals.worker_ready.connect
+def _announce_ready(sender=None, **_):
+    settings = _settings()
+    client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
+    try:
+        client.hset(orders.WORKERS, sender.hostname, os.getpid())
+    finally:
+        client.close()
+
+
+@signals.worker_shutdown.connect
+def _announce_gone(sender=None, **_):
+    settings = _settings()
+    client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
+    try:
+        client.hdel(orders.WORKERS, getattr(sender, "hostname", "?"))
+    except redis.RedisError:
+        pass   # Redis already gone (the stack is going down): nothing to announce to
+    finally:
+        client.close()

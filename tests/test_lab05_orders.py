@@ -1,0 +1,137 @@
+"""Lab 05 on a real stack: the order API, Celery workers, redelivery and the idempotency guard."""
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from scalelab import db
+from scalelab.labs import lab05
+
+from conftest import completed_stack
+
+
+@pytest.fixture(scope="module")
+def lab5(tmp_path_factory):
+    """Lab 05's stack (Postgres, Redis, users, orders, a worker), its exercises done from the reference."""
+    stack = completed_stack(tmp_path_factory.mktemp("state-lab5"), lab=5)
+    yield stack
+    stack.down(purge=True)
+
+
+@pytest.fixture
+def orders_api(lab5):
+    with httpx.Client(base_url=lab5.url("orders"), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def user(lab5) -> int:
+    return lab05.new_user(lab5, "Test Buyer")
+
+
+def test_post_answers_202_at_once_and_get_follows_the_order_to_done(lab5, orders_api, user):
+    lab5.scale("worker", 1)
+    started = time.perf_counter()
+    r = orders_api.post("/orders", json={"user_id": user, "items": [{"sku": "pen", "quantity": 3, "price_cents": 150}]})
+    post_s = time.perf_counter() - started
+    assert r.status_code == 202, r.text
+    order = r.json()
+    assert order["status"] == "pending" and order["total_cents"] == 450 and r.headers["location"] == f"/orders/{order['id']}"
+    assert post_s < 0.5 * 0.9, "POST waited for the work (PROCESS_S = 0.5 s)"
+    done = lab05.wait_orders(lab5, [order["id"]], timeout=20)
+    assert done.status.tolist() == ["done"]
+    got = orders_api.get(f"/orders/{order['id']}").json()
+    assert got["status"] == "done" and got["attempts"] == 1 and got["done_at"]
+    assert lab05.effects(lab5, [order["id"]]) == 1
+
+
+def test_an_unknown_order_is_a_404_json_error(orders_api):
+    r = orders_api.get("/orders/987654321")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = orders_api.get("/orders/not-a-number")
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+
+
+@pytest.mark.parametrize("body", [
+    {},
+    {"user_id": 1, "items": []},
+    {"user_id": 1, "items": [{"sku": "pen", "quantity": 0, "price_cents": 100}]},
+    {"user_id": 1, "items": [{"sku": "pen", "quantity": 1, "price_cents": -5}]},
+    {"user_id": 1, "items": [{"sku": "pen", "quantity": 1, "price_cents": 100}], "coupon": "FREE"},
+    {"user_id": 1, "items": [{"sku": "pen", "quantity": 1, "price_cents": 100}], "work": "gpu"},
+], ids=["empty", "no-items", "zero-quantity", "negative-price", "unknown-field", "bad-work"])
+def test_a_bad_order_is_a_422_json_error_and_stores_nothing(lab5, orders_api, body):
+    count = lambda: db.fetchval(lab5.database_url(), "SELECT count(*) FROM orders")
+    before = count()
+    r = orders_api.post("/orders", json=body)
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    assert count() == before
+
+
+def test_an_order_for_an_unknown_user_is_a_422(orders_api):
+    r = orders_api.post("/orders", json={"user_id": 10**12, "items": lab05.ITEMS})
+    assert r.status_code == 422 and r.json()["error"] == "unknown_user"
+
+
+def test_a_retried_post_with_its_idempotency_key_gets_the_same_order_and_a_different_body_a_409(lab5, orders_api, user):
+    key = f"client-{uuid.uuid4().hex}"
+    body = {"user_id": user, "items": lab05.ITEMS}
+    first = orders_api.post("/orders", json=body, headers={"Idempotency-Key": key})
+    again = orders_api.post("/orders", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"] and again.headers.get("idempotent-replayed") == "true"
+    other = orders_api.post("/orders", json={**body, "items": [{"sku": "x", "quantity": 2, "price_cents": 1}]},
+                            headers={"Idempotency-Key": key})
+    assert other.status_code == 409 and other.json()["error"] == "conflict"
+    lab05.wait_orders(lab5, [first.json()["id"]], timeout=20)
+    assert len(lab05.deliveries(lab5, [first.json()["id"]])) == 1, "a replayed POST enqueued a second task"
+
+
+def test_duplicate_deliveries_running_at_the_same_time_charge_once(lab5, orders_api, user):
+    lab5.scale("worker", 3)
+    order = lab05.place(orders_api, user)
+    lab05.enqueue(lab5, order["id"], times=3)        # 4 deliveries of one order, 3 idle workers
+    deadline = time.monotonic() + 30
+    while (d := lab05.deliveries(lab5, [order["id"]])).finished_at.notna().sum() < 4:
+        assert time.monotonic() < deadline, d
+        time.sleep(0.05)
+    overlapping = sum(1 for _, a in d.iterrows() for _, b in d.iterrows()
+                      if a.started_at < b.started_at < a.finished_at)
+    assert overlapping >= 1 and d.worker.nunique() >= 2, "the deliveries did not run concurrently"
+    assert lab05.effects(lab5, [order["id"]]) == 1
+    assert lab05.orders_frame(lab5, [order["id"]]).status.tolist() == ["done"]
+
+
+def test_a_worker_killed_mid_task_loses_no_order(lab5, orders_api, user):
+    lab5.scale("worker", 2)
+    ids = [lab05.place(orders_api, user)["id"] for _ in range(8)]
+    deadline = time.monotonic() + 20
+    while (held := lab05.holding(lab5, "worker-1")) is None:
+        assert time.monotonic() < deadline, "worker-1 never took an order"
+        time.sleep(0.01)
+    lab5.kill("worker-1")                               # SIGKILL: no warm shutdown, no ack
+    done = lab05.wait_orders(lab5, ids, timeout=40)     # worker-2 gets it back after the visibility timeout
+    assert done.status.tolist() == ["done"] * len(ids)
+    assert lab05.effects(lab5, ids) == len(ids)
+    held_deliveries = lab05.deliveries(lab5, [held])
+    assert len(held_deliveries) >= 2 and held_deliveries.finished_at.isna().iloc[0]
+    lab5.start("worker-1")
+
+
+def test_a_transient_failure_is_retried_with_growing_gaps_and_a_poison_order_ends_dead(lab5, orders_api, user):
+    lab5.scale("worker", 2)
+    flaky = lab05.place(orders_api, user, fail_first=2)
+    poison = lab05.place(orders_api, user, fail_first=1000)
+    final = lab05.wait_orders(lab5, [flaky["id"], poison["id"]], timeout=40).set_index("id")
+    assert final.loc[flaky["id"], "status"] == "done" and final.loc[flaky["id"], "attempts"] == 3
+    starts = lab05.deliveries(lab5, [flaky["id"]]).started_at
+    gaps = starts.diff().dt.total_seconds().dropna().tolist()
+    # each gap = the 0.5 s payment call + a countdown of 0.25 s, then 0.5 s
+    assert len(gaps) == 2 and gaps[0] >= 0.5 + 0.25 and gaps[1] >= 0.5 + 0.5 and gaps[1] > gaps[0]
+    assert final.loc[poison["id"], "status"] == "dead" and final.loc[poison["id"], "attempts"] == 4
+    got = orders_api.get(f"/orders/{poison['id']}").json()
+    assert got["status"] == "dead" and "PaymentUnavailable" in got["last_error"]
+    assert poison["id"] in [entry["order_id"] for entry in lab05.dead_letter(lab5)]
+    assert lab05.effects(lab5, [poison["id"]]) == 0
