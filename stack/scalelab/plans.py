@@ -46,7 +46,7 @@ PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
                 runtimes=("local",))
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
-                exercises=("hpa",),
+                exercises=("deployment", "hpa"),
                 settings={**AUTH})
 
 

@@ -111,6 +111,13 @@ class Stack:
     def logs(self, member: str, tail: int = 40) -> str:
         return self.runtime.logs(member, tail)
 
+    # -- lab 06: autoscaling -----------------------------------------------------------
+    def autoscale(self, spec, desired_replicas):
+        """An autoscaler for ``spec.service`` (``scalelab.autoscaler.HpaSpec``), not started yet:
+        ``.start()``, ``.stop()``, ``.history()``. On local and compose it is the driver's MODEL of
+        the HPA controller, calling ``desired_replicas``; on kind, Kubernetes' own HPA."""
+        return self.runtime.autoscaler(spec, desired_replicas)
+
     def status(self) -> pd.DataFrame:
         return self.runtime.status()
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shop import cache
-from shop.api.routes import accounts, auth, health, users
+from shop.api.routes import accounts, auth, health, users, work
 from shop.config import Settings
 from shop.db import close_pool, create_pool, server_max_connections
 from shop.errors import ExerciseNotDone, install_handlers
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users.router)
     app.include_router(auth.router)
     app.include_router(accounts.router)   # lab 04: the double-spend race, N+1
+    app.include_router(work.router)       # lab 06: CPU load for the autoscaler
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.rate_limit and settings.redis_url:
         app.add_middleware(RateLimit)   # before the body is read; its 429s still carry X-Instance

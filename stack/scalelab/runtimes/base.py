@@ -55,4 +55,11 @@ class Runtime(Protocol):
 
     def logs(self, member: str, tail: int = 40) -> str: ...
 
+    def cpu_seconds(self, member: str) -> float:
+        """Cumulative CPU time (seconds) of a member (lab 06: the model autoscaler's metric)."""
+
+    def autoscaler(self, spec, desired_replicas):
+        """An ``scalelab.autoscaler.Autoscaler`` for ``spec`` (lab 06): the driver's model of the
+        HPA controller where there is no Kubernetes, the real HPA on kind."""
+
     def status(self) -> pd.DataFrame: ...

@@ -329,6 +329,25 @@ class ComposeRuntime:
                          "log": f"docker logs {container.name}"})
         return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
 
+    # -- lab 06: CPU readings and the model autoscaler (scalelab/autoscaler.py) ---------------
+    def cpu_seconds(self, member: str) -> float:
+        """CPU time (seconds) the member's container has used: the engine's stats API
+        (cpu_stats.cpu_usage.total_usage, nanoseconds, from the container's cgroup)."""
+        container = self._container(member)
+        try:
+            stats = container.stats(stream=False, one_shot=True)
+        except TypeError:     # a docker SDK without one_shot: the same numbers, after a 1 s sample
+            stats = container.stats(stream=False)
+        usage = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage")
+        if not usage:
+            raise ScalelabError(f"{member} reports no CPU usage: is it running? (stack.status())")
+        return usage / 1e9
+
+    def autoscaler(self, spec, desired_replicas):
+        """No Kubernetes here: the driver's model of the HPA controller scales the containers."""
+        from scalelab.autoscaler import ModelAutoscaler
+        return ModelAutoscaler(self, spec, desired_replicas)
+
     # -- readiness --------------------------------------------------------------------------
     @staticmethod
     def _fresh(container):

@@ -193,6 +193,27 @@ class LocalRuntime:
                 for rec in self.procs.values()]
         return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
 
+    # -- lab 06: CPU readings and the model autoscaler (scalelab/autoscaler.py) ---------------
+    def cpu_seconds(self, member: str) -> float:
+        """CPU time (user + system, seconds) the member's process tree has used since it started."""
+        import psutil
+        proc = self._record(member).process()
+        if proc is None:
+            raise ScalelabError(f"{member} is not running")
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:      # a child that just exited
+                pass
+        return total
+
+    def autoscaler(self, spec, desired_replicas):
+        """No Kubernetes here: the driver's model of the HPA controller scales the processes."""
+        from scalelab.autoscaler import ModelAutoscaler
+        return ModelAutoscaler(self, spec, desired_replicas)
+
     # -- members ---------------------------------------------------------------------
     def _record(self, member: str) -> ProcessRecord:
         try:
