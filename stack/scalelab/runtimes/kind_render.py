@@ -1,0 +1,98 @@
+"""What the ``kind`` runtime applies: a kustomization it writes in the state directory.
+
+    directory = write_kustomization(home, plan, namespace, tag, workspace)
+    objects = render(directory)       # kubectl kustomize: a list of dicts, Secret included
+
+The generated ``kustomization.yaml`` points at the repository's overlay for the lab
+(``stack/deploy/k8s/overlays/labNN``) and adds what only the running stack knows — the
+``kustomize edit set image`` / ``create secret`` equivalents, written as a file:
+
+* ``namespace``: the stack's own (``scalelab-<hash of the state dir>``);
+* ``images``: the content-addressed tags compose_images built (never ``:latest``);
+* ``secretGenerator`` ``scalelab-secrets`` from a 0600 env file (the stack's passwords and
+  JWT key: the repository has none);
+* ``configMapGenerator``: the plan's exercises merged into ``shop-settings``, and the
+  learner's workspace files as the ``workspace`` ConfigMap the users pods mount.
+
+The repository's files are never edited at run time.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from scalelab.plans import Plan
+from scalelab.runtimes import compose_env
+from scalelab.runtimes.compose_images import IMAGES
+from scalelab.runtimes.kind_cluster import K8S, kustomize
+
+SECRET_KEYS = {"postgres": "postgres-password", "shop": "shop-db-password", "redis": "redis-password",
+               "jwt": "jwt-secret"}
+WORKSPACE_SUFFIXES = (".py", ".conf", ".yaml", ".json")
+
+
+def overlay(lab: int) -> Path:
+    path = K8S / "overlays" / f"lab{lab:02d}"
+    if not (path / "kustomization.yaml").exists():
+        from scalelab.errors import RuntimeUnavailable
+        have = ", ".join(sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir()))
+        raise RuntimeUnavailable(f"lab {lab} has no Kubernetes overlay (stack/deploy/k8s/overlays has {have}) "
+                                 "— use runtime=\"local\"")
+    return path
+
+
+def _private_write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, workspace: Path | None) -> Path:
+    directory = home / "kustomize"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    passwords = compose_env.passwords(home)          # created once per state dir, 0600
+    _private_write(directory / "secrets.env",
+                   "".join(f"{key}={passwords[name]}\n" for name, key in SECRET_KEYS.items()))
+    # The learner's files, copied below the kustomization (kustomize reads nothing outside it).
+    files_dir = directory / "workspace"
+    files_dir.mkdir(exist_ok=True)
+    for old in files_dir.iterdir():
+        old.unlink()
+    files = []
+    if workspace and workspace.is_dir():
+        for source in sorted(workspace.iterdir()):
+            if source.is_file() and source.suffix in WORKSPACE_SUFFIXES:
+                (files_dir / source.name).write_bytes(source.read_bytes())
+                files.append(f"workspace/{source.name}")
+    generators = [{"name": "shop-settings", "behavior": "merge", "options": {"disableNameSuffixHash": True},
+                   "literals": [f"SHOP_EXERCISES={json.dumps(list(plan.exercises))}"]}]
+    if files:
+        generators.append({"name": "workspace", "files": files})
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        "resources": [os.path.relpath(overlay(plan.lab), directory)],
+        "images": [{"name": f"scalelab/{image.name}", "newTag": tag} for image in IMAGES],
+        # Plain names (no hash suffix) for what lab 06's Deployment exercise refers to; the
+        # workspace ConfigMap keeps its hash: changed learner code is a new name, a rollout.
+        "secretGenerator": [{"name": "scalelab-secrets", "envs": ["secrets.env"],
+                             "options": {"disableNameSuffixHash": True}}],
+        "configMapGenerator": generators,
+    }
+    header = ("# Written by scalelab.runtimes.kind_render for this stack; rendered with `kubectl kustomize`.\n"
+              "# secrets.env (0600) holds the stack's passwords: never commit or print it.\n")
+    (directory / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
+    return directory
+
+
+def render(directory: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(kustomize(directory)) if doc]
+
+
+def render_repo(path: Path) -> list[dict]:
+    """A directory of the repository (an overlay, metrics-server) rendered as it is."""
+    return [doc for doc in yaml.safe_load_all(kustomize(path)) if doc]

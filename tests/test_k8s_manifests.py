@@ -1,0 +1,335 @@
+"""stack/deploy/k8s without a cluster: every overlay renders, validates against the Kubernetes
+1.32 OpenAPI schema (strict), and has the properties the kind runtime and lab 06 rely on.
+
+What a cluster would add (pods starting, probes answering, the HPA scaling) is tested by
+tests/test_kind.py under `make test-kind`, on a machine with Docker and kind.
+"""
+
+import json
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scalelab.kube_schema import validate
+from scalelab.plans import PLANS
+from scalelab.runtimes import compose_images
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "stack" / "deploy" / "k8s"
+OVERLAYS = sorted(p for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+LABS = {int(p.name[3:]): p for p in OVERLAYS}
+KIND_CONFIG = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+SHOP_IMAGES = {f"scalelab/{image.name}" for image in compose_images.IMAGES}
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None,
+                                   reason="kubectl not found: the manifests are rendered with `kubectl kustomize`")
+
+
+def render(path: Path) -> list[dict]:
+    from scalelab.runtimes.kind_cluster import kustomize
+    return [doc for doc in yaml.safe_load_all(kustomize(path)) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl not found: the manifests are rendered with `kubectl kustomize`")
+    found = {p.name: render(p) for p in OVERLAYS}
+    found["metrics-server"] = render(K8S / "metrics-server")
+    return found
+
+
+def pod_specs(objects):
+    for obj in objects:
+        if obj["kind"] in WORKLOADS:
+            yield obj, obj["spec"]["template"]["spec"]
+
+
+def containers(pod):
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def by_kind(objects, kind):
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def test_every_lab_with_a_plan_up_to_03_and_lab_06_has_an_overlay():
+    assert {1, 2, 3, 6} <= set(LABS)
+    assert set(LABS) <= set(PLANS)
+
+
+@needs_kubectl
+def test_every_overlay_and_metrics_server_render_and_validate_against_kubernetes_1_32(rendered):
+    for name, objects in rendered.items():
+        assert objects, name
+        assert validate(objects) == [], name
+
+
+def test_the_schema_check_rejects_a_typo_so_passing_it_means_something():
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"contianers": []}}}}
+    assert validate([bad])
+
+
+@needs_kubectl
+def test_every_container_requests_and_limits_cpu_and_memory(rendered):
+    for name, objects in rendered.items():
+        for obj, pod in pod_specs(objects):
+            for c in containers(pod):
+                resources = c.get("resources", {})
+                for part in ("requests", "limits"):
+                    assert {"cpu", "memory"} <= set(resources.get(part, {})), f"{name} {obj['metadata']['name']}/{c['name']} {part}"
+
+
+@needs_kubectl
+def test_every_pod_runs_as_non_root_without_privilege_escalation(rendered):
+    for name, objects in rendered.items():
+        for obj, pod in pod_specs(objects):
+            for c in containers(pod):
+                non_root = c.get("securityContext", {}).get("runAsNonRoot", pod.get("securityContext", {}).get("runAsNonRoot"))
+                assert non_root is True, f"{name} {obj['metadata']['name']}/{c['name']}"
+                assert c.get("securityContext", {}).get("allowPrivilegeEscalation") is False, f"{name} {c['name']}"
+
+
+@needs_kubectl
+def test_images_are_the_ones_compose_images_builds_pinned_never_latest_and_pulled_only_if_absent(rendered):
+    from scalelab.runtimes.kind_cluster import METRICS_SERVER_IMAGE
+    for name, objects in rendered.items():
+        for obj, pod in pod_specs(objects):
+            for c in containers(pod):
+                image = c["image"]
+                assert c.get("imagePullPolicy") == "IfNotPresent", f"{name} {c['name']}"
+                repo, _, tag = image.rpartition(":")
+                assert tag and tag != "latest" and "/" not in tag, f"{name} {c['name']}: {image}"
+                if name == "metrics-server":
+                    assert image == METRICS_SERVER_IMAGE
+                else:
+                    assert repo in SHOP_IMAGES, f"{name} {c['name']}: {image} is not one compose_images builds"
+
+
+@needs_kubectl
+def test_http_probes_ask_paths_the_services_really_serve(rendered):
+    from shop.main import create_app
+    # GET routes of the shop app (the probes' method), as its OpenAPI document lists them
+    shop_paths = {path for path, methods in create_app().openapi()["paths"].items() if "get" in methods}
+    assert {"/ready", "/health"} <= shop_paths
+    nginx_conf = (REPO / "stack/deploy/nginx/compose.conf").read_text()
+    checked = 0
+    for name, objects in rendered.items():
+        if name == "metrics-server":
+            continue      # metrics-server's own /livez and /readyz
+        for obj, pod in pod_specs(objects):
+            for c in pod["containers"]:
+                for probe in ("readinessProbe", "livenessProbe"):
+                    assert probe in c, f"{name} {c['name']} has no {probe}"
+                    http = c[probe].get("httpGet")
+                    if not http:
+                        continue
+                    checked += 1
+                    if c["image"].startswith("scalelab/shop"):
+                        assert http["path"] in shop_paths, (name, c["name"], http["path"])
+                    elif c["image"].startswith("scalelab/nginx"):
+                        assert f"location = {http['path']} " in nginx_conf, (name, http["path"])
+                    port = http["port"]
+                    assert port in [p.get("name") for p in c["ports"]] + [p["containerPort"] for p in c["ports"]]
+    assert checked
+
+
+@needs_kubectl
+def test_users_readiness_is_ready_and_liveness_is_health(rendered):
+    for name in LABS:
+        users = by_kind(rendered[f"lab{name:02d}"], "Deployment")["users"]
+        c = users["spec"]["template"]["spec"]["containers"][0]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+@needs_kubectl
+def test_users_grace_period_outlasts_prestop_plus_uvicorns_graceful_shutdown(rendered):
+    dockerfile = (REPO / "stack/deploy/shop/Dockerfile").read_text()
+    image_timeout = int(re.search(r'"--timeout-graceful-shutdown", "(\d+)"', dockerfile)[1])
+    for lab in LABS:
+        pod = by_kind(rendered[f"lab{lab:02d}"], "Deployment")["users"]["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        args = c["args"]
+        timeout = int(args[args.index("--timeout-graceful-shutdown") + 1])
+        assert timeout == image_timeout, "the manifest and the image stop the same way"
+        pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep"
+        assert int(pre_stop[1]) + timeout < pod["terminationGracePeriodSeconds"]
+        strategy = by_kind(rendered[f"lab{lab:02d}"], "Deployment")["users"]["spec"]["strategy"]
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0, "a rolling update keeps every old pod until a new one is ready"
+
+
+@needs_kubectl
+def test_service_selectors_match_the_pod_labels_of_a_workload(rendered):
+    for name, objects in rendered.items():
+        templates = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] in WORKLOADS]
+        for service in by_kind(objects, "Service").values():
+            selector = service["spec"]["selector"]
+            assert any(selector.items() <= labels.items() for labels in templates), f"{name} Service/{service['metadata']['name']}"
+            for port in service["spec"]["ports"]:
+                if isinstance(port["targetPort"], str):   # a named port exists on a selected pod
+                    pods = [o["spec"]["template"] for o in objects if o["kind"] in WORKLOADS
+                            and selector.items() <= o["spec"]["template"]["metadata"]["labels"].items()]
+                    names = {p.get("name") for t in pods for c in t["spec"]["containers"] for p in c.get("ports", [])}
+                    assert port["targetPort"] in names, (name, service["metadata"]["name"], port)
+
+
+@needs_kubectl
+def test_workloads_and_pods_carry_the_recommended_labels(rendered):
+    for name, objects in rendered.items():
+        if name == "metrics-server":
+            continue
+        for obj in objects:
+            labels = obj["metadata"].get("labels", {})
+            assert labels.get("app.kubernetes.io/part-of") == "scalelab", f"{name} {obj['kind']}/{obj['metadata']['name']}"
+            if obj["kind"] in WORKLOADS:
+                template = obj["spec"]["template"]["metadata"]["labels"]
+                assert {"app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of"} <= set(template)
+                assert template["app.kubernetes.io/name"] == obj["metadata"]["name"], "members are found by this label"
+
+
+@needs_kubectl
+def test_one_entry_nodeport_per_lab_equal_to_kind_configs_mapped_container_port(rendered):
+    mapped = [m["containerPort"] for n in KIND_CONFIG["nodes"] for m in n.get("extraPortMappings", [])]
+    for lab, path in LABS.items():
+        services = by_kind(rendered[path.name], "Service").values()
+        node_ports = [(s["metadata"]["name"], p["nodePort"]) for s in services if s["spec"].get("type") == "NodePort"
+                      for p in s["spec"]["ports"]]
+        entry = "nginx" if PLANS[lab].has("nginx") else "users"
+        assert node_ports == [(entry, mapped[0])], (path.name, node_ports)
+
+
+@needs_kubectl
+def test_each_overlay_runs_its_plans_services_replicas_and_settings(rendered):
+    base_settings = {"SHOP_PLANNED_REPLICAS", "SHOP_WORKSPACE", "SHOP_EXERCISES"}
+    for lab, path in LABS.items():
+        plan, objects = PLANS[lab], rendered[path.name]
+        workloads = {o["metadata"]["name"]: o for o in objects if o["kind"] in WORKLOADS}
+        assert set(workloads) == set(plan.replicas), (path.name, sorted(workloads))
+        assert workloads["users"]["spec"]["replicas"] == plan.replicas["users"], path.name
+        settings = by_kind(objects, "ConfigMap")["shop-settings"]
+        extra = {k: v for k, v in settings["data"].items() if k not in base_settings}
+        assert extra == plan.settings, f"{path.name}: settings differ from scalelab.plans.PLANS[{lab}]"
+
+
+@needs_kubectl
+def test_no_secret_is_in_the_repository_and_every_secret_ref_names_the_runtimes_secret(rendered):
+    keys = set()
+    for name, objects in rendered.items():
+        assert not by_kind(objects, "Secret"), f"{name}: a Secret in the repository"
+        text = yaml.safe_dump_all(objects)
+        keys |= set(re.findall(r"secretKeyRef:\s*\n\s*key: ([\w-]+)\n\s*name: scalelab-secrets", text))
+        assert not re.search(r"secretKeyRef:\s*\n\s*key: [\w-]+\n\s*name: (?!scalelab-secrets)", text), name
+    from scalelab.runtimes.kind_render import SECRET_KEYS
+    assert keys == set(SECRET_KEYS.values())
+
+
+@needs_kubectl
+def test_the_hpa_scales_the_users_deployment_on_cpu_utilization_with_a_short_scale_down_window(rendered):
+    objects = rendered["lab06"]
+    hpa = by_kind(objects, "HorizontalPodAutoscaler")["users"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+    assert target["name"] in by_kind(objects, "Deployment")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
+    assert 10 <= metric["resource"]["target"]["averageUtilization"] <= 90
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] <= 60, "the lab ends in minutes"
+    users = by_kind(objects, "Deployment")["users"]["spec"]["template"]["spec"]["containers"][0]
+    assert users["resources"]["requests"]["cpu"], "utilization is measured against the CPU request"
+
+
+def test_the_hpa_file_holds_the_autoscaler_specs_defaults():
+    autoscaler = pytest.importorskip("scalelab.autoscaler", reason="scalelab.autoscaler (HpaSpec) not in this tree yet")
+    spec = autoscaler.HpaSpec()
+    hpa = yaml.safe_load((K8S / "overlays/lab06/hpa.yaml").read_text())
+    assert hpa["spec"]["minReplicas"] == spec.min_replicas and hpa["spec"]["maxReplicas"] == spec.max_replicas
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == spec.target_cpu_utilization
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == spec.scale_down_stabilization_s
+    users = yaml.safe_load_all((K8S / "base/users.yaml").read_text())
+    deployment = next(d for d in users if d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == \
+        f"{spec.cpu_request_millicores}m"
+
+
+def test_the_kind_hpa_is_built_from_the_file_with_the_specs_numbers():
+    from types import SimpleNamespace
+    from scalelab.runtimes.kind_hpa import hpa_manifest
+    spec = SimpleNamespace(service="users", min_replicas=2, max_replicas=7, target_cpu_utilization=35,
+                           scale_down_stabilization_s=12)
+    hpa = hpa_manifest(spec, "scalelab-test")
+    assert hpa["metadata"]["namespace"] == "scalelab-test"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 7)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 35
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 12
+    assert validate([hpa]) == []
+
+
+@needs_kubectl
+def test_metrics_server_skips_kubelet_tls_verification_for_kind_and_serves_the_metrics_api(rendered):
+    objects = rendered["metrics-server"]
+    args = by_kind(objects, "Deployment")["metrics-server"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--kubelet-insecure-tls" in args
+    api = by_kind(objects, "APIService")["v1beta1.metrics.k8s.io"]
+    assert api["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system"}
+
+
+@needs_kubectl
+def test_the_drivers_generated_kustomization_sets_namespace_tags_secret_and_workspace(tmp_path):
+    """What the kind runtime applies, rendered here from a state dir (no cluster involved)."""
+    from scalelab.runtimes.kind_render import SECRET_KEYS, render, write_kustomization
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "hpa.py").write_text("def desired_replicas(*a, **k):\n    return 1\n")
+    home = tmp_path / "kind"
+    home.mkdir()
+    directory = write_kustomization(home, PLANS[6], "scalelab-test", compose_images.tag(), workspace)
+    objects = render(directory)
+    assert validate(objects) == []
+    assert stat.S_IMODE(os.stat(directory / "secrets.env").st_mode) == 0o600
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            assert obj["metadata"]["name"] == "scalelab-test"
+        elif obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "APIService"):
+            assert obj["metadata"]["namespace"] == "scalelab-test", obj["metadata"]["name"]
+    images = {c["image"] for _, pod in pod_specs(objects) for c in containers(pod)}
+    assert images == {f"scalelab/{n}:{compose_images.tag()}" for n in ("shop", "postgres", "valkey", "nginx")}
+    (secret,) = by_kind(objects, "Secret").values()
+    assert secret["metadata"]["name"] == "scalelab-secrets", "the plain name lab 06's exercise YAML refers to"
+    assert set(secret["data"]) == set(SECRET_KEYS.values())
+    assert "shop-settings" in by_kind(objects, "ConfigMap")
+    workspace_cm = next(o for o in objects if o["metadata"]["name"].startswith("workspace-"))
+    assert workspace_cm["data"]["hpa.py"].startswith("def desired_replicas")
+    settings = by_kind(objects, "ConfigMap")["shop-settings"]
+    assert settings["data"]["SHOP_AUTH_REQUIRED"] == "true", "the overlay's settings survive the merge"
+    assert json.loads(settings["data"]["SHOP_EXERCISES"]) == list(PLANS[6].exercises)
+    users = by_kind(objects, "Deployment")["users"]["spec"]["template"]["spec"]
+    assert users["volumes"][0]["configMap"]["name"] == workspace_cm["metadata"]["name"]
+    # The overlay is referenced, not copied: the repository's files are never edited at run time.
+    assert "overlays/lab06" in (directory / "kustomization.yaml").read_text()
+
+
+def test_kind_config_validates_against_kinds_v1alpha4_types():
+    import jsonschema
+    schema = json.loads((K8S / "kind-config.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(KIND_CONFIG, schema)
+    typo = json.loads(json.dumps(KIND_CONFIG))
+    typo["nodes"][0]["extraPortMapping"] = typo["nodes"][0].pop("extraPortMappings")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(typo, schema)
+    wrong = json.loads(json.dumps(KIND_CONFIG))
+    wrong["nodes"][0]["extraPortMappings"][0]["protocol"] = "tcp"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, schema)
