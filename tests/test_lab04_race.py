@@ -81,3 +81,14 @@ def test_a_new_account_starts_at_version_0_and_each_debit_moves_it_on(api):
         got = api.post(f"/accounts/{account['id']}/debit", params={"strategy": strategy}, json={"amount": 10})
         assert got.json() == {"id": account["id"], "balance": expected, "strategy": strategy}
     assert api.get(f"/accounts/{account['id']}").json()["version"] == 3
+
+
+def test_the_race_check_names_the_lost_update_when_debits_are_naive(stack):
+    from scalelab.exercise import CheckFailed
+    for _ in range(3):   # bounded, as above: the race has to show itself
+        try:
+            lab04_sharding._check_race(stack, "naive")
+        except CheckFailed as exc:
+            assert "lost update" in str(exc)
+            return
+    pytest.fail("the naive debit passed the race check three times")

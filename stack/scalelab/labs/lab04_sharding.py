@@ -16,6 +16,10 @@ from scalelab import aio, db
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted, is_stub
 from scalelab.sharding import ShardedStore
 
+# What lab04.py re-exports (`from scalelab.labs.lab04_sharding import *`): the notebook's `lab04.<name>`.
+__all__ = ["sharding", "debit", "race", "hammer", "new_account", "reset_queries", "queries", "optimistic_writes",
+           "SHARDS", "KEYS", "EVEN_WITHIN", "RING_EVEN_WITHIN", "MODULO_MOVES_OVER", "RING_MOVES_UNDER"]
+
 SHARDS = 4
 KEYS = 10_000
 EVEN_WITHIN = 0.10        # shard_for: every shard within ±10 % of KEYS / SHARDS (σ is under 1 %)
@@ -40,6 +44,16 @@ def queries(stack) -> int:
         SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND query ~* '\m(accounts|users)\M' AND query !~* 'pg_stat_statements'"""))
+
+
+def optimistic_writes(stack) -> tuple[int, int]:
+    """(calls, rows) of the optimistic UPDATEs (``... AND version = $n``) since ``reset_queries``:
+    calls - rows is how many attempts lost the race and were retried."""
+    row = db.fetch(stack.database_url(), r"""
+        SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(rows), 0) AS rows FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND query ~* '^\s*UPDATE\s+accounts' AND query ~* 'version\s*=\s*\$\d'""")[0]
+    return int(row["calls"]), int(row["rows"])
 
 
 def new_account(api: httpx.Client, balance: int) -> dict:
