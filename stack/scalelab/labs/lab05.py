@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 import httpx
 import pandas as pd
+import psutil
 import redis
 
 from scalelab import aio, db
@@ -83,10 +84,18 @@ def deliveries(stack, ids: list[int]) -> pd.DataFrame:
 
 
 def holding(stack, member: str) -> int | None:
-    """The order whose task worker ``member`` runs right now (started, not finished), if any."""
+    """The order whose task worker ``member`` runs right now (started, not finished), if any.
+    Deliveries a previous, killed incarnation of the member left unfinished do not count."""
+    pids = stack.status().set_index("member").pid
+    if member not in pids or pd.isna(pids[member]):
+        return None
+    try:
+        since = psutil.Process(int(pids[member])).create_time()
+    except psutil.Error:
+        return None
     return db.fetchval(stack.database_url(),
                        "SELECT order_id FROM order_attempts WHERE worker = $1 AND finished_at IS NULL "
-                       "ORDER BY id DESC LIMIT 1", f"{member}@scalelab")
+                       "AND started_at >= to_timestamp($2) ORDER BY id DESC LIMIT 1", f"{member}@scalelab", since)
 
 
 def enqueue(stack, order_id: int, times: int = 1) -> None:
