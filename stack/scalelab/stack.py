@@ -77,8 +77,29 @@ class Stack:
     def member_url(self, member: str) -> str:
         return self.runtime.member_url(member)
 
-    def database_url(self, role: str = "app") -> str:
-        return self.runtime.database_url(role)
+    def database_url(self, role: str = "app", member: str | None = None) -> str:
+        """The lab database's DSN: the primary's, or a standby's with ``member="standby-1"`` (lab 04)."""
+        if member is None:
+            return self.runtime.database_url(role)
+        self._require_standbys()
+        return self.runtime.database_url(role, member=member)
+
+    # -- lab 04: replication -----------------------------------------------------
+    def configure_replication(self, config) -> dict:
+        """Apply ``config``'s primary side (settings, replication role, pg_hba line) to the
+        running primary. ``config`` is the replication exercise's module (or the reference)."""
+        self._require_standbys()
+        return self.runtime.configure_replication(config)
+
+    def rebuild_standby(self, member: str = "standby-1") -> float:
+        """Stop ``member``, make it again by base backup of the primary, start it; seconds taken."""
+        self._require_standbys()
+        return self.runtime.rebuild_standby(member)
+
+    def _require_standbys(self) -> None:
+        if not hasattr(self.runtime, "rebuild_standby"):
+            from scalelab.errors import ScalelabError
+            raise ScalelabError(f"no standby on the {self.runtime.name} runtime: lab 04 runs on runtime=\"local\"")
 
     def redis_url(self) -> str:
         return self.runtime.redis_url()

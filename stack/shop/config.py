@@ -16,6 +16,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOP_", extra="ignore")
 
     database_url: str = "postgresql://shop@127.0.0.1:5432/shop"
+    # Read/write split (lab 04): a hot standby that serves reads. Unset = every query on
+    # the primary (labs 01-03). Which reads it serves is the read_routing exercise's call.
+    database_replica_url: str | None = None
+    replica_pool_max_size: int = Field(10, ge=1)
+    # After a write, the client gets a cookie with the write's WAL position (LSN) for this
+    # long: its reads then go to the replica only once the replica has replayed that far.
+    write_lsn_cookie_max_age_s: int = Field(300, ge=1)
     # Pool bounds used when no pool exercise is loaded (see exercises.py).
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(10, ge=1)

@@ -27,8 +27,13 @@ class Runtime(Protocol):
     def url(self, service: str) -> str:
         """Base URL of a service's entry point (e.g. ``http://127.0.0.1:PORT``)."""
 
-    def database_url(self, role: str = "app") -> str:
-        """A DSN for the lab database as the app role (``app``) or the superuser (``admin``)."""
+    def database_url(self, role: str = "app", member: str | None = None) -> str:
+        """A DSN for the lab database as the app role (``app``) or the superuser (``admin``);
+        on the primary, or on a standby member (``member="standby-1"``, lab 04)."""
+
+    # Optional (lab 04; a runtime without them has no standbys, Stack says so in one line):
+    # configure_replication(config) -> dict   apply the primary side of streaming replication
+    # rebuild_standby(member) -> float         a fresh base backup of the primary, started as ``member``
 
     def redis_url(self) -> str:
         """``redis://:PASSWORD@HOST:PORT/0`` of the stack's Redis (labs 03+)."""

@@ -15,15 +15,16 @@ from scalelab.paths import purge_scratch
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_nginx, local_redis, local_users
+from scalelab.runtimes import local_nginx, local_redis, local_standby, local_users
 from scalelab.runtimes import local_orders, local_worker
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
 # and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
 # Optional: FRONTS = "<service>" (this one is that service's entry point: url() returns it),
-# on_members_changed(rt, service), on_member_restarted(rt, member), reload(rt, rec).
-SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx}
+# on_members_changed(rt, service), on_member_restarted(rt, member), reload(rt, rec),
+# client_env(rt, service) -> extra environment for another service's members.
+SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "standby": local_standby}
 SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
@@ -87,7 +88,7 @@ class LocalRuntime:
     def down(self) -> None:
         # Entry points first, then apps, then stores: nothing is cut off mid-request.
         order = sorted(self.procs.values(), key=lambda rec: (not self._is_front(rec.name),
-                                                             rec.name.startswith(("postgres", "redis"))))
+                                                             rec.name.startswith(("postgres", "standby", "redis"))))
         for rec in order:
             rec.stop()
         self.procs.clear()
@@ -106,8 +107,16 @@ class LocalRuntime:
     def member_url(self, member: str) -> str:
         return f"http://127.0.0.1:{self._record(member).port}"
 
-    def database_url(self, role: str = "app") -> str:
-        return self.pg.dsn(self._record("postgres").port, role)
+    def database_url(self, role: str = "app", member: str | None = None) -> str:
+        """The primary's DSN, or a standby's (``member="standby-1"``, lab 04): same roles, same passwords."""
+        return self.pg.dsn(self._record(member or "postgres").port, role)
+
+    # -- lab 04: standbys made by base backup (runtimes/local_standby.py) ----------------
+    def configure_replication(self, config) -> dict:
+        return local_standby.configure(self, config)
+
+    def rebuild_standby(self, member: str) -> float:
+        return local_standby.rebuild(self, member)
 
     def redis_url(self) -> str:
         return local_redis.url(self, self._record("redis-1"))
@@ -249,7 +258,11 @@ class LocalRuntime:
     def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
         if service not in SERVICES:
             raise ScalelabError(f"the local runtime does not know how to run {service!r} yet")
-        return SERVICES[service].record(self, name, port)
+        rec = SERVICES[service].record(self, name, port)
+        for other, module in SERVICES.items():   # e.g. a standby gives the user service its DSN
+            if other != service and hasattr(module, "client_env"):
+                rec.env.update(module.client_env(self, service))
+        return rec
 
     def _start(self, rec: ProcessRecord) -> None:
         rec.start()
@@ -265,5 +278,6 @@ class LocalRuntime:
         self.pg.remove_data()
         purge_scratch(self.home)
         shutil.rmtree(self.home / "postgres", ignore_errors=True)
+        shutil.rmtree(local_standby.home(self), ignore_errors=True)
         shutil.rmtree(self.home / "logs", ignore_errors=True)
         self._pg = None

@@ -116,9 +116,10 @@ class LocalPostgres:
         if out.returncode != 0:
             raise ServiceFailed(f"initdb failed: {(out.stderr or out.stdout).strip()[-800:]}")
 
-    def process(self, name: str, port: int, log: str) -> ProcessRecord:
+    def process(self, name: str, port: int, log: str, data_dir: Path | None = None) -> ProcessRecord:
+        """The server on ``data_dir`` (default: the primary's; lab 04's standbys pass theirs)."""
         argv = [
-            self.tool("postgres"), "-D", str(self.data_dir), "-p", str(port),
+            self.tool("postgres"), "-D", str(data_dir or self.data_dir), "-p", str(port),
             "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
             "-c", "max_connections=100", "-c", "shared_buffers=64MB",
             "-c", "shared_preload_libraries=pg_stat_statements",

@@ -3,20 +3,26 @@
 import asyncio
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from shop.auth import hash_password, require_self
-from shop.db import connection
+from shop.db import connection, remember_write, run_read
 from shop.errors import Conflict, NotFound
 from shop.models import UserCreate, UserOut, UserPage, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 BIGINT_MAX = 2**63 - 1
+DB_NODE = "X-DB-Node"   # which database node served the request: primary or replica (lab 04)
+
+
+def _served_by(request: Request, response: Response) -> None:
+    if node := getattr(request.state, "db_node", None):
+        response.headers[DB_NODE] = node
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def create_user(user: UserCreate, request: Request):
+async def create_user(user: UserCreate, request: Request, response: Response):
     password_hash = None
     if user.password is not None:  # slow on purpose (scrypt): off the event loop
         password_hash = await asyncio.to_thread(hash_password, user.password.get_secret_value())
@@ -29,41 +35,50 @@ async def create_user(user: UserCreate, request: Request):
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"a user with email {user.email} already exists") from None
+        await remember_write(request, response, conn)
+    _served_by(request, response)
     return dict(row)
 
 
 async def _fetch_user(request: Request, user_id: int) -> dict | None:
-    async with connection(request) as conn:
-        # The lookup itself is an exercise (lab 01): see shop/exercises.py.
-        return await request.app.state.exercises.call("user_queries", "fetch_user", conn, user_id)
+    # The lookup itself is an exercise (lab 01): see shop/exercises.py. A read: on the
+    # replica when there is one and read routing (lab 04) says so, else on the primary.
+    return await run_read(request, lambda conn: request.app.state.exercises.call(
+        "user_queries", "fetch_user", conn, user_id))
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def read_user(request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+async def read_user(request: Request, response: Response, user_id: int = Path(ge=1, le=BIGINT_MAX)):
     # Cache-aside (lab 03): Redis first, the database on a miss or when Redis fails (shop/cache.py).
     user = await request.app.state.user_cache.get(user_id, lambda uid: _fetch_user(request, uid))
     if user is None:
-        raise NotFound(f"no user with id {user_id}")
+        missing = NotFound(f"no user with id {user_id}")
+        if node := getattr(request.state, "db_node", None):
+            missing.headers = {DB_NODE: node}   # a 404 from a lagging replica says so
+        raise missing
+    _served_by(request, response)
     return user
 
 
 @router.get("", response_model=UserPage)
 async def list_users(
     request: Request,
+    response: Response,
     limit: int = Query(20, ge=1, le=100),
     offset: int = Query(0, ge=0, le=1_000_000_000),
 ):
     limit = min(limit, request.app.state.settings.page_size_max)
-    async with connection(request) as conn:
-        rows = await conn.fetch(
-            "SELECT id, email, name, created_at FROM users ORDER BY id LIMIT $1 OFFSET $2",
-            limit, offset,
-        )
+    rows = await run_read(request, lambda conn: conn.fetch(
+        "SELECT id, email, name, created_at FROM users ORDER BY id LIMIT $1 OFFSET $2",
+        limit, offset,
+    ))
+    _served_by(request, response)
     return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
 
 
 @router.patch("/{user_id}", response_model=UserOut, dependencies=[Depends(require_self)])
-async def update_user(update: UserUpdate, request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+async def update_user(update: UserUpdate, request: Request, response: Response,
+                      user_id: int = Path(ge=1, le=BIGINT_MAX)):
     changes = update.model_dump(exclude_unset=True, exclude_none=True)
     async with connection(request) as conn:
         try:
@@ -75,6 +90,8 @@ async def update_user(update: UserUpdate, request: Request, user_id: int = Path(
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"a user with email {changes.get('email')} already exists") from None
+        await remember_write(request, response, conn)
+    _served_by(request, response)
     await request.app.state.user_cache.forget(user_id)   # the next read sees the new row
     if row is None:
         raise NotFound(f"no user with id {user_id}")
@@ -82,9 +99,11 @@ async def update_user(update: UserUpdate, request: Request, user_id: int = Path(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_self)])
-async def delete_user(request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+async def delete_user(request: Request, response: Response, user_id: int = Path(ge=1, le=BIGINT_MAX)):
     async with connection(request) as conn:
         deleted = await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING id", user_id)
+        await remember_write(request, response, conn)
+    _served_by(request, response)
     await request.app.state.user_cache.forget(user_id)
     if deleted is None:
         raise NotFound(f"no user with id {user_id}")

@@ -1,0 +1,292 @@
+"""A hot standby of the local Postgres: ``standby-1``, ``standby-2``, ... (lab 04).
+
+The driver makes each one the way an operator would:
+
+1. configure the primary for streaming replication (``configure``): settings with
+   ``ALTER SYSTEM``, a role allowed to replicate, and a ``pg_hba.conf`` line letting it
+   in — from the lab's replication exercise, or from ``shop.reference.replication``;
+2. ``pg_basebackup -R -X stream`` as that role: a copy of the primary's data directory
+   plus ``standby.signal`` and ``primary_conninfo``, so it starts as a standby;
+3. start ``postgres`` on that copy, on its own port. It replays the primary's WAL as it
+   streams in and answers read-only queries (``hot_standby``).
+
+Ready means: accepts connections AND ``pg_is_in_recovery()``. As root the standby runs
+as ``nobody`` from a scratch dir, like the primary. ``down(purge=True)`` deletes it.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+
+from scalelab import aio
+from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.paths import IS_ROOT, nobody_scratch
+from scalelab.process import ProcessRecord
+
+ROLE = "replicator"                                    # the role standbys connect as
+HBA_MARK = "# scalelab lab 04: the replication exercise's line"
+_NAME = re.compile(r"^[a-z_]+$")
+
+
+class ReplicationSetupFailed(ScalelabError):
+    """The primary rejected the replication configuration, or the base backup failed."""
+
+
+# -- where things live ---------------------------------------------------------------
+def home(rt) -> Path:
+    return rt.home / "standby"
+
+
+def data_dir(rt, name: str) -> Path:
+    base = nobody_scratch(rt.home, name) if IS_ROOT else home(rt) / name
+    return base / "data"
+
+
+def password(rt) -> str:
+    """The replication role's password, made by the driver once per state directory (0600)."""
+    path = home(rt) / "replication-password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(18))
+    return path.read_text().strip()
+
+
+def _primary_port(rt) -> int:
+    return rt.procs["postgres"].port
+
+
+def _admin(rt, port: int | None = None) -> str:
+    return rt.pg.dsn(port or _primary_port(rt), "admin")
+
+
+def _as_nobody(argv: list[str]) -> list[str]:
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv] if IS_ROOT else argv
+
+
+# -- 1. the primary's side -------------------------------------------------------------
+def configure(rt, config) -> dict:
+    """Apply ``config``'s primary side to the running primary; idempotent.
+
+    ``config`` has ``primary_settings()``, ``replication_role_sql(role, password_literal)``
+    and ``hba_line(role)`` (the lab 04 exercise). Returns what was applied.
+    """
+    settings = {str(k): str(v) for k, v in dict(config.primary_settings()).items()}
+    restart = aio.run(_apply_settings(rt, settings))
+    if restart:
+        # wal_level / max_wal_senders are read at server start only: restart the primary.
+        rt.restart("postgres")
+    aio.run(_verify_settings(rt, settings))
+    aio.run(_create_role(rt, config))
+    _write_hba(rt, str(config.hba_line(ROLE)).strip())
+    problems = aio.run(_reload_and_read_hba(rt))
+    return {"settings": settings, "role": ROLE, "restarted_primary": restart, "hba_problems": problems,
+            "hba_rule": hba_rule(rt)}
+
+
+async def _apply_settings(rt, settings: dict[str, str]) -> bool:
+    conn = await asyncpg.connect(_admin(rt), timeout=5)
+    try:
+        needs_restart = False
+        for name, value in settings.items():
+            if not _NAME.match(name):
+                raise ReplicationSetupFailed(f"{name!r} is not a Postgres setting name")
+            row = await conn.fetchrow("SELECT context, setting FROM pg_settings WHERE name = $1", name)
+            if row is None:
+                raise ReplicationSetupFailed(f"Postgres has no setting {name!r}")
+            literal = await conn.fetchval("SELECT quote_literal($1)", value)
+            try:
+                await conn.execute(f"ALTER SYSTEM SET {name} = {literal}")
+            except asyncpg.PostgresError as exc:
+                raise ReplicationSetupFailed(f"ALTER SYSTEM SET {name} = {literal}: {exc}") from None
+            if row["context"] == "postmaster" and await conn.fetchval("SELECT current_setting($1)", name) != value:
+                needs_restart = True
+        await conn.execute("SELECT pg_reload_conf()")
+        return needs_restart
+    finally:
+        await conn.close()
+
+
+async def _verify_settings(rt, settings: dict[str, str]) -> None:
+    """Wait (bounded) until a new session sees every reloadable setting."""
+    deadline = time.monotonic() + 5
+    while True:
+        conn = await asyncpg.connect(_admin(rt), timeout=5)
+        try:
+            pending = [name for name in settings
+                       if await conn.fetchval("SELECT pending_restart FROM pg_settings WHERE name = $1", name)]
+        finally:
+            await conn.close()
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise ReplicationSetupFailed(f"settings {pending} still wait for a restart of the primary")
+        time.sleep(0.1)
+
+
+async def _create_role(rt, config) -> None:
+    conn = await asyncpg.connect(_admin(rt), timeout=5)
+    try:
+        literal = await conn.fetchval("SELECT quote_literal($1)", password(rt))
+        sql = str(config.replication_role_sql(ROLE, literal))
+        # Re-running the exercise starts over: the role is the exercise's, not a leftover.
+        await conn.execute(f"DROP ROLE IF EXISTS {ROLE}")
+        try:
+            await conn.execute(sql)
+        except asyncpg.PostgresError as exc:
+            raise ReplicationSetupFailed(f"the role SQL failed: {exc}") from None
+    finally:
+        await conn.close()
+
+
+def _write_hba(rt, line: str) -> None:
+    """The primary's pg_hba.conf without initdb's replication lines (yours is the only way
+    in), plus ``line``; the file keeps its owner (root writes in place)."""
+    if "\n" in line:
+        raise ReplicationSetupFailed("hba_line() must return one line")
+    path = rt.pg.data_dir / "pg_hba.conf"
+    kept, skip_next = [], False
+    for raw in path.read_text().splitlines():
+        if skip_next:
+            skip_next = False
+            continue
+        if raw.strip() == HBA_MARK:
+            skip_next = True
+            continue
+        fields = raw.split()
+        if fields and not raw.lstrip().startswith("#") and len(fields) > 1 and fields[1] == "replication":
+            continue
+        kept.append(raw)
+    path.write_text("\n".join([*kept, HBA_MARK, line, ""]))
+
+
+async def _reload_and_read_hba(rt) -> list[str]:
+    conn = await asyncpg.connect(_admin(rt), timeout=5)
+    try:
+        await conn.execute("SELECT pg_reload_conf()")
+        rows = await conn.fetch("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
+        return [f"line {r['line_number']}: {r['error']}" for r in rows]
+    finally:
+        await conn.close()
+
+
+def hba_rule(rt) -> dict | None:
+    """How Postgres parsed the exercise's pg_hba.conf line (pg_hba_file_rules), or None."""
+    lines = (rt.pg.data_dir / "pg_hba.conf").read_text().splitlines()
+    try:
+        number = lines.index(HBA_MARK) + 2
+    except ValueError:
+        return None
+
+    async def read():
+        conn = await asyncpg.connect(_admin(rt), timeout=5)
+        try:
+            row = await conn.fetchrow("SELECT type, database, user_name, address, netmask, auth_method, error "
+                                      "FROM pg_hba_file_rules WHERE line_number = $1", number)
+            return dict(row) if row else None
+        finally:
+            await conn.close()
+    return aio.run(read())
+
+
+# -- 2. the base backup ------------------------------------------------------------------
+def base_backup(rt, name: str) -> float:
+    """``pg_basebackup -R`` of the primary into ``name``'s data dir, as the replication role.
+    Returns the seconds it took."""
+    target = data_dir(rt, name)
+    remove(rt, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if IS_ROOT:
+        os.chmod(target.parent, 0o700)
+        os.chown(target.parent, *_nobody_ids())
+    argv = _as_nobody([rt.pg.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(_primary_port(rt)),
+                       "-U", ROLE, "-D", str(target), "-R", "-X", "stream", "-c", "fast", "--no-sync", "-w"])
+    env = {**os.environ, "PGPASSWORD": password(rt), "PGAPPNAME": name}
+    started = time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    if out.returncode != 0:
+        remove(rt, name)
+        raise ReplicationSetupFailed(f"pg_basebackup as {ROLE!r} failed: {(out.stderr or out.stdout).strip()[-600:]}")
+    return time.monotonic() - started
+
+
+def _nobody_ids() -> tuple[int, int]:
+    import pwd
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+def remove(rt, name: str) -> None:
+    shutil.rmtree(data_dir(rt, name).parent, ignore_errors=True)
+
+
+def initialised(rt, name: str) -> bool:
+    return (data_dir(rt, name) / "standby.signal").exists()
+
+
+def rebuild(rt, name: str) -> float:
+    """Stop ``name`` (if it runs), make a new base backup, start it and wait until ready."""
+    rec = rt.procs.get(name)
+    if rec is not None:
+        rec.stop()
+    seconds = base_backup(rt, name)
+    rt._ensure_member("standby", int(name.rsplit("-", 1)[1]))
+    rt._save()
+    return seconds
+
+
+# -- 3. the service protocol of runtimes/local.py ------------------------------------------
+def record(rt, name: str, port: int) -> ProcessRecord:
+    if not initialised(rt, name):
+        from shop.reference import replication as reference
+        configure(rt, reference)          # up(): the reference primary config (the check applies yours)
+        base_backup(rt, name)
+    return rt.pg.process(name, port, str(rt.home / f"logs/{name}.log"), data_dir=data_dir(rt, name))
+
+
+def ready(rt, rec: ProcessRecord) -> bool:
+    async def probe():
+        conn = await asyncpg.connect(rt.pg.dsn(rec.port, "admin"), timeout=2)
+        try:
+            return bool(await conn.fetchval("SELECT pg_is_in_recovery()"))
+        finally:
+            await conn.close()
+    try:
+        return aio.run(probe())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return False
+
+
+def client_env(rt, service: str) -> dict[str, str]:
+    """What the user service needs to read from a standby: its DSN (the first standby)."""
+    if service != "users" or not rt.members("standby"):
+        return {}
+    return {"SHOP_DATABASE_REPLICA_URL": rt.pg.dsn(rt.procs[rt.members("standby")[0]].port, "app")}
+
+
+def wait_streaming(rt, name: str, timeout: float = 15.0) -> dict:
+    """Wait (bounded) until the primary's pg_stat_replication shows ``name`` streaming."""
+    async def row():
+        conn = await asyncpg.connect(_admin(rt), timeout=5)
+        try:
+            found = await conn.fetchrow("SELECT usename, application_name, state FROM pg_stat_replication "
+                                        "WHERE application_name = $1", name)
+            return dict(found) if found else None
+        finally:
+            await conn.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        found = aio.run(row())
+        if found and found["state"] == "streaming":
+            return found
+        if time.monotonic() > deadline:
+            raise ServiceFailed(f"{name} is not streaming from the primary after {timeout:.0f}s "
+                                f"(pg_stat_replication: {found}); its log ends with:\n{rt.procs[name].log_tail()}")
+        time.sleep(0.1)
