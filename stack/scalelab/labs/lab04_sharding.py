@@ -93,7 +93,7 @@ def race(stack, strategy: str, balance: int = 100, requests: int = 50, amount: i
     return {"strategy": strategy, "requests": requests, "succeeded": len(ok),
             "refused (409)": int((frame.status == 409).sum()),
             "other": int((~frame.status.isin([200, 409])).sum()),
-            "final balance": final, "money taken": balance - final, "goods paid for": len(ok) * amount,
+            "final balance": final, "balance fell by": balance - final, "charged": len(ok) * amount,
             "instances": frame.instance.nunique(), "frame": frame}
 
 
@@ -234,9 +234,9 @@ def _check_race(stack, strategy: str) -> dict:
     if result["final balance"] < 0 or (balances and balances[0] < 0):
         raise CheckFailed(f"50 concurrent debits of 10 from 100 left the balance at {result['final balance']}: "
                           f"{name} must refuse a debit the balance cannot cover — check and write in one step")
-    if result["money taken"] != result["goods paid for"]:
+    if result["balance fell by"] != result["charged"]:
         raise CheckFailed(f"{result['succeeded']} debits of 10 succeeded but the balance fell by "
-                          f"{result['money taken']}: a lost update — two debits read the same balance and both "
+                          f"{result['balance fell by']}: a lost update — two debits read the same balance and both "
                           "wrote; make the read-check-write one atomic step")
     if result["succeeded"] != 10:
         raise CheckFailed(f"{result['succeeded']} of 50 concurrent debits of 10 from 100 succeeded, expected exactly "
