@@ -333,3 +333,55 @@ def test_kind_config_validates_against_kinds_v1alpha4_types():
     wrong["nodes"][0]["extraPortMappings"][0]["protocol"] = "tcp"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(wrong, schema)
+
+
+def _without_upstream(text: str) -> list[str]:
+    """nginx.conf's directives outside the upstream section, comments and blank lines dropped."""
+    text = re.sub(r"# ---- upstream.*?# ---- end of upstream[^\n]*\n", "", text, flags=re.S)
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#") and "generation" not in line]
+
+
+def test_the_k8s_nginx_conf_is_the_compose_one_but_for_its_upstream_over_the_pods():
+    k8s = (K8S / "components/nginx/nginx.conf").read_text()
+    compose = (REPO / "stack/deploy/nginx/compose.conf").read_text()
+    assert _without_upstream(k8s) == _without_upstream(compose)
+    assert "server users-pods.__NAMESPACE__.svc.cluster.local:8000 resolve" in k8s
+
+
+@needs_kubectl
+def test_the_k8s_nginx_conf_passes_nginx_t_once_the_container_fills_it_in(rendered, tmp_path):
+    import subprocess
+    from scalelab.binaries import nginx
+    from scalelab.errors import RuntimeUnavailable
+    try:
+        binary = nginx()
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"no nginx binary to test with: {exc}")
+    deployment = by_kind(rendered["lab06"], "Deployment")["nginx"]
+    script = deployment["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("search x.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n")
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    shutil.copy(K8S / "components/nginx/nginx.conf", conf_dir / "nginx.conf")
+    # The container's own command, pointed at these files, and `nginx -t` instead of exec nginx.
+    script = (script.replace("$$(", "$(").replace("/tmp/", f"{tmp_path}/").replace("/etc/resolv.conf", str(resolv))
+              .replace("/etc/scalelab-k8s", str(conf_dir)).replace("exec nginx", f"exec {binary.path} -t"))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"POD_NAMESPACE": "scalelab-test", "PATH": os.environ["PATH"]})
+    assert out.returncode == 0, out.stderr
+    filled = (tmp_path / "nginx.conf").read_text()
+    assert "resolver 10.96.0.10 " in filled and "users-pods.scalelab-test.svc.cluster.local" in filled
+
+
+def test_the_kind_runtime_names_what_is_missing_in_one_line(tmp_path, monkeypatch):
+    from scalelab import Stack
+    from scalelab.errors import RuntimeUnavailable
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))      # no kind, no kubectl, no docker on this PATH
+    with pytest.raises(RuntimeUnavailable) as caught:
+        Stack(lab=6, runtime="kind", state_dir=tmp_path / "state")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("kind not found") and "use runtime=\"local\"" in message

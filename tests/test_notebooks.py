@@ -26,7 +26,8 @@ LABS = sorted((REPO / "labs").glob("*.ipynb"))
 
 pytestmark = pytest.mark.notebook
 # Solutions run on every runtime the machine has; compose ones only under `-m compose`.
-RUNTIMES = [pytest.param("local", id="local"), pytest.param("compose", id="compose", marks=pytest.mark.compose)]
+RUNTIMES = [pytest.param("local", id="local"), pytest.param("compose", id="compose", marks=pytest.mark.compose),
+            pytest.param("kind", id="kind", marks=pytest.mark.kind)]   # kind ones only under `-m kind` (make test-kind)
 
 
 
@@ -68,7 +69,8 @@ def test_solution_notebook_runs_and_every_check_passes(notebook, runtime, tmp_pa
     try:
         Stack(lab=lab_number_of(notebook), runtime=runtime, state_dir=tmp_path / "state")
     except RuntimeUnavailable as exc:   # e.g. no Docker engine: skip, saying why (make test requires it)
-        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"{runtime!r} unavailable: {exc}")
+        required = os.environ.get("SCALELAB_REQUIRE_COMPOSE" if runtime != "kind" else "SCALELAB_REQUIRE_KIND")
+        (pytest.fail if required else pytest.skip)(f"{runtime!r} unavailable: {exc}")
     output = execute(notebook, "solutions", tmp_path / "state", monkeypatch, runtime)
     executed = json.loads(output.read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
