@@ -83,19 +83,47 @@ def deliveries(stack, ids: list[int]) -> pd.DataFrame:
                     "WHERE order_id = ANY($1::bigint[]) ORDER BY id", list(ids))
 
 
-def holding(stack, member: str) -> int | None:
-    """The order whose task worker ``member`` runs right now (started, not finished), if any.
-    Deliveries a previous, killed incarnation of the member left unfinished do not count."""
+def _started_at(stack, member: str) -> float | None:
+    """When the member's current process started (epoch seconds), or None if it is not running."""
     pids = stack.status().set_index("member").pid
     if member not in pids or pd.isna(pids[member]):
         return None
     try:
-        since = psutil.Process(int(pids[member])).create_time()
+        return psutil.Process(int(pids[member])).create_time()
     except psutil.Error:
         return None
+
+
+def _unfinished(stack, member: str, since: float) -> int | None:
     return db.fetchval(stack.database_url(),
                        "SELECT order_id FROM order_attempts WHERE worker = $1 AND finished_at IS NULL "
                        "AND started_at >= to_timestamp($2) ORDER BY id DESC LIMIT 1", f"{member}@scalelab", since)
+
+
+def holding(stack, member: str) -> int | None:
+    """The order whose task worker ``member`` runs right now (started, not finished), if any.
+    Deliveries a previous, killed incarnation of the member left unfinished do not count."""
+    since = _started_at(stack, member)
+    return None if since is None else _unfinished(stack, member, since)
+
+
+def kill_mid_task(stack, member: str, tries: int = 3) -> int:
+    """Wait until worker ``member`` runs an order, SIGKILL it, return that order's id.
+
+    A task can finish in the instant between "it holds one" and the signal; then the
+    worker is started again and the drill repeated (at most ``tries`` times)."""
+    for _ in range(tries):
+        since = _started_at(stack, member)
+        deadline = time.monotonic() + 20
+        while holding(stack, member) is None:
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"{member} took no order within 20 s: are orders queued? (stack.logs({member!r}))")
+            time.sleep(0.01)
+        stack.kill(member, "KILL")
+        if (lost := _unfinished(stack, member, since)) is not None:
+            return lost
+        stack.start(member)   # its task finished just before the signal: again
+    raise CheckFailed(f"{member} finished its task before every one of {tries} kills")
 
 
 def enqueue(stack, order_id: int, times: int = 1) -> None:
