@@ -42,6 +42,8 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
         version = _version(argv) if shutil.which(tool) else None
         found.append((OK if version else WARN, tool,
                       version or f"not found — needed only for runtime=\"{'kind' if tool != 'docker' else 'compose'}\""))
+    from scalelab.runtimes.kind_cluster import doctor_rows
+    found += doctor_rows()   # node image, metrics-server image, cluster, metrics flowing (when kind is here)
     try:
         found.append((OK, "ports", f"{HOST} can bind free ports (e.g. {free_port()})"))
     except OSError as exc:

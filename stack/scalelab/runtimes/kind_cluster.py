@@ -178,3 +178,44 @@ def kustomize(directory: Path) -> str:
     if out.returncode != 0:
         raise ServiceFailed(f"kubectl kustomize {directory} failed: {out.stderr.strip()[-600:]}")
     return out.stdout
+
+
+def doctor_rows() -> list[tuple[str, str, str]]:
+    """``scalelab doctor``'s kind lines: node image, metrics-server image, the cluster, and
+    whether metrics flow (the metrics.k8s.io API: what `kubectl top nodes` reads)."""
+    ok, warn = "ok", "warn"
+    if shutil.which("kind") is None:
+        return []                            # the tools lines already say kind is missing
+    rows = []
+    try:
+        from scalelab.runtimes.compose_engine import connect
+        client = connect()
+    except RuntimeUnavailable as exc:
+        return [(warn, "kind node image", f"cannot tell: {exc}")]
+    try:
+        rows.append((ok, "kind node image", f"{node_image(client)} present"))
+    except RuntimeUnavailable as exc:
+        rows.append((warn, "kind node image", str(exc)))
+    rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE} present") if image_present(client, METRICS_SERVER_IMAGE)
+                else (warn, "metrics-server image", f"not present — `docker pull {METRICS_SERVER_IMAGE}` (the HPA needs it)"))
+    name = cluster_name()
+    out = _run(["kind", "get", "clusters"], timeout=60, check=False)
+    if name not in out.stdout.split():
+        rows.append((ok, "kind cluster", f"{name} not created yet (Stack(lab=6, runtime=\"kind\").up() creates it)"))
+        return rows
+    try:
+        from kubernetes import client as k8s, config
+        kubeconfig = yaml.safe_load(_run(["kind", "get", "kubeconfig", "--name", name], timeout=60).stdout)
+        api = config.new_client_from_config_dict(kubeconfig)
+        nodes = k8s.CoreV1Api(api).list_node().items
+        ready = sum(1 for n in nodes for c in n.status.conditions or [] if c.type == "Ready" and c.status == "True")
+        rows.append((ok if ready == len(nodes) else warn, "kind cluster", f"{name}: {ready} of {len(nodes)} nodes ready"))
+        metrics = k8s.CustomObjectsApi(api).list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes")
+        usage = ", ".join(f"{m['metadata']['name']} {m['usage']['cpu']} CPU" for m in metrics.get("items", []))
+        rows.append((ok if usage else warn, "metrics", f"metrics.k8s.io answers: {usage}" if usage
+                     else "metrics.k8s.io answers with no nodes yet (metrics-server scrapes every 15 s)"))
+    except Exception as exc:   # the API or metrics-server not answering: say what it said
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0][:120]
+        rows.append((warn, "metrics", f"metrics.k8s.io not answering ({reason}) — metrics-server is installed by "
+                                      "Stack(lab=6, runtime=\"kind\").up(); `kubectl -n kube-system logs deploy/metrics-server`"))
+    return rows
