@@ -7,7 +7,9 @@ import httpx
 import pytest
 
 from scalelab import db
+from scalelab.exercise import CheckFailed
 from scalelab.labs import lab05
+from scalelab.references import solve
 
 from conftest import completed_stack
 
@@ -131,3 +133,63 @@ def test_a_transient_failure_is_retried_with_growing_gaps_and_a_poison_order_end
     assert got["status"] == "dead" and "PaymentUnavailable" in got["last_error"]
     assert poison["id"] in [entry["order_id"] for entry in lab05.dead_letter(lab5)]
     assert lab05.effects(lab5, [poison["id"]]) == 0
+
+
+def test_a_terminated_worker_finishes_the_order_it_runs_before_it_exits(lab5, orders_api, user):
+    lab5.scale("worker", 2)
+    ids = [lab05.place(orders_api, user)["id"] for _ in range(4)]
+    deadline = time.monotonic() + 20
+    while (running := lab05.holding(lab5, "worker-2")) is None:
+        assert time.monotonic() < deadline, "worker-2 never took an order"
+        time.sleep(0.01)
+    lab5.kill("worker-2", "TERM")                       # Celery's warm shutdown; returns once it exited
+    by_worker2 = lab05.deliveries(lab5, ids).query("worker == 'worker-2@scalelab'")
+    assert running in by_worker2.order_id.tolist() and by_worker2.finished_at.notna().all()
+    assert (lab05.wait_orders(lab5, ids, timeout=30).status == "done").all()
+    assert lab05.effects(lab5, ids) == len(ids)
+    lab5.start("worker-2")
+
+
+# -- the checks can fail: wrong answers in the workspace --------------------------------
+CHECK_THEN_INSERT = '''
+async def apply_once(conn, key, order_id, amount_cents):
+    if await conn.fetchval("SELECT 1 FROM payments WHERE idempotency_key = $1", key):
+        return False
+    await conn.execute("INSERT INTO payments (idempotency_key, order_id, amount_cents) VALUES ($1, $2, $3)",
+                       key, order_id, amount_cents)
+    return True
+'''
+
+FORGETS_PROCESSING = '''
+async def process_order(conn, order_id, pay):
+    order = await conn.fetchrow("UPDATE orders SET status = 'processing' WHERE id = $1"
+                                " AND status IN ('pending', 'retrying') RETURNING id, total_cents", order_id)
+    if order is None:
+        return "skipped"
+    await pay(dict(order))
+    await conn.execute("UPDATE orders SET status = 'done', done_at = now() WHERE id = $1", order_id)
+    return "done"
+'''
+
+STUB = '''
+async def process_order(conn, order_id, pay):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+'''
+
+
+@pytest.fixture
+def workspace(lab5):
+    yield lab5.workspace
+    solve(lab5)   # the reference again, for the other tests
+
+
+@pytest.mark.parametrize("name, code, exercise, expected", [
+    ("idempotency", CHECK_THEN_INSERT, "idempotency", "UniqueViolationError"),
+    ("order_task", FORGETS_PROCESSING, "order_task", "'processing' must be claimable"),
+    ("order_task", STUB, "order_task", "not attempted yet"),
+], ids=["check-then-insert", "processing-not-claimed", "stub"])
+def test_a_wrong_answer_fails_its_check_saying_what_is_wrong(lab5, workspace, name, code, exercise, expected):
+    (workspace / f"{name}.py").write_text(code)
+    with pytest.raises(CheckFailed, match=expected):
+        getattr(lab05, exercise).check(lab5)
