@@ -299,6 +299,7 @@ def test_the_drivers_generated_kustomization_sets_namespace_tags_secret_and_work
     assert validate(objects) == []
     assert stat.S_IMODE(os.stat(directory / "secrets.env").st_mode) == 0o600
     for obj in objects:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "scalelab", "down() and pruning find it"
         if obj["kind"] == "Namespace":
             assert obj["metadata"]["name"] == "scalelab-test"
         elif obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "APIService"):

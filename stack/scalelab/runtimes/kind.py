@@ -147,7 +147,11 @@ class KindRuntime:
             except Exception as exc:   # an API error: name the object, never print its body (a Secret)
                 reason = getattr(exc, "reason", None) or type(exc).__name__
                 body = getattr(exc, "body", "") or ""
-                detail = json.loads(body).get("message", "") if body.startswith("{") else str(body)[:300]
+                body = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+                try:
+                    detail = json.loads(body).get("message", "")
+                except ValueError:
+                    detail = body[:300]
                 raise ServiceFailed(f"applying {obj['kind']}/{obj['metadata']['name']} failed: {reason}: "
                                     f"{detail}") from None
 
@@ -181,7 +185,7 @@ class KindRuntime:
         self._save()
         self.cluster.load([compose_images.reference(image, self.tag) for image in compose_images.IMAGES],
                           self.home / "load.log")
-        self._ensure_metrics_server()
+        self._ensure_metrics_server(required="hpa" in plan.exercises)
         self._check_entry_port_free()
         started |= not self._namespace_exists()
         objects = self._render(plan)
@@ -221,8 +225,9 @@ class KindRuntime:
                 if (kind, item.metadata.name) not in wanted:
                     deleter(item.metadata.name, self.namespace)
 
-    def _ensure_metrics_server(self) -> None:
-        """metrics-server in kube-system (kept with the cluster): the HPA and doctor read it."""
+    def _ensure_metrics_server(self, required: bool) -> None:
+        """metrics-server in kube-system (kept with the cluster): the HPA and doctor read it.
+        Its image must be on the host; a lab without autoscaling goes on without it."""
         from kubernetes.client.exceptions import ApiException
         try:
             self.apps.read_namespaced_deployment("metrics-server", "kube-system")
@@ -230,6 +235,8 @@ class KindRuntime:
         except ApiException as exc:
             if not self._not_found(exc):
                 raise
+        if not required and not kind_cluster.image_present(self.docker, kind_cluster.METRICS_SERVER_IMAGE):
+            return
         self.cluster.load_metrics_server(self.docker, self.home / "load.log")
         self.apply(kind_render.render_repo(kind_cluster.K8S / "metrics-server"))
 
@@ -265,18 +272,20 @@ class KindRuntime:
     def _wait_namespace_gone(self, timeout: float = 180) -> None:
         _, _, watch, _ = _kube()
         from kubernetes.client.exceptions import ApiException
-        try:
-            self.core.read_namespace(self.namespace)
-        except ApiException as exc:
-            if self._not_found(exc):
-                return
-            raise
-        stream = watch.Watch()
-        for event in stream.stream(self.core.list_namespace, field_selector=f"metadata.name={self.namespace}",
-                                   timeout_seconds=int(timeout)):
-            if event["type"] == "DELETED":
-                stream.stop()
-                return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(self.namespace)
+            except ApiException as exc:
+                if self._not_found(exc):
+                    return
+                raise
+            stream = watch.Watch()      # (re-read each 10 s: a deletion between read and watch is not missed)
+            for event in stream.stream(self.core.list_namespace, field_selector=f"metadata.name={self.namespace}",
+                                       timeout_seconds=10):
+                if event["type"] == "DELETED":
+                    stream.stop()
+                    return
         raise ServiceFailed(f"namespace {self.namespace} still terminating after {timeout:.0f}s — "
                             f"`kubectl get all -n {self.namespace}` shows what holds it")
 
@@ -377,32 +386,49 @@ class KindRuntime:
     def start(self, member: str) -> None:
         """Wait until the member's controller has it (or its replacement) running and ready."""
         service = self._service(member)
+        self._wait_member_ready(member)
         self.wait_ready([service])
-        self.pod(member)
 
-    def restart(self, member: str) -> None:
-        """Graceful: delete the pod (preStop, then SIGTERM within its grace period); wait until its
-        replacement is ready."""
-        self.kill(member, "TERM")
-        self._wait_pod_gone_or_replaced(member)
-        self.start(member)
-
-    def _wait_pod_gone_or_replaced(self, member: str, timeout: float = 60) -> None:
+    def _wait_member_ready(self, member: str, timeout: float = READY_TIMEOUT) -> None:
+        """Watch the service's pods until ``member`` is a pod whose Ready condition is True (the
+        Deployment's status may lag a pod deletion: this does not trust it)."""
         _, _, watch, _ = _kube()
         service = self._service(member)
-        stream = watch.Watch()
-        for _ in stream.stream(self.core.list_namespaced_pod, self.namespace,
-                               label_selector=f"app.kubernetes.io/name={service}", timeout_seconds=int(timeout)):
-            if member in self._members_of(service):
-                stream.stop()
-                return
+        selector = f"app.kubernetes.io/name={service}"
+
+        def ready() -> bool:
+            pods = {p.metadata.name: p for p in self._pods(service)}
+            pod = pods.get(self._members_of(service).get(member, ""))
+            return bool(pod and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []))
+
+        deadline = time.monotonic() + timeout
+        while not ready():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServiceFailed(f"{member} not ready after {timeout:.0f}s:\n{self._why_not_ready(service)}")
+            stream = watch.Watch()
+            for _ in stream.stream(self.core.list_namespaced_pod, self.namespace, label_selector=selector,
+                                   timeout_seconds=max(1, int(min(left, 10)))):
+                if ready():
+                    stream.stop()
+                    return
+
+    def restart(self, member: str) -> None:
+        """Graceful: delete the pod (it leaves the endpoints, preStop, then SIGTERM within its grace
+        period); wait until its replacement is ready."""
+        self.kill(member, "TERM")
+        self.start(member)
 
     def reload(self, service: str) -> None:
         """Re-apply the lab's manifests (a changed workspace file becomes a new ConfigMap: a rolling
         update) and roll the service's pods (``kubectl rollout restart``), waiting for the rollout."""
         if self.lab is None:
             raise ScalelabError("the stack is not up — `stack.up()` first")
-        self.apply([o for o in self._render(plan_for(self.lab)) if o["kind"] != "HorizontalPodAutoscaler"])
+        objects = [o for o in self._render(plan_for(self.lab)) if o["kind"] != "HorizontalPodAutoscaler"]
+        for obj in objects:       # keep the replica counts scale() or an HPA set since up()
+            if obj["kind"] == "Deployment":
+                obj["spec"].pop("replicas", None)
+        self.apply(objects)
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat()
         patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
         if service in STATEFUL:

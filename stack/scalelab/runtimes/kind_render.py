@@ -75,6 +75,8 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": namespace,
+        # what the driver generates here is the stack's too (down() and pruning find it by this)
+        "labels": [{"pairs": {"app.kubernetes.io/part-of": "scalelab"}}],
         "resources": [os.path.relpath(overlay(plan.lab), directory)],
         "images": [{"name": f"scalelab/{image.name}", "newTag": tag} for image in IMAGES],
         # Plain names (no hash suffix) for what lab 06's Deployment exercise refers to; the
