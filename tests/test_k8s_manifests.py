@@ -386,3 +386,21 @@ def test_the_kind_runtime_names_what_is_missing_in_one_line(tmp_path, monkeypatc
         Stack(lab=6, runtime="kind", state_dir=tmp_path / "state")
     message = str(caught.value)
     assert "\n" not in message and message.startswith("kind not found") and "use runtime=\"local\"" in message
+
+
+def test_without_the_node_image_the_kind_runtime_names_the_exact_docker_pull():
+    """Against the real engine where one runs (the image is checked there, not assumed)."""
+    from scalelab.errors import RuntimeUnavailable
+    from scalelab.runtimes import kind_cluster
+    try:
+        from scalelab.runtimes.compose_engine import connect
+        client = connect()
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"no Docker engine to ask: {exc}")
+    if kind_cluster.image_present(client, kind_cluster.NODE_IMAGE):
+        assert kind_cluster.node_image(client) == kind_cluster.NODE_IMAGE
+        return
+    with pytest.raises(RuntimeUnavailable) as caught:
+        kind_cluster.node_image(client)
+    assert f"docker pull {kind_cluster.NODE_IMAGE}`" in str(caught.value) and "\n" not in str(caught.value)
+    assert re.fullmatch(r"kindest/node:v1\.32\.\d+@sha256:[0-9a-f]{64}", kind_cluster.NODE_IMAGE)
