@@ -92,3 +92,22 @@ def test_the_race_check_names_the_lost_update_when_debits_are_naive(stack):
             assert "lost update" in str(exc)
             return
     pytest.fail("the naive debit passed the race check three times")
+
+
+@pytest.mark.parametrize("body, status, error", [
+    ("async def debit(conn, account_id, amount):\n    raise NotImplementedError()\n", 501, "exercise_not_done"),
+    ("async def debit(conn, account_id, amount):\n"
+     "    return await conn.fetchrow('SELECT balance FROM accounts WHERE id = $1', account_id)\n", 500, "exercise_error"),
+    ("async def debit(conn, account_id, amount):\n    return 1 / 0\n", 500, "exercise_error"),
+], ids=["stub", "returns-a-record", "raises"])
+def test_learner_debit_problems_are_json_errors_not_tracebacks(stack, api, tmp_path, body, status, error):
+    from fastapi.testclient import TestClient
+    from shop.config import Settings
+    from shop.main import create_app
+    account = new_account(api, 10)
+    (tmp_path / "debit.py").write_text(body)
+    settings = Settings(database_url=stack.database_url(), workspace=tmp_path, exercises=["debit"], instance="test")
+    with TestClient(create_app(settings)) as client:
+        got = client.post(f"/accounts/{account['id']}/debit", json={"amount": 1})
+    assert got.status_code == status and got.json()["error"] == error, got.text
+    assert api.get(f"/accounts/{account['id']}").json()["balance"] == 10

@@ -8,6 +8,7 @@ from shop.accounts import (AccountCreate, AccountOut, AccountPage, Debit, DebitO
                            ListStrategy, Strategy, TooManyConflicts, WriteConflict)
 from shop.db import connection
 from shop.errors import NotFound
+from shop.exercises import ExerciseError
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -64,6 +65,9 @@ async def debit_account(
                                                passthrough=(TooManyConflicts,))
             except TooManyConflicts as exc:
                 raise WriteConflict(f"gave up after repeated write conflicts: {exc}; retry the request") from None
+            if balance is not None and (isinstance(balance, bool) or not isinstance(balance, int)):
+                raise ExerciseError(f"{function}() returned {type(balance).__name__} {balance!r:.80}: return the "
+                                    "new balance (an int), or None when nothing was debited")
         if balance is None:   # not debited: say why
             current = await conn.fetchval(accounts.NAIVE_READ, account_id)
             if current is None:
