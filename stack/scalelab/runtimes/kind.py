@@ -187,7 +187,9 @@ class KindRuntime:
                           self.home / "load.log")
         self._ensure_metrics_server(required="hpa" in plan.exercises)
         self._check_entry_port_free()
-        started |= not self._namespace_exists()
+        if not self._namespace_exists():
+            self._wait_namespace_gone()                # a namespace still terminating (a recent down()) first
+            started = True
         objects = self._render(plan)
         before = self._generations()
         self.apply([o for o in objects if o["kind"] != "HorizontalPodAutoscaler"])   # the HPA: autoscaler()
