@@ -151,3 +151,18 @@ def test_the_check_rejects_a_ring_that_moves_keys_between_old_nodes(stack, tmp_p
         """)
     with pytest.raises(CheckFailed, match="only moves to the new node"):
         lab04_sharding.sharding.check(_workspace_with(tmp_path, stack, code))
+
+
+def test_the_check_says_not_attempted_when_shard_for_calls_a_stub(stack, tmp_path):
+    code = REFERENCE.read_text().replace(
+        '    return int.from_bytes(hashlib.md5(str(key).encode()).digest()[:8], "big")',
+        "    raise NotImplementedError()")
+    assert code != REFERENCE.read_text()
+    with pytest.raises(NotAttempted, match="stable_hash"):
+        lab04_sharding.sharding.check(_workspace_with(tmp_path, stack, code))
+
+
+def test_the_check_names_an_exception_in_learner_code(stack, tmp_path):
+    code = REFERENCE.read_text().replace("return stable_hash(key) % n", "return stable_hash(key) % 0")
+    with pytest.raises(CheckFailed, match="ZeroDivisionError"):
+        lab04_sharding.sharding.check(_workspace_with(tmp_path, stack, code))
