@@ -193,3 +193,22 @@ def test_a_wrong_answer_fails_its_check_saying_what_is_wrong(lab5, workspace, na
     (workspace / f"{name}.py").write_text(code)
     with pytest.raises(CheckFailed, match=expected):
         getattr(lab05, exercise).check(lab5)
+
+
+def test_with_the_broker_down_a_post_is_a_503_and_the_order_says_it_was_not_queued(lab5, orders_api, user):
+    """Last in this module: Redis comes back empty, and the workers must reconnect."""
+    lab5.kill("redis-1")
+    try:
+        started = time.perf_counter()
+        r = orders_api.post("/orders", json={"user_id": user, "items": lab05.ITEMS})
+        took = time.perf_counter() - started
+        assert r.status_code == 503 and r.json()["error"] == "unavailable", r.text
+        assert took < 3, f"a dead broker held the request {took:.1f} s"
+        assert orders_api.get("/ready").status_code == 503
+        stored = db.fetch(lab5.database_url(), "SELECT status, last_error FROM orders ORDER BY id DESC LIMIT 1")[0]
+        assert stored["status"] == "failed" and "not queued" in stored["last_error"]
+    finally:
+        lab5.start("redis-1")
+    assert orders_api.get("/ready").status_code == 200
+    after = lab05.place(orders_api, user)                # the workers reconnected on their own
+    assert lab05.wait_orders(lab5, [after["id"]], timeout=60).status.tolist() == ["done"]

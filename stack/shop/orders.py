@@ -29,6 +29,7 @@ from shop.errors import DomainError, ExerciseNotDone
 from shop.exercises import ExerciseError, Exercises
 
 TERMINAL = ("done", "failed", "dead")
+TASK = "shop.process_order"           # the Celery task's name (shop/tasks.py)
 QUEUE = "orders"                      # the broker queue (a Redis list of this name)
 DEAD_LETTER = "orders:dead-letter"    # a Redis list: one JSON entry per dead order
 WORKERS = "orders:workers"            # a Redis hash: worker hostname -> pid, set when it is ready

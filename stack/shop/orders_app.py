@@ -8,13 +8,16 @@ import logging
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
+from shop import orders as order_flow
 from shop import tasks
 from shop.api.routes import health, orders
 from shop.config import Settings
 from shop.db import close_pool, create_pool
-from shop.errors import install_handlers
+from shop.errors import error_body, install_handlers
 from shop.middleware import BodyLimit, InstanceHeader
 
 log = logging.getLogger("uvicorn.error")
@@ -31,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = aioredis.from_url(settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0",
                                             socket_timeout=settings.redis_timeout_s * 4,
                                             socket_connect_timeout=settings.redis_timeout_s * 4)
-        log.info("instance %s ready: orders go to queue %r", settings.instance, tasks.orders.QUEUE)
+        log.info("instance %s ready: orders go to queue %r", settings.instance, order_flow.QUEUE)
         yield
         await close_pool(app.state.pool)
         await app.state.redis.aclose()
@@ -41,7 +44,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_handlers(app)
     app.add_api_route("/health", health.health, methods=["GET"], tags=["health"])
-    app.add_api_route("/ready", health.ready, methods=["GET"], tags=["health"])
+
+    @app.get("/ready", tags=["health"])
+    async def ready(request: Request):
+        """Ready when both halves of accepting an order work: the database and the broker."""
+        answer = await health.ready(request)
+        if isinstance(answer, JSONResponse):
+            return answer
+        try:
+            await request.app.state.redis.ping()
+        except (RedisError, OSError) as exc:
+            return JSONResponse(error_body("not_ready", f"broker: {type(exc).__name__}"), status_code=503)
+        return answer
+
     app.include_router(orders.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(InstanceHeader, instance=settings.instance)

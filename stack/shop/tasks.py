@@ -21,6 +21,7 @@ delivery guarantees this lab relies on:
 """
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from shop.config import Settings
 from shop.exercises import Exercises
 
 log = logging.getLogger(__name__)
-TASK = "shop.process_order"
+TASK = orders.TASK
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -69,8 +70,9 @@ app = make_celery()
 _exercises: Exercises | None = None
 
 
+@functools.cache
 def _settings() -> Settings:
-    return Settings()
+    return Settings()   # read from the environment once per worker process
 
 
 def exercises() -> Exercises:

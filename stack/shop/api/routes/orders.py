@@ -12,7 +12,6 @@ from shop import orders
 from shop.db import connection
 from shop.errors import Conflict, DomainError, NotFound, Unavailable
 from shop.models import OrderCreate, OrderOut
-from shop.tasks import TASK
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -62,7 +61,7 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
             return _out(first)   # a client retry: the same order, no second task
     try:
         # Publishing is blocking I/O (kombu): off the event loop.
-        await asyncio.to_thread(request.app.state.celery.send_task, TASK, args=[row["id"]], queue=orders.QUEUE)
+        await asyncio.to_thread(request.app.state.celery.send_task, orders.TASK, args=[row["id"]], queue=orders.QUEUE)
     except (OperationalError, RedisError, OSError) as exc:
         async with connection(request) as conn:
             await conn.execute("UPDATE orders SET status = 'failed', last_error = $2 WHERE id = $1",
