@@ -404,3 +404,20 @@ def test_without_the_node_image_the_kind_runtime_names_the_exact_docker_pull():
         kind_cluster.node_image(client)
     assert f"docker pull {kind_cluster.NODE_IMAGE}`" in str(caught.value) and "\n" not in str(caught.value)
     assert re.fullmatch(r"kindest/node:v1\.32\.\d+@sha256:[0-9a-f]{64}", kind_cluster.NODE_IMAGE)
+
+
+@needs_kubectl
+def test_every_dollar_paren_reference_names_a_variable_defined_before_it_or_is_escaped(rendered):
+    """Kubernetes expands $(VAR) in env values, command and args only from variables defined
+    EARLIER in the same container; anything else stays literal (a silently broken DSN)."""
+    for name, objects in rendered.items():
+        for obj, pod in pod_specs(objects):
+            for c in containers(pod):
+                defined = []
+                for env in c.get("env", []):
+                    for ref in re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", env.get("value", "")):
+                        assert ref in defined, f"{name} {c['name']}: {env['name']} uses $({ref}) before it is defined"
+                    defined.append(env["name"])
+                for arg in c.get("command", []) + c.get("args", []):
+                    for ref in re.findall(r"(?<!\$)\$\(([^)]*)\)", arg):
+                        assert ref in defined, f"{name} {c['name']}: $({ref}) in its command: write $$( for a shell"
