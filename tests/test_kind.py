@@ -150,6 +150,15 @@ def test_metrics_server_reports_cpu_of_every_users_pod(stack):
     assert all(cores >= 0 for cores in measured.values())
 
 
+def test_doctor_reports_the_cluster_and_metrics_flowing(stack):
+    from scalelab.runtimes.kind_cluster import doctor_rows
+    test_metrics_server_reports_cpu_of_every_users_pod(stack)     # (metrics are there by now)
+    rows = {what: (status, detail) for status, what, detail in doctor_rows()}
+    assert rows["kind node image"][0] == "ok"
+    assert rows["kind cluster"][0] == "ok" and "nodes ready" in rows["kind cluster"][1]
+    assert rows["metrics"][0] == "ok" and "CPU" in rows["metrics"][1], rows["metrics"]
+
+
 def test_logs_come_from_the_members_pod(stack):
     assert "Uvicorn running on http://0.0.0.0:8000" in stack.logs("users-1", tail=200)
 
