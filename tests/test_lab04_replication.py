@@ -184,3 +184,24 @@ def test_down_purge_removes_the_standby_data(tmp_path):
     assert (data / "standby.signal").exists()
     stack.down(purge=True)
     assert not data.exists() and not local_standby.home(stack.runtime).exists()
+
+
+def test_a_standby_follows_a_primary_that_came_back_on_another_port(tmp_path):
+    import socket
+    stack = Stack(lab=4, state_dir=tmp_path)
+    solve(stack)
+    stack.up()
+    try:
+        old_port = stack.runtime.procs["postgres"].port
+        stack.down()
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # the old port may be in TIME_WAIT
+            squatter.bind(("127.0.0.1", old_port))
+            squatter.listen()
+            stack.up()
+            assert stack.runtime.procs["postgres"].port != old_port
+            lab04._wait_streaming(stack)
+            user_id, _ = lab04.propagation_ms(stack)
+            assert lab04.seen_on(stack.database_url(member="standby-1"), user_id)
+    finally:
+        stack.down(purge=True)

@@ -248,7 +248,19 @@ def record(rt, name: str, port: int) -> ProcessRecord:
         from shop.reference import replication as reference
         configure(rt, reference)          # up(): the reference primary config (the check applies yours)
         base_backup(rt, name)
+    else:
+        _follow_primary_port(rt, name)
     return rt.pg.process(name, port, str(rt.home / f"logs/{name}.log"), data_dir=data_dir(rt, name))
+
+
+def _follow_primary_port(rt, name: str) -> None:
+    """The primary came back on another port (its old one was taken): point the standby's
+    primary_conninfo (written by pg_basebackup -R) at the new one. The file keeps its owner."""
+    path = data_dir(rt, name) / "postgresql.auto.conf"
+    text = path.read_text()
+    fixed = re.sub(r"(primary_conninfo = '[^\n]*?\bport=)\d+", rf"\g<1>{_primary_port(rt)}", text)
+    if fixed != text:
+        path.write_text(fixed)
 
 
 def ready(rt, rec: ProcessRecord) -> bool:
