@@ -297,6 +297,9 @@ debit = Exercise(
         "you read.",
         "When that UPDATE returns None, another debit changed the row first: loop and read again (at most "
         "`attempts` times), then raise TooManyConflicts.",
+        "Chose `SELECT ... FOR UPDATE` for debit()? The lock lasts only as long as a transaction: wrap the SELECT "
+        "and the UPDATE in `async with conn.transaction():` — without it each statement commits on its own and "
+        "the lock is gone before your UPDATE runs.",
     ],
     reference="shop.reference.debit",
     handle="lab04.debit",
