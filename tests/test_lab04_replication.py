@@ -144,6 +144,17 @@ def test_replication_check_names_an_hba_line_for_all_databases(lab4):
         lab04.replication.check(lab4)
 
 
+def test_a_setting_read_only_at_server_start_restarts_the_primary_and_takes_effect(lab4):
+    write_exercise(lab4, "replication", '"max_wal_senders": "10"', '"max_wal_senders": "6"')
+    try:
+        lab04.replication.check(lab4)
+        assert lab04.replication.last_result.startswith("primary restarted: yes")
+        assert db.fetchval(lab4.database_url("admin"), "SHOW max_wal_senders") == "6"
+    finally:
+        write_exercise(lab4, "replication")
+        lab04.replication.check(lab4)
+
+
 def test_replication_check_passes_with_the_reference_and_the_standby_streams(lab4):
     write_exercise(lab4, "replication")
     lab04.replication.check(lab4)
