@@ -46,10 +46,16 @@ def replication_status(stack) -> pd.DataFrame:
     return db.frame(primary_dsn(stack, "admin"), REPLICATION_STATUS)
 
 
-def set_replay_paused(stack, paused: bool, member: str = STANDBY) -> None:
-    """Pause (or resume) WAL replay on a standby: it keeps receiving WAL, applies none of it."""
-    db.fetch(standby_dsn(stack, "admin", member), "SELECT pg_wal_replay_pause()" if paused else
-             "SELECT pg_wal_replay_resume()")
+def set_replay_paused(stack, paused: bool, member: str = STANDBY, timeout: float = 5.0) -> None:
+    """Pause (or resume) WAL replay on a standby: it keeps receiving WAL, applies none of it.
+    A pause is a request: wait (bounded) until the standby says it is paused."""
+    dsn = standby_dsn(stack, "admin", member)
+    db.fetch(dsn, "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()")
+    deadline = time.monotonic() + timeout
+    while paused and db.fetchval(dsn, "SELECT pg_get_wal_replay_pause_state()") != "paused":
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{member} did not pause its WAL replay within {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
