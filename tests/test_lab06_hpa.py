@@ -162,3 +162,18 @@ def test_model_autoscaler_scales_out_under_cpu_load_and_back_in_after(lab6):
     assert len(lab6.members("users")) == spec.min_replicas
     print(f"\nscale-out {run['scale_out_s']:.1f} s into the load, peak {run['peak']}, "
           f"scale-in {run['scale_in_s']:.1f} s after it (bound {run['bound_s']:.0f} s)")
+
+
+def test_on_kind_the_learners_objects_are_applied_beside_the_stacks_own():
+    import yaml
+    from scalelab import kube_schema
+    from scalelab.paths import REPO
+    docs = list(yaml.safe_load_all((REPO / "stack/shop/reference/deployment.yaml").read_text()))
+    copies = lab06._beside_the_stack(docs, "scalelab-x", "abc123")
+    assert [c["metadata"]["name"] for c in copies] == ["users-yours", "users-yours"]
+    assert all(c["metadata"]["namespace"] == "scalelab-x" for c in copies)
+    dep, svc = copies
+    assert dep["spec"]["selector"]["matchLabels"]["scalelab.dev/copy"] == "yours"
+    assert svc["spec"]["selector"] == dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "scalelab/shop:abc123"
+    assert kube_schema.validate(copies) == [] and docs[0]["metadata"]["name"] == "users"   # the original is untouched

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -132,17 +133,27 @@ class ModelAutoscaler:
             if next_at < time.monotonic():          # a slow scale: skip the missed ticks
                 next_at = time.monotonic() + self.spec.period_s
 
+    def _read(self, member: str) -> tuple[float, float] | None:
+        """(when, cumulative CPU seconds) of one member, or None while it cannot be read."""
+        try:
+            cpu = self.runtime.cpu_seconds(member)
+        except Exception:        # noqa: BLE001 — a member being started or stopped: not ready, not counted
+            return None
+        return time.monotonic(), cpu    # taken when the reading arrived (the engine's stats API takes ~1 s)
+
     def _sample(self) -> dict[str, float]:
-        """Utilization (% of the request) of every member that has a previous reading."""
-        now, utilization = time.monotonic(), {}
+        """Utilization (% of the request) of every member that has a previous reading.
+        Members are read in parallel: one slow reading must not stretch the period."""
         request_cores = self.spec.cpu_request_millicores / 1000
         members = self.runtime.members(self.spec.service)
-        for member in members:
-            try:
-                cpu = self.runtime.cpu_seconds(member)
-            except Exception:        # a member being started or stopped: not ready, not counted
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(members)))) as pool:
+            readings = dict(zip(members, pool.map(self._read, members)))
+        utilization = {}
+        for member, reading in readings.items():
+            if reading is None:
                 self._last.pop(member, None)
                 continue
+            now, cpu = reading
             if member in self._last:
                 t_prev, cpu_prev = self._last[member]
                 if now > t_prev and cpu >= cpu_prev:      # (a restarted member's counter starts over)
@@ -176,10 +187,9 @@ class ModelAutoscaler:
                            "desired_by_you": proposed, "decided": decided, "note": note})
         if decided != current:
             self.runtime.scale(spec.service, decided)
-            for member in self.runtime.members(spec.service):   # new members: utilization from now on
-                if member not in self._last:
-                    try:
-                        self._last[member] = (time.monotonic(), self.runtime.cpu_seconds(member))
-                    except Exception:
-                        pass
+            new = [m for m in self.runtime.members(spec.service) if m not in self._last]
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(new)))) as pool:
+                for member, reading in zip(new, pool.map(self._read, new)):
+                    if reading is not None:          # new members: utilization from now on
+                        self._last[member] = reading
 

@@ -7,13 +7,14 @@ learner's ``desired_replicas``. On ``kind`` the real HPA scales and its decision
 compared with the learner's function on the same metrics.
 """
 
+import asyncio
 import threading
 import time
 
 import httpx
 import pandas as pd
 
-from scalelab import kube_schema, load
+from scalelab import aio, kube_schema, load
 from scalelab.autoscaler import HpaSpec
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
 
@@ -31,6 +32,84 @@ last_scaling: dict = {}
 
 
 # -- helpers the notebook uses too --------------------------------------------------------------
+async def _closed_loop(url: str, stop: threading.Event, concurrency: int, timeout: float, rows: list) -> None:
+    """``concurrency`` clients, each sending its next GET as soon as the last one answered, each
+    on a new connection: when nginx reloads, its old workers close their idle keep-alive
+    connections, and a request sent on one at that instant fails in the client (real clients
+    retry such a GET); with one connection per request the drill measures the server side only."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        async def one_client():
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    answer = await client.get(url)
+                    status, instance = answer.status_code, answer.headers.get("x-instance")
+                except httpx.HTTPError as exc:      # no answer at all: a failure, named
+                    status, instance = 0, type(exc).__name__
+                rows.append({"sent": sent, "done": time.monotonic(), "status": status, "instance": instance})
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+
+
+def during_load(url: str, action, before_s: float = 1.0, after_s: float = 3.0, concurrency: int = 8,
+                timeout: float = 4.0, max_s: float = 120.0) -> dict:
+    """Send a steady closed-loop GET load to ``url``; once it has flowed for ``before_s`` seconds
+    (and at least 20 answers came back) call ``action()``;
+    keep the load on ``after_s`` seconds after the action returned, then stop it (bounded by
+    ``max_s`` in all). Returns ``frame`` (one row per request: t_s sent, ms, status — 0 when no
+    answer came —, instance), ``action_at_s``/``action_s`` (when it ran, how long), ``load_s``,
+    ``requests`` and ``failed`` (no answer, or a status outside 2xx/3xx)."""
+    rows: list = []
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: aio.run(_closed_loop(url, stop, concurrency, timeout, rows)))
+    runner.start()
+    hard_stop = threading.Timer(max_s, stop.set)      # whatever happens, the load ends
+    hard_stop.start()
+    try:
+        deadline = time.monotonic() + 30
+        while runner.is_alive() and time.monotonic() < deadline and (
+                len(rows) < 20 or time.monotonic() - rows[0]["sent"] < before_s):
+            time.sleep(0.02)             # polling: the load is flowing once answers come back
+        started = time.monotonic()
+        try:
+            action()
+        finally:
+            took = time.monotonic() - started
+        stop.wait(after_s)               # the load goes on for after_s (or until max_s)
+    finally:
+        stop.set()
+        hard_stop.cancel()
+        runner.join()
+    if not rows:
+        raise CheckFailed(f"no request to {url} got an answer: is the stack up? (stack.status())")
+    frame = pd.DataFrame(rows)
+    t0 = frame.sent.min()
+    frame = pd.DataFrame({"t_s": frame.sent - t0, "ms": (frame.done - frame.sent) * 1000,
+                          "status": frame.status, "instance": frame.instance}).sort_values("t_s", ignore_index=True)
+    return {"frame": frame, "action_at_s": started - t0, "action_s": took, "load_s": float(frame.t_s.max()),
+            "requests": len(frame), "failed": int((~frame.status.between(200, 399)).sum())}
+
+
+def plot_served_by(run: dict, title: str):
+    """Requests answered per second, by the replica that answered (failures in red)."""
+    from scalelab.plot import Figure
+    frame = run["frame"].assign(second=lambda f: f.t_s.astype(int))
+    ok = frame[frame.status.between(200, 399)]
+    per = ok.pivot_table(index="second", columns="instance", values="ms", aggfunc="count").fillna(0)
+    fig = Figure(figsize=(8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    ax.stackplot(per.index, per.T.values, labels=per.columns, alpha=0.8, step="post")
+    failed = frame[~frame.status.between(200, 399)].groupby("second").size()
+    if len(failed):
+        ax.bar(failed.index, failed.values, color="red", width=0.8, label="failed")
+    ax.axvspan(run["action_at_s"], run["action_at_s"] + run["action_s"], color="grey", alpha=0.15,
+               label=f"action ({run['action_s']:.1f} s)")
+    ax.set(xlabel="seconds since the load started", ylabel="answers / s", title=title)
+    ax.legend(fontsize="small", loc="lower left")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
 def scale_in_bound_s(spec: HpaSpec, is_model: bool) -> float:
     """How long after the load stops the replicas must be back at min_replicas.
 
@@ -125,6 +204,33 @@ DEPLOYMENT_FILE = "deployment.yaml"
 IMAGE = "scalelab/shop"       # what the image build produces (stack/deploy/shop/Dockerfile)
 
 
+YOURS = "-yours"               # on kind, the learner's objects run beside the stack's own
+
+
+def _beside_the_stack(objects: list[dict], namespace: str | None, tag: str | None) -> list[dict]:
+    """Copies renamed ``<name>-yours`` in the stack's namespace, with one more label in every
+    selector, so applying them never takes over the stack's own Deployment, Service or pods;
+    the image tag is the one the runtime loaded into the cluster."""
+    import copy
+    extra = {"scalelab.dev/copy": "yours"}
+    out = []
+    for obj in copy.deepcopy(objects):
+        obj["metadata"]["name"] += YOURS
+        if namespace:
+            obj["metadata"]["namespace"] = namespace
+        if obj["kind"] == "Deployment":
+            if tag:
+                for c in obj["spec"]["template"]["spec"]["containers"]:
+                    c["image"] = f"{IMAGE}:{tag}"
+            obj["spec"]["selector"].setdefault("matchLabels", {}).update(extra)
+            obj["spec"]["template"]["metadata"].setdefault("labels", {}).update(extra)
+            obj["spec"]["replicas"] = 1
+        else:
+            obj["spec"]["selector"] = {**obj["spec"]["selector"], **extra}
+        out.append(obj)
+    return out
+
+
 def _probe_path(container: dict, kind: str) -> str | None:
     return (((container.get(kind) or {}).get("httpGet") or {}).get("path"))
 
@@ -197,10 +303,12 @@ def _check_deployment(stack, exercise) -> str:
     answers = {p: httpx.get(f"{stack.member_url(member)}{p}", timeout=5).status_code for p in ("/ready", "/health")}
     if answers != {"/ready": 200, "/health": 200}:
         raise CheckFailed(f"the live replica {member} answered {answers}: is the stack healthy? (stack.status())")
-    apply = getattr(stack.runtime, "apply_manifests", None)
+    apply = getattr(stack.runtime, "apply", None)     # runtimes with a Kubernetes API (kind)
     if apply is not None:
-        apply(text)
-        where = f"applied to the {stack.runtime.name} cluster"
+        apply(_beside_the_stack(deployments + services, getattr(stack.runtime, "namespace", None),
+                                getattr(stack.runtime, "tag", None)))
+        where = (f"applied to the {stack.runtime.name} cluster as {dep['metadata']['name']}{YOURS} and "
+                 f"{svc['metadata']['name']}{YOURS} (the API server accepted them), beside the stack's own")
     else:
         where = f"validated only: the {stack.runtime.name} runtime has no Kubernetes to apply it to"
     return (f"{path.name}: {', '.join(kinds)} valid against the Kubernetes {kube_schema.KUBERNETES_VERSION} schema; "
