@@ -32,6 +32,7 @@ from celery import Celery, signals
 
 from shop import orders
 from shop.config import Settings
+from shop.db import DB_UNAVAILABLE
 from shop.exercises import Exercises
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def process_order(self, order_id: int) -> str:
         outcome, error = asyncio.run(orders.deliver(settings, exercises(), int(order_id),
                                                     worker=self.request.hostname or "?",
                                                     task_id=self.request.id, retries=retries))
-    except orders.DB_UNAVAILABLE as exc:   # could not even record the attempt: try again later
+    except DB_UNAVAILABLE as exc:   # could not even record the attempt: try again later
         outcome, error = ("retrying" if retries < settings.order_max_retries else "dead"), repr(exc)
     log.info("order %s: %s (delivery with %d retries before)%s", order_id, outcome, retries,
              f": {error}" if error else "")
