@@ -365,7 +365,10 @@ def test_the_k8s_nginx_conf_passes_nginx_t_once_the_container_fills_it_in(render
     resolv.write_text("search x.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n")
     conf_dir = tmp_path / "conf"
     conf_dir.mkdir()
-    shutil.copy(K8S / "components/nginx/nginx.conf", conf_dir / "nginx.conf")
+    # (the backup server's Service name resolves only in a cluster: an address stands in for it)
+    text = (K8S / "components/nginx/nginx.conf").read_text()
+    assert "server users:8000 backup;" in text
+    (conf_dir / "nginx.conf").write_text(text.replace("server users:8000 backup;", "server 127.0.0.1:8000 backup;"))
     # The container's own command, pointed at these files, and `nginx -t` instead of exec nginx.
     script = (script.replace("$$(", "$(").replace("/tmp/", f"{tmp_path}/").replace("/etc/resolv.conf", str(resolv))
               .replace("/etc/scalelab-k8s", str(conf_dir)).replace("exec nginx", f"exec {binary.path} -t"))
@@ -421,3 +424,157 @@ def test_every_dollar_paren_reference_names_a_variable_defined_before_it_or_is_e
                 for arg in c.get("command", []) + c.get("args", []):
                     for ref in re.findall(r"(?<!\$)\$\(([^)]*)\)", arg):
                         assert ref in defined, f"{name} {c['name']}: $({ref}) in its command: write $$( for a shell"
+
+
+# -- the pods' containers, run with Docker (marker compose: needs an engine) --------------------
+# No Kubernetes here: each container runs the image, user, read-only root, command/args, env and
+# mounts its rendered pod spec gives it — the kubelet's $(VAR) expansion done by expand() below —
+# on a Docker network whose embedded DNS stands in for the cluster's (a network alias per Service
+# name). What this proves: the manifests' commands, users and file-system rules work with the
+# images the build produces. What it does not: scheduling, probes by the kubelet, kube-proxy.
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """The kubelet's expansion: $(VAR) from variables defined before, $$ → $, the rest literal."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                  lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]), value)
+
+
+def container_env(c: dict, config_maps: dict, extra: dict[str, str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]]["data"])
+    for item in c.get("env", []):
+        if "value" in item:
+            env[item["name"]] = expand(item["value"], env)
+        else:
+            env[item["name"]] = extra[item["name"]]        # secretKeyRef / fieldRef: the test's values
+    return env
+
+
+@pytest.fixture(scope="module")
+def docker_images():
+    from scalelab.errors import RuntimeUnavailable
+    from scalelab.runtimes.compose_engine import connect
+    try:
+        client = connect()
+        tag = compose_images.ensure(client, Path("/tmp/scalelab-k8s-test-build.log"))
+    except RuntimeUnavailable as exc:
+        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"no Docker engine: {exc}")
+    return client, tag
+
+
+@pytest.mark.compose
+@needs_kubectl
+def test_the_lab06_pods_containers_run_as_specified_and_nginx_balances_over_the_pods(rendered, docker_images, tmp_path):
+    import secrets
+    import time
+    import httpx
+    client, tag = docker_images
+    objects = rendered["lab06"]
+    config_maps = by_kind(objects, "ConfigMap")
+    deployments, statefulsets = by_kind(objects, "Deployment"), by_kind(objects, "StatefulSet")
+    secret = {"POSTGRES_PASSWORD": secrets.token_urlsafe(18), "SHOP_DB_PASSWORD": secrets.token_urlsafe(18),
+              "SHOP_JWT_SECRET": secrets.token_urlsafe(32), "REDIS_PASSWORD": secrets.token_urlsafe(18)}
+    suffix = secrets.token_hex(4)
+    network = client.networks.create(f"scalelab-k8s-test-{suffix}")
+    started = []
+
+    def run(pod_spec: dict, c: dict, alias: list[str], extra: dict, name: str, **kwargs):
+        sc = {**pod_spec.get("securityContext", {}), **c.get("securityContext", {})}
+        image = c["image"].rsplit(":", 1)[0] + f":{tag}"
+        command = [expand(a, {}) for a in c.get("args", [])] or None
+        container = client.containers.create(
+            image, command=command, entrypoint=c.get("command"), name=f"{name}-{suffix}",
+            user=f"{sc['runAsUser']}:{sc['runAsGroup']}", read_only=sc.get("readOnlyRootFilesystem", False),
+            environment=container_env(c, config_maps, extra), cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], **kwargs)
+        started.append(container)
+        network.connect(container, aliases=alias)
+        container.start()
+        return container
+
+    def wait(predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except (httpx.HTTPError, KeyError):
+                pass
+            time.sleep(0.2)
+        logs = "\n".join(f"--- {c.name}\n{c.logs(tail=15).decode(errors='replace')}" for c in started)
+        raise AssertionError(f"{what} not within {timeout}s\n{logs}")
+
+    try:
+        # Postgres: its volume is a root-owned 0777 host directory, as kind's local-path provisioner makes.
+        pg_spec = statefulsets["postgres"]["spec"]["template"]["spec"]
+        pv = tmp_path / "pv"
+        pv.mkdir()
+        pv.chmod(0o777)
+        pg = run(pg_spec, pg_spec["containers"][0], ["postgres"], secret, "postgres",
+                 volumes={str(pv): {"bind": "/var/lib/postgresql/data", "mode": "rw"}})
+        probe = pg_spec["containers"][0]["readinessProbe"]["exec"]["command"]
+        wait(lambda: pg.exec_run(probe).exit_code == 0, 90, "postgres readinessProbe passing")
+
+        # users: the migrate initContainer to completion, then two replicas, as pods named users-a/-b.
+        users_spec = deployments["users"]["spec"]["template"]["spec"]
+        init = users_spec["initContainers"][0]
+        migrate = run(users_spec, init, [], secret, "migrate")
+        assert migrate.wait(timeout=150)["StatusCode"] == 0, migrate.logs().decode()
+        workspace = tmp_path / "workspace"     # the optional ConfigMap volume, absent: an empty directory
+        workspace.mkdir()
+        workspace.chmod(0o755)
+        # Redis (Valkey): read-only root, the password file in its in-memory /tmp.
+        redis_spec = deployments["redis"]["spec"]["template"]["spec"]
+        redis = run(redis_spec, redis_spec["containers"][0], ["redis"], secret, "redis", tmpfs={"/tmp": "size=1m"})
+        probe = redis_spec["containers"][0]["readinessProbe"]["exec"]["command"]
+        wait(lambda: redis.exec_run(probe).exit_code == 0, 30, "redis readinessProbe passing")
+        pods = []
+        for pod in ("users-a", "users-b"):
+            # aliases: the headless Service's name, and `users` standing in for the ClusterIP Service
+            # (Docker's DNS answers with both containers' addresses instead of one virtual IP)
+            pods.append(run(users_spec, users_spec["containers"][0], ["users-pods.scalelab.svc.cluster.local", "users"],
+                            {**secret, "SHOP_INSTANCE": pod}, pod,
+                            tmpfs={"/tmp": ""}, volumes={str(workspace): {"bind": "/workspace", "mode": "ro"}}))
+        for pod in pods:
+            wait(lambda: pod.exec_run(["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/ready', timeout=2)"]).exit_code == 0,
+                 60, f"{pod.name} /ready (its readinessProbe path)")
+
+        # nginx: the container's own shell command fills in the namespace and Docker's DNS server.
+        nginx_spec = deployments["nginx"]["spec"]["template"]["spec"]
+        conf = tmp_path / "nginx-conf"
+        conf.mkdir()
+        shutil.copy(K8S / "components/nginx/nginx.conf", conf / "nginx.conf")
+        conf.chmod(0o755)
+        (conf / "nginx.conf").chmod(0o644)
+        nginx = run(nginx_spec, nginx_spec["containers"][0], [], {"POD_NAMESPACE": "scalelab"}, "nginx",
+                    tmpfs={"/tmp": ""}, volumes={str(conf): {"bind": "/etc/scalelab-k8s", "mode": "ro"}},
+                    ports={"8080/tcp": ("127.0.0.1", None)})
+        nginx.reload()
+        port = nginx.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        base = f"http://127.0.0.1:{port}"
+        wait(lambda: httpx.get(f"{base}/nginx/health", timeout=2).json()["generation"] == "kind", 30, "nginx up")
+        seen = set()
+        wait(lambda: seen.update(httpx.get(f"{base}/health", timeout=5).headers.get("x-instance", "") for _ in range(10))
+             or seen >= {"users-a", "users-b"}, 30, "nginx answering from both users pods")
+
+        # A pod going away (SIGTERM, as the kubelet sends after preStop): nginx retries on the other one.
+        statuses = []
+        began = time.monotonic()
+        pods[1].stop(timeout=users_spec["terminationGracePeriodSeconds"])
+        stopped_in = time.monotonic() - began
+        pods[1].reload()
+        assert pods[1].attrs["State"]["ExitCode"] == 0, "uvicorn (PID 1, as in a pod) exits cleanly on SIGTERM"
+        assert stopped_in < users_spec["terminationGracePeriodSeconds"], "well inside the grace period: no SIGKILL"
+        for _ in range(20):
+            statuses.append(httpx.get(f"{base}/users", params={"limit": 1}, timeout=5).status_code)
+        assert set(statuses) == {200}, (statuses, nginx.logs(tail=20).decode(errors="replace"))
+        # The cache works from the pods too (SHOP_REDIS_URL expanded from the Secret's password).
+        for _ in range(3):
+            httpx.get(f"{base}/users/1", timeout=5)
+        cache = httpx.get(f"{base}/stats", timeout=5).json()["cache"]
+        assert cache["enabled"] and cache["redis_errors"] == 0, cache
+    finally:
+        for container in reversed(started):
+            container.remove(force=True, v=True)
+        network.remove()
