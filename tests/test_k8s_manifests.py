@@ -574,6 +574,13 @@ def test_the_lab06_pods_containers_run_as_specified_and_nginx_balances_over_the_
             httpx.get(f"{base}/users/1", timeout=5)
         cache = httpx.get(f"{base}/stats", timeout=5).json()["cache"]
         assert cache["enabled"] and cache["redis_errors"] == 0, cache
+
+        # preStop hooks, run as the kubelet runs them (in the container): each ends its server cleanly.
+        for container, spec in ((nginx, nginx_spec), (pg, pg_spec)):
+            hook = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+            container.exec_run([expand(a, {}) for a in hook])
+            assert container.wait(timeout=30)["StatusCode"] == 0, container.logs(tail=10).decode(errors="replace")
+        assert "database system is shut down" in pg.logs(tail=20).decode(errors="replace")
     finally:
         for container in reversed(started):
             container.remove(force=True, v=True)
