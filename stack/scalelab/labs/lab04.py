@@ -383,3 +383,8 @@ read_routing = Exercise(
     reference="shop.reference.read_routing",
     handle="lab04.read_routing",
 )
+
+
+# Part 2 of the lab (sharding, the double-spend race, N+1) lives in its own module;
+# the notebook reaches all of it as lab04.<name>.
+from scalelab.labs.lab04_sharding import *  # noqa: E402,F401,F403
