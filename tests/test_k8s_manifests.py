@@ -585,3 +585,26 @@ def test_the_lab06_pods_containers_run_as_specified_and_nginx_balances_over_the_
         for container in reversed(started):
             container.remove(force=True, v=True)
         network.remove()
+
+
+@needs_kubectl
+def test_pods_of_the_learners_deployment_join_none_of_the_stacks_services_or_workloads(rendered):
+    """Lab 06 applies the learner's Deployment beside the stack's (renamed `-yours`): its pods
+    carry `app.kubernetes.io/name: users` and must not become the stack's users pods — not in its
+    Services (traffic), not under its Deployment's selector (the HPA averages CPU over that)."""
+    reference = REPO / "stack/shop/reference/deployment.yaml"
+    if not reference.exists():
+        pytest.skip("no lab 06 reference Deployment in this tree")
+    learner = next(d for d in yaml.safe_load_all(reference.read_text()) if d and d["kind"] == "Deployment")
+    labels = learner["spec"]["template"]["metadata"]["labels"]
+    objects = rendered["lab06"]
+    for service in by_kind(objects, "Service").values():
+        assert not service["spec"]["selector"].items() <= labels.items(), service["metadata"]["name"]
+    for obj in objects:
+        if obj["kind"] in WORKLOADS:
+            assert not obj["spec"]["selector"]["matchLabels"].items() <= labels.items(), obj["metadata"]["name"]
+    from scalelab.runtimes.kind import _pods_of
+    wanted = dict(pair.split("=") for pair in _pods_of("users").split(","))
+    assert not wanted.items() <= labels.items(), "members() would list the learner's pod"
+    users_pod = by_kind(objects, "Deployment")["users"]["spec"]["template"]["metadata"]["labels"]
+    assert wanted.items() <= users_pod.items(), "members() lists the stack's users pods"

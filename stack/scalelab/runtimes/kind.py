@@ -337,7 +337,7 @@ class KindRuntime:
         """The service's pods that are not being deleted, oldest first."""
         if not self._namespace_exists():
             return []
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"app.kubernetes.io/name={service}").items
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=_pods_of(service)).items
         live = [p for p in pods if p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
         return sorted(live, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
 
@@ -396,7 +396,7 @@ class KindRuntime:
         Deployment's status may lag a pod deletion: this does not trust it)."""
         _, _, watch, _ = _kube()
         service = self._service(member)
-        selector = f"app.kubernetes.io/name={service}"
+        selector = _pods_of(service)
 
         def ready() -> bool:
             pods = {p.metadata.name: p for p in self._pods(service)}
@@ -485,7 +485,7 @@ class KindRuntime:
     def _why_not_ready(self, service: str) -> str:
         """The pods' waiting reasons and the last log lines of one: what `kubectl describe` would show."""
         lines = []
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"app.kubernetes.io/name={service}").items
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=_pods_of(service)).items
         for pod in pods:
             for status in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or []):
                 waiting = status.state.waiting if status.state else None
@@ -508,7 +508,7 @@ class KindRuntime:
         from kubernetes import client
         custom = client.CustomObjectsApi(self.api[0])
         found = custom.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", self.namespace, "pods",
-                                                     label_selector=f"app.kubernetes.io/name={service}")
+                                                     label_selector=_pods_of(service))
         return {item["metadata"]["name"]: sum(_cores(c["usage"]["cpu"]) for c in item["containers"])
                 for item in found.get("items", [])}
 
@@ -516,6 +516,12 @@ class KindRuntime:
         """The real HorizontalPodAutoscaler, built from overlays/lab06/hpa.yaml with ``spec``'s numbers."""
         from scalelab.runtimes.kind_hpa import KindAutoscaler
         return KindAutoscaler(self, spec, desired_replicas)
+
+
+def _pods_of(service: str) -> str:
+    """The label selector of a service's pods: the stack's own only (a copy the learner applies
+    beside them, e.g. lab 06's ``users-yours``, carries the name but not the part-of label)."""
+    return f"app.kubernetes.io/name={service},{PART_OF}"
 
 
 def _deployment_done(deployment) -> bool:
