@@ -155,19 +155,6 @@ class KindRuntime:
                 raise ServiceFailed(f"applying {obj['kind']}/{obj['metadata']['name']} failed: {reason}: "
                                     f"{detail}") from None
 
-    def apply_manifests(self, text: str) -> str:
-        """Lab 06's Deployment exercise on the live cluster: the learner's YAML, server-side applied
-        in the stack's namespace as a DRY RUN — the cluster's API server validates, defaults and
-        admits every object, and changes nothing (the stack's own users Deployment keeps running;
-        the rolling update the lab shows is ``stack.restart("users")``). Returns what it accepted."""
-        import yaml
-        docs = [d for d in yaml.safe_load_all(text) if d]
-        for doc in docs:
-            doc.setdefault("metadata", {})["namespace"] = self.namespace
-        self.apply(docs, dry_run=True, field_manager="lab06-exercise")
-        accepted = ", ".join(f"{d['kind']}/{d['metadata'].get('name')}" for d in docs)
-        return f"{accepted} accepted by the kind cluster's API server (server-side apply, dry run: nothing changed)"
-
     # -- the protocol -----------------------------------------------------------------------
     def running_lab(self) -> int | None:
         if self.lab is None or not self.cluster.exists():
