@@ -64,10 +64,10 @@ class KindAutoscaler:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "KindAutoscaler":
+        self._t0 = time.monotonic()        # t_s counts from this call, as ModelAutoscaler's does
         self._require_cpu_request()
         self._wait_for_metrics()
         self.runtime.apply([hpa_manifest(self.spec, self.runtime.namespace)])
-        self._t0 = time.monotonic()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="kind-hpa-recorder", daemon=True)
         self._thread.start()
