@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         # SIGTERM: uvicorn stops accepting, lets in-flight requests finish, then we get here.
         await close_pool(app.state.pool)
+        if getattr(app.state, "replica_pool", None) is not None:   # lab 04's read pool, made on first read
+            await close_pool(app.state.replica_pool)
         await cache.close(app.state.redis)
         log.info("instance %s: pool closed", settings.instance)
 
