@@ -310,7 +310,7 @@ def test_the_drivers_generated_kustomization_sets_namespace_tags_secret_and_work
     assert secret["metadata"]["name"] == "scalelab-secrets", "the plain name lab 06's exercise YAML refers to"
     assert set(secret["data"]) == set(SECRET_KEYS.values())
     assert "shop-settings" in by_kind(objects, "ConfigMap")
-    workspace_cm = next(o for o in objects if o["metadata"]["name"].startswith("workspace-"))
+    workspace_cm = by_kind(objects, "ConfigMap")["workspace"]   # a plain name: updated in place
     assert workspace_cm["data"]["hpa.py"].startswith("def desired_replicas")
     settings = by_kind(objects, "ConfigMap")["shop-settings"]
     assert settings["data"]["SHOP_AUTH_REQUIRED"] == "true", "the overlay's settings survive the merge"

@@ -368,9 +368,26 @@ class KindRuntime:
             raise ScalelabError(f"signal {signal!r} has no Kubernetes equivalent on runtime kind: use one of "
                                 f"{', '.join(SIGNALS)} (the pod is deleted and replaced by its controller)")
         pod = self.pod(member)
+        self._sync_workspace()                      # its replacement mounts the learner's files as they are now
         self.forwards.drop(pod)
         grace = 0 if signal == "KILL" else None    # None: the pod's terminationGracePeriodSeconds
         self.core.delete_namespaced_pod(pod, self.namespace, grace_period_seconds=grace)
+
+    def _sync_workspace(self) -> None:
+        """The ``workspace`` ConfigMap = the lab workspace's files now (created, updated or deleted)."""
+        from kubernetes.client.exceptions import ApiException
+        if self.lab is None or plan_for(self.lab).exercises == ():
+            return
+        found = [o for o in self._render(plan_for(self.lab))
+                 if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "workspace"]
+        if found:
+            self.apply(found)
+            return
+        try:
+            self.core.delete_namespaced_config_map("workspace", self.namespace)
+        except ApiException as exc:
+            if not self._not_found(exc):
+                raise
 
     def start(self, member: str) -> None:
         """Wait until the member's controller has it (or its replacement) running and ready."""

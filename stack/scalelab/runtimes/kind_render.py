@@ -69,8 +69,8 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
                 files.append(f"workspace/{source.name}")
     generators = [{"name": "shop-settings", "behavior": "merge", "options": {"disableNameSuffixHash": True},
                    "literals": [f"SHOP_EXERCISES={json.dumps(list(plan.exercises))}"]}]
-    if files:
-        generators.append({"name": "workspace", "files": files})
+    if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
+        generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -79,8 +79,9 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         "labels": [{"pairs": {"app.kubernetes.io/part-of": "scalelab"}}],
         "resources": [os.path.relpath(overlay(plan.lab), directory)],
         "images": [{"name": f"scalelab/{image.name}", "newTag": tag} for image in IMAGES],
-        # Plain names (no hash suffix) for what lab 06's Deployment exercise refers to; the
-        # workspace ConfigMap keeps its hash: changed learner code is a new name, a rollout.
+        # Plain names (no hash suffix): lab 06's Deployment exercise refers to them, and the
+        # workspace ConfigMap is updated in place (as on local, a restarted member runs the
+        # files as they are now; a running one keeps what it loaded).
         "secretGenerator": [{"name": "scalelab-secrets", "envs": ["secrets.env"],
                              "options": {"disableNameSuffixHash": True}}],
         "configMapGenerator": generators,
