@@ -20,8 +20,12 @@ back as ``users-2`` on a new pod. Kubernetes differences, said plainly:
 * ``kill(member)`` deletes the pod (KILL: no grace; TERM/INT: SIGTERM and its grace
   period); its controller replaces it at once — it does not stay down until ``start``;
 * STOP/CONT (freezing a process) have no Kubernetes equivalent and are refused;
-* on kind, nginx runs the reference configuration over the users Service (kube-proxy
-  spreads connections over the ready pods), not the learner's upstream.conf.
+* on kind, nginx runs stack/deploy/k8s/components/nginx/nginx.conf — the reference upstream
+  over the users pods (a headless Service, re-resolved), the ClusterIP Service as its retry —
+  not the learner's upstream.conf (lab 02's exercise);
+* the learner's workspace reaches the users pods as the ``workspace`` ConfigMap, synced when
+  a member is killed or restarted and at ``up()``/``reload()``: as on local, a running member
+  keeps the code it loaded, a restarted one runs the files as they are now.
 """
 
 import datetime
