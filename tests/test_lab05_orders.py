@@ -91,6 +91,25 @@ def test_a_retried_post_with_its_idempotency_key_gets_the_same_order_and_a_diffe
     assert len(lab05.deliveries(lab5, [first.json()["id"]])) == 1, "a replayed POST enqueued a second task"
 
 
+def test_concurrent_retries_of_one_post_create_one_order_and_one_task(lab5, user):
+    import asyncio
+
+    key = f"burst-{uuid.uuid4().hex}"
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=lab5.url("orders"), timeout=10) as client:
+            return await asyncio.gather(*(client.post("/orders", json={"user_id": user, "items": lab05.ITEMS},
+                                                      headers={"Idempotency-Key": key}) for _ in range(8)))
+
+    answers = asyncio.run(burst())
+    assert [a.status_code for a in answers] == [202] * 8
+    ids = {a.json()["id"] for a in answers}
+    assert len(ids) == 1 and sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 7
+    assert db.fetchval(lab5.database_url(), "SELECT count(*) FROM orders WHERE idempotency_key = $1", key) == 1
+    lab05.wait_orders(lab5, list(ids), timeout=20)
+    assert len(lab05.deliveries(lab5, list(ids))) == 1
+
+
 def test_duplicate_deliveries_running_at_the_same_time_charge_once(lab5, orders_api, user):
     lab5.scale("worker", 3)
     order = lab05.place(orders_api, user)
