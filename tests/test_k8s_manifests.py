@@ -608,3 +608,14 @@ def test_pods_of_the_learners_deployment_join_none_of_the_stacks_services_or_wor
     assert not wanted.items() <= labels.items(), "members() would list the learner's pod"
     users_pod = by_kind(objects, "Deployment")["users"]["spec"]["template"]["metadata"]["labels"]
     assert wanted.items() <= users_pod.items(), "members() lists the stack's users pods"
+
+
+def test_kind_configs_kubeadm_patch_is_a_v1beta3_cluster_configuration_with_a_faster_hpa_sync():
+    """kind uses kubeadm v1beta3 (extraArgs: a map) for the node image's Kubernetes 1.32."""
+    from scalelab.runtimes.kind_cluster import NODE_IMAGE
+    assert re.match(r"kindest/node:v1\.(2[3-9]|3[0-5])\.", NODE_IMAGE)
+    (patch,) = [yaml.safe_load(text) for text in KIND_CONFIG["kubeadmConfigPatches"]]
+    assert (patch["apiVersion"], patch["kind"]) == ("kubeadm.k8s.io/v1beta3", "ClusterConfiguration")
+    args = patch["controllerManager"]["extraArgs"]
+    assert isinstance(args, dict) and all(isinstance(v, str) for v in args.values())
+    assert args == {"horizontal-pod-autoscaler-sync-period": "5s"}
