@@ -213,7 +213,7 @@ def doctor_rows() -> list[tuple[str, str, str]]:
         metrics = k8s.CustomObjectsApi(api).list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes")
         usage = ", ".join(f"{m['metadata']['name']} {m['usage']['cpu']} CPU" for m in metrics.get("items", []))
         rows.append((ok if usage else warn, "metrics", f"metrics.k8s.io answers: {usage}" if usage
-                     else "metrics.k8s.io answers with no nodes yet (metrics-server scrapes every 15 s)"))
+                     else "metrics.k8s.io answers with no nodes yet (metrics-server scrapes every 10 s)"))
     except Exception as exc:   # the API or metrics-server not answering: say what it said
         reason = getattr(exc, "reason", None) or str(exc).splitlines()[0][:120]
         rows.append((warn, "metrics", f"metrics.k8s.io not answering ({reason}) — metrics-server is installed by "

@@ -125,7 +125,7 @@ class KindAutoscaler:
                 last = f"{len(pods & measured)} of {len(pods)} pods measured"
             except Exception as exc:     # the metrics API is registered but not served yet (503)
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"[:160]
-            self._stop.wait(1.0)          # metrics-server scrapes every 15 s: poll, bounded
+            self._stop.wait(1.0)          # metrics-server scrapes every 10 s: poll, bounded
         raise ServiceFailed(f"no CPU metrics for {self.spec.service} after {timeout:.0f}s ({last}) — is metrics-server "
                             "running? `kubectl -n kube-system logs deploy/metrics-server`")
 
