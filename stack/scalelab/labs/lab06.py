@@ -10,11 +10,12 @@ compared with the learner's function on the same metrics.
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 import pandas as pd
 
-from scalelab import aio, kube_schema, load
+from scalelab import aio, kube_schema
 from scalelab.autoscaler import HpaSpec
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
 
@@ -90,6 +91,38 @@ def during_load(url: str, action, before_s: float = 1.0, after_s: float = 3.0, c
             "requests": len(frame), "failed": int((~frame.status.between(200, 399)).sum())}
 
 
+@dataclass
+class SteadyLoad:
+    """What a closed-loop load measured: one row per request in ``frame``."""
+    frame: pd.DataFrame
+    seconds: float
+
+    requests = property(lambda self: len(self.frame))
+    failures = property(lambda self: int((~self.frame.status.between(200, 399)).sum()))
+    rps = property(lambda self: self.requests / self.seconds if self.seconds else 0.0)
+    status_counts = property(lambda self: {("error" if s == 0 else str(s)): int(n)
+                                           for s, n in self.frame.status.value_counts().items()})
+
+    def __repr__(self):
+        return f"<SteadyLoad: {self.requests} requests, {self.failures} failed, {self.rps:.1f} rps>"
+
+
+def steady_load(url: str, seconds: float, concurrency: int = 8, timeout: float = 10.0) -> SteadyLoad:
+    """``concurrency`` closed-loop clients GET ``url`` for ``seconds`` (a new connection per request)."""
+    rows: list = []
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        aio.run(_closed_loop(url, stop, concurrency, timeout, rows))
+    finally:
+        timer.cancel()
+    frame = pd.DataFrame(rows, columns=["sent", "done", "status", "instance"])
+    return SteadyLoad(frame.assign(t_s=frame.sent - started, ms=(frame.done - frame.sent) * 1000),
+                      time.monotonic() - started)
+
+
 def plot_served_by(run: dict, title: str):
     """Requests answered per second, by the replica that answered (failures in red)."""
     from scalelab.plot import Figure
@@ -124,7 +157,7 @@ def run_autoscaling(stack, spec: HpaSpec, desired_replicas, users: int = 8, dura
                     path: str = WORK_PATH, settle_timeout: float | None = None) -> dict:
     """Scale ``spec.service`` to min_replicas, start the autoscaler, send a CPU-bound load for
     ``duration`` s, then wait (bounded) until it is back at min_replicas. Returns what happened:
-    ``history`` (one row per sync), ``load`` (the LoadResult), ``scale_out_s`` (load start →
+    ``history`` (one row per sync), ``load`` (a SteadyLoad), ``scale_out_s`` (load start →
     replicas first above min), ``scale_in_s`` (load end → back at min, or None), ``bound_s``."""
     stack.scale(spec.service, spec.min_replicas)
     scaler = stack.autoscale(spec, desired_replicas)
@@ -145,8 +178,7 @@ def run_autoscaling(stack, spec: HpaSpec, desired_replicas, users: int = 8, dura
     watcher.start()
     try:
         started = time.monotonic()
-        result["load"] = load.run(stack.url(spec.service), [path], users=users, duration=duration,
-                                  timeout=10, label=f"{path} x{users}")
+        result["load"] = steady_load(f"{stack.url(spec.service)}{path}", duration, concurrency=users)
         ended = time.monotonic()
         bound = scale_in_bound_s(spec, scaler.is_model)
         deadline = ended + (settle_timeout if settle_timeout is not None else bound + 10)
