@@ -24,10 +24,18 @@ def _stack(args, lab: int | None = None) -> Stack:
     return Stack(lab=lab or args.lab, runtime=args.runtime, state_dir=args.state_dir, detach=True)
 
 
+# The HTTP entry points a learner may open, in the order they are listed.
+ENTRY_POINTS = ("users", "orders")
+
+
+def _entry_points(stack: Stack) -> str:
+    return ", ".join(f"{name} at {stack.url(name)}" for name in ENTRY_POINTS if stack.plan.has(name))
+
+
 def cmd_up(args) -> int:
     stack = _stack(args).up()
     print(stack.status().to_string(index=False))
-    print(f"\nlab {stack.lab} is up on runtime={args.runtime!r}: users at {stack.url('users')}")
+    print(f"\nlab {stack.lab} is up on runtime={args.runtime!r}: {_entry_points(stack)}")
     down = "make down" if args.runtime == "local" else f"make down RUNTIME={args.runtime}"
     print(f"open the notebook: `make jupyter`, then labs/{_notebook(stack.lab)}  ·  stop it: `{down}`")
     return 0
@@ -74,7 +82,7 @@ def cmd_check(args) -> int:
 
 def cmd_reset(args) -> int:
     stack = _stack(args).reset()
-    print(f"lab {stack.lab} reset: fresh database, empty workspace; users at {stack.url('users')}")
+    print(f"lab {stack.lab} reset: fresh database, empty workspace; {_entry_points(stack)}")
     return 0
 
 
