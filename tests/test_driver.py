@@ -181,13 +181,14 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr and "no lab 99" in out.stderr
 
 
-# compose is built: tests/test_compose_unavailable.py proves its one line without an engine.
-@pytest.mark.parametrize("runtime, words", [("kind", "kind")])
-def test_unbuilt_runtimes_say_so_in_one_line(tmp_path, runtime, words):
+# compose: tests/test_compose_unavailable.py proves its one line without an engine;
+# kind without kind: tests/test_kind.py.
+def test_a_lab_refuses_a_runtime_it_does_not_run_on_in_one_line_naming_those_it_does(tmp_path):
     with pytest.raises(RuntimeUnavailable) as raised:
-        Stack(lab=1, runtime=runtime, state_dir=tmp_path)
+        Stack(lab=1, runtime="kind", state_dir=tmp_path)
     message = str(raised.value)
-    assert words in message and 'runtime="local"' in message and "\n" not in message
+    assert "lab 1" in message and "local and compose" in message and 'runtime="local"' in message
+    assert "\n" not in message
 
 
 def test_doctor_names_each_binary_and_its_origin(tmp_path):

@@ -165,7 +165,7 @@ def test_logs_come_from_the_members_pod(stack):
 
 def test_down_deletes_the_namespace_and_keeps_the_cluster(tmp_path):
     try:
-        other = Stack(lab=1, runtime="kind", state_dir=tmp_path)
+        other = Stack(lab=6, runtime="kind", state_dir=tmp_path)
     except RuntimeUnavailable as exc:
         unavailable(str(exc))
     # (not brought up: lab 6's stack of this module holds the entry NodePort) — down() of a
