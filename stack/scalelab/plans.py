@@ -41,18 +41,28 @@ PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, r
                 {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
                 exercises=("replication", "read_routing", "sharding", "debit"),
                 settings={**AUTH}, runtimes=("local",))
+# Orders (lab 05 on): a short visibility timeout (default 1 h) so a killed worker's order is
+# redelivered within the notebook; every task and retry countdown is shorter.
+ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5",
+          "SHOP_ORDER_MAX_RETRIES": "3", "SHOP_ORDER_RETRY_BASE_S": "0.25"}
 PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency"),
-                # A short visibility timeout (default 1 h) so a killed worker's order is
-                # redelivered within the notebook; every task and retry countdown is shorter.
-                settings={**AUTH, "SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5",
-                          "SHOP_ORDER_MAX_RETRIES": "3", "SHOP_ORDER_RETRY_BASE_S": "0.25"},
-                runtimes=("local",))
+                settings={**AUTH, **ORDERS}, runtimes=("local",))
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),
                 settings={**AUTH})
+# Labs 07 and 08 (issue 8) run on `local` only in this version, like the labs they build on.
+PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit breaker, a chaos drill",
+                {"postgres": 1, "standby": 1, "redis": 1, "users": 2, "nginx": 1, "orders": 1, "worker": 2,
+                 "prometheus": 1},
+                exercises=("alert_rules", "circuit_breaker"),
+                settings={**AUTH, **ORDERS}, runtimes=("local",))
+PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
+                {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "projector": 1},
+                exercises=("projector",),
+                settings={**AUTH, **ORDERS}, runtimes=("local",))
 
 
 
