@@ -177,3 +177,14 @@ def test_on_kind_the_learners_objects_are_applied_beside_the_stacks_own():
     assert svc["spec"]["selector"] == dep["spec"]["template"]["metadata"]["labels"]
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "scalelab/shop:abc123"
     assert kube_schema.validate(copies) == [] and docs[0]["metadata"]["name"] == "users"   # the original is untouched
+
+
+def test_a_numpy_integer_is_a_replica_count_but_a_float_is_not(tmp_path):
+    import numpy as np
+    scaler = ModelAutoscaler(FakeRuntime(0.2), HpaSpec(period_s=0.1), lambda *a: np.int64(3))
+    scaler.sync()
+    assert scaler.history().decided.iloc[0] == 3
+    (tmp_path / "hpa.py").write_text("import math\ndef desired_replicas(c, m, t, tolerance=0.1, min_replicas=1,"
+                                     " max_replicas=10):\n    return float(c)\n")
+    with pytest.raises(CheckFailed, match="is an int"):
+        lab06.hpa.check(WorkspaceOnly(tmp_path))

@@ -15,6 +15,7 @@ does, clamps to [min, max] and calls ``runtime.scale(service, n)``. nginx re-rou
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -173,8 +174,9 @@ class ModelAutoscaler:
         proposed = self.desired_replicas(current, metric, spec.target_cpu_utilization, spec.tolerance,
                                          spec.min_replicas, spec.max_replicas)
         note = ""
-        if not isinstance(proposed, int) or isinstance(proposed, bool):
+        if not isinstance(proposed, numbers.Integral) or isinstance(proposed, bool):
             raise TypeError(f"desired_replicas returned {proposed!r}, not an int")
+        proposed = int(proposed)
         recommendation = max(spec.min_replicas, min(spec.max_replicas, proposed))
         if recommendation != proposed:
             note = f"clamped {proposed} to {recommendation}"

@@ -8,6 +8,7 @@ compared with the learner's function on the same metrics.
 """
 
 import asyncio
+import numbers
 import threading
 import time
 from dataclasses import dataclass
@@ -405,7 +406,7 @@ def _check_hpa(stack, exercise) -> str:
             got = _call(fn, args)
         except Exception as exc:     # noqa: BLE001 — learner code: name the failure
             raise CheckFailed(f"{_describe_call(args)} raised {type(exc).__name__}: {exc} — {about}") from None
-        if not isinstance(got, int) or isinstance(got, bool):
+        if not isinstance(got, numbers.Integral) or isinstance(got, bool):   # int, numpy ints
             raise CheckFailed(f"{_describe_call(args)} returned {got!r} ({type(got).__name__}): a replica count is "
                               "an int (math.ceil returns one)")
         if got != expected:
