@@ -31,6 +31,18 @@ def test_readme_states_the_two_commands_first():
     assert commands[:2] == ["make lab-1", "make test"], commands[:4]
 
 
+def test_readme_lists_every_lab_notebook_with_the_runtimes_its_plan_runs_on():
+    from scalelab.plans import plan_for
+    text = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| (\d\d) \| `labs/([\w.-]+)` \|.*\| ([a-z, ]+) \|$", text, flags=re.M)
+    listed = {name: runtimes for _, name, runtimes in rows}
+    for notebook in sorted((REPO / "labs").glob("*.ipynb")):
+        assert notebook.name in listed, f"README's labs table misses {notebook.name}"
+        plan = plan_for(int(notebook.name[:2]))
+        assert listed[notebook.name].split(", ") == list(plan.runtimes), \
+            f"README says {notebook.name} runs on {listed[notebook.name]}; its plan says {', '.join(plan.runtimes)}"
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     lines = [l for l in (REPO / ".ci/run").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert lines[-1].strip() == "exec make test"
