@@ -74,3 +74,18 @@ class Settings(BaseSettings):
     # Transient failures are retried this many times, after base·2^n seconds.
     order_max_retries: int = Field(3, ge=0, le=20)
     order_retry_base_s: float = Field(0.25, ge=0, le=60)
+
+    # Resilience (lab 07): the order service asks the user service (through nginx) whether
+    # the buyer exists. Unset = no call (lab 05: the orders table's foreign key alone).
+    users_url: str | None = None
+    users_timeout_s: float = Field(0.5, gt=0, le=30)          # per attempt
+    users_attempts: int = Field(3, ge=1, le=10)               # 1 = no retry
+    users_backoff_base_s: float = Field(0.05, ge=0, le=10)    # full jitter: [0, min(cap, base·2^n)]
+    users_backoff_cap_s: float = Field(1.0, ge=0, le=60)
+    users_bulkhead: int = Field(8, ge=1, le=1000)             # calls in flight at most; more → 503 bulkhead_full
+    breaker_failures: int = Field(5, ge=1, le=1000)           # the circuit_breaker exercise's threshold
+    breaker_reset_s: float = Field(2.0, gt=0, le=600)         # ... and its open → half-open timeout
+    # The outbox sweep (lab 07): every outbox_sweep_s, publish again the unfinished orders
+    # untouched for outbox_stale_s (and a publish that fails answers 202 "deferred", not 503). 0 = off.
+    outbox_sweep_s: float = Field(0, ge=0, le=600)
+    outbox_stale_s: float = Field(6, gt=0, le=3600)

@@ -18,6 +18,9 @@ from shop.api.routes import health, orders
 from shop.config import Settings
 from shop.db import close_pool, create_pool
 from shop.errors import error_body, install_handlers
+from shop.exercises import Exercises
+from shop.resilience import OutboxSweep
+from shop.users_client import UsersClient
 from shop.middleware import BodyLimit, InstanceHeader
 
 log = logging.getLogger("uvicorn.error")
@@ -34,8 +37,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = aioredis.from_url(settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0",
                                             socket_timeout=settings.redis_timeout_s * 4,
                                             socket_connect_timeout=settings.redis_timeout_s * 4)
+        # Lab 07: the buyer is checked with the user service (SHOP_USERS_URL), through a bulkhead
+        # and the learner's circuit breaker; the outbox sweep publishes lost orders again.
+        app.state.users_client = UsersClient(settings, Exercises(settings)) if settings.users_url else None
+        app.state.outbox = None
+        if settings.outbox_sweep_s:
+            celery = app.state.celery
+            app.state.outbox = OutboxSweep(app.state.pool, lambda order_id: celery.send_task(
+                order_flow.TASK, args=[order_id], queue=order_flow.QUEUE), settings.outbox_sweep_s,
+                settings.outbox_stale_s)
+            app.state.outbox.start()
         log.info("instance %s ready: orders go to queue %r", settings.instance, order_flow.QUEUE)
         yield
+        if app.state.outbox is not None:
+            await app.state.outbox.stop()
+        if app.state.users_client is not None:
+            await app.state.users_client.aclose()
         await close_pool(app.state.pool)
         await app.state.redis.aclose()
         app.state.celery.close()
@@ -56,6 +73,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (RedisError, OSError) as exc:
             return JSONResponse(error_body("not_ready", f"broker: {type(exc).__name__}"), status_code=503)
         return answer
+
+    @app.get("/stats", tags=["health"])
+    async def stats(request: Request) -> dict:
+        """Read-only numbers (lab 07): the user-service client (bulkhead, breaker) and the outbox sweep."""
+        state = request.app.state
+        users_client, outbox = getattr(state, "users_client", None), getattr(state, "outbox", None)
+        return {"instance": settings.instance, "users_client": users_client.stats() if users_client else None,
+                "outbox": outbox.stats() if outbox else None}
 
     app.include_router(orders.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

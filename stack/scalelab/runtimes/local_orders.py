@@ -4,6 +4,7 @@ import sys
 
 import httpx
 
+from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
 from scalelab.runtimes import local_worker
 
@@ -12,8 +13,11 @@ def record(rt, name: str, port: int) -> ProcessRecord:
     argv = [sys.executable, "-m", "uvicorn", "shop.orders_app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
             "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]
-    return ProcessRecord(name=name, argv=argv, log=str(rt.home / f"logs/{name}.log"), port=port,
-                         env=local_worker.shop_env(rt, name))
+    env = local_worker.shop_env(rt, name)
+    plan = plan_for(rt.lab)
+    if plan.has("users") and plan.has("nginx") and rt.members("nginx"):
+        env["SHOP_USERS_URL"] = rt.url("users")   # lab 07: the buyer is checked through nginx
+    return ProcessRecord(name=name, argv=argv, log=str(rt.home / f"logs/{name}.log"), port=port, env=env)
 
 
 def ready(rt, rec: ProcessRecord) -> bool:

@@ -40,6 +40,9 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
     body = order.model_dump()
     digest = orders.request_hash(body)
     total = sum(item.quantity * item.price_cents for item in order.items)
+    users = getattr(request.app.state, "users_client", None)   # lab 07: ask the user service first
+    if users is not None and not await users.user_exists(order.user_id):
+        raise UnknownUser(f"no user with id {order.user_id}")
     async with connection(request) as conn:
         try:
             # A NULL key never conflicts; a reused key finds the first order instead of a second one.
@@ -63,6 +66,11 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
         # Publishing is blocking I/O (kombu): off the event loop.
         await asyncio.to_thread(request.app.state.celery.send_task, orders.TASK, args=[row["id"]], queue=orders.QUEUE)
     except (OperationalError, RedisError, OSError) as exc:
+        if request.app.state.settings.outbox_sweep_s:
+            # Lab 07: the order is safe in Postgres (the outbox); the sweep publishes it once the broker is back.
+            response.headers["X-Order-Queued"] = "deferred"
+            response.headers["Location"] = f"/orders/{row['id']}"
+            return _out(row)
         async with connection(request) as conn:
             await conn.execute("UPDATE orders SET status = 'failed', last_error = $2 WHERE id = $1",
                                row["id"], f"not queued: broker unavailable ({type(exc).__name__})")
