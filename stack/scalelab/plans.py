@@ -60,9 +60,10 @@ PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit bre
                 exercises=("alert_rules", "circuit_breaker"),
                 settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1"}, runtimes=("local",))
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
-                {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "projector": 1},
+                {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
+                 "projector": 1},
                 exercises=("projector",),
-                settings={**AUTH, **ORDERS}, runtimes=("local",))
+                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=("local",))
 
 
 

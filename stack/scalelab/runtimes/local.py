@@ -17,6 +17,7 @@ from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
 from scalelab.runtimes import local_nginx, local_redis, local_standby, local_users
 from scalelab.runtimes import local_orders, local_worker
+from scalelab.runtimes import local_projector
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
@@ -26,6 +27,7 @@ from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 # client_env(rt, service) -> extra environment for another service's members.
 SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "standby": local_standby}
 SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
+SERVICES.update({"relay": local_projector.relay, "projector": local_projector})   # lab 08
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}

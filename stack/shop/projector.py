@@ -1,0 +1,166 @@
+"""The projector service: relay the event log to a Redis Stream, project it into a read model.
+
+    python -m shop.projector relay     # the relay alone (the lab runs it as member relay-1)
+    python -m shop.projector consume   # the consumer alone (member projector-1)
+    python -m shop.projector           # both, in one process
+    (settings from SHOP_* variables; the member's name in SHOP_INSTANCE)
+
+Two loops:
+
+* the relay: every ``RELAY_POLL_S``, :func:`shop.events.relay_once` moves
+  unpublished ``order_events`` rows to the stream ``orders.events``;
+* the consumer (the main thread): a member of the consumer group ``projector``. At start
+  it claims every entry still pending in the group (``XAUTOCLAIM``, min idle 0: entries a
+  killed incarnation read and never acknowledged) and applies those first, then reads new
+  entries (``XREADGROUP ... >``). Each entry goes to the projector exercise's
+  ``apply(event, redis)`` and is acknowledged (``XACK``) only after it returned: a crash
+  between the two redelivers the entry, so ``apply`` must be idempotent.
+
+One consumer per group keeps each order's events in order (several consumers would need
+the stream partitioned by order id, as Kafka partitions a topic). Counters in the hash
+``projector:stats`` (applied, skipped, reclaimed, relayed, errors) say what happened.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+
+import asyncpg
+import redis
+import redis.asyncio as aioredis
+
+from shop import events
+from shop.config import Settings
+from shop.exercises import Exercises
+
+log = logging.getLogger("shop.projector")
+MEMBERS = "projector:members"   # hash: member -> pid, set when the consumer group is ready
+STATS = "projector:stats"
+RELAY_POLL_S = 0.05
+BATCH = 100
+
+
+class Projector:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.member = settings.instance
+        self.consumer = f"{self.member}-{os.getpid()}"   # a new consumer per incarnation
+        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+        self.exercises = Exercises(settings)
+        self.stopping = threading.Event()
+
+    # -- the relay ---------------------------------------------------------------
+    def relay_forever(self) -> None:
+        asyncio.run(self._relay())
+
+    async def _relay(self) -> None:
+        client = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        conn = None
+        while not self.stopping.is_set():
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self.settings.database_url, timeout=5)
+                moved = await events.relay_once(conn, client)
+                if moved:
+                    await client.hincrby(STATS, "relayed", moved)
+                    continue   # more may wait: no sleep
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.RedisError) as exc:
+                log.warning("relay: %s: %s (retrying)", type(exc).__name__, exc)
+                conn = None
+                await asyncio.sleep(1)
+            await asyncio.sleep(RELAY_POLL_S)
+
+    # -- the consumer ------------------------------------------------------------
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(events.STREAM, events.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def apply(self, entry_id: str, fields: dict) -> None:
+        """Apply one entry until it succeeds, then acknowledge it (never ack an unapplied event)."""
+        event = events.from_stream(fields)
+        while not self.stopping.is_set():
+            try:
+                applied = self.exercises.module("projector").apply(event, self.redis)
+            except redis.RedisError:
+                raise
+            except Exception as exc:   # learner code (or its stub): say so, keep the entry, try again
+                self.redis.hincrby(STATS, "errors", 1)
+                log.error("apply(event seq %s) failed: %s: %s — retrying in 1 s", event["seq"],
+                          type(exc).__name__, exc)
+                self.stopping.wait(1)
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(events.STREAM, events.GROUP, entry_id)
+            pipe.hincrby(STATS, "applied" if applied else "skipped", 1)
+            pipe.execute()
+            return
+
+    def reclaim(self) -> int:
+        """Apply every entry pending in the group (read by a dead consumer, never acked)."""
+        claimed, cursor = 0, "0-0"
+        while not self.stopping.is_set():
+            cursor, entries, *_ = self.redis.xautoclaim(events.STREAM, events.GROUP, self.consumer,
+                                                        min_idle_time=0, start_id=cursor, count=BATCH)
+            for entry_id, fields in entries:
+                if fields:   # an entry trimmed from the stream comes back empty
+                    self.apply(entry_id, fields)
+                    claimed += 1
+            if cursor == "0-0":
+                break
+        if claimed:
+            self.redis.hincrby(STATS, "reclaimed", claimed)
+        return claimed
+
+    def consume_forever(self) -> None:
+        self.ensure_group()
+        self.redis.hset(MEMBERS, self.member, os.getpid())
+        claimed = self.reclaim()
+        log.info("%s: consumer %s ready; %d pending entries reclaimed", self.member, self.consumer, claimed)
+        while not self.stopping.is_set():
+            batches = self.redis.xreadgroup(events.GROUP, self.consumer, {events.STREAM: ">"},
+                                            count=BATCH, block=200)
+            for _stream, entries in batches or []:
+                for entry_id, fields in entries:
+                    self.apply(entry_id, fields)
+
+    def stop(self, *_) -> None:
+        self.stopping.set()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    if not settings.redis_url:
+        print("projector: SHOP_REDIS_URL is not set: the stream and the read model live in Redis", file=sys.stderr)
+        return 2
+    role = sys.argv[1] if len(sys.argv) > 1 else "both"
+    if role not in ("relay", "consume", "both"):
+        print(f"projector: unknown role {role!r}: use relay, consume or both", file=sys.stderr)
+        return 2
+    projector = Projector(settings)
+    signal.signal(signal.SIGTERM, projector.stop)
+    signal.signal(signal.SIGINT, projector.stop)
+    try:
+        if role == "relay":
+            projector.redis.hset(MEMBERS, projector.member, os.getpid())
+            projector.relay_forever()
+            return 0
+        if role == "both":
+            threading.Thread(target=projector.relay_forever, name="relay", daemon=True).start()
+        projector.consume_forever()
+    finally:
+        try:
+            projector.redis.hdel(MEMBERS, projector.member)
+        except redis.RedisError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
