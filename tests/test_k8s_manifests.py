@@ -391,15 +391,16 @@ def test_the_kind_runtime_names_what_is_missing_in_one_line(tmp_path, monkeypatc
     assert "\n" not in message and message.startswith("kind not found") and "use runtime=\"local\"" in message
 
 
+@pytest.mark.compose   # needs the engine: runs in make test's compose phase, where one is started
 def test_without_the_node_image_the_kind_runtime_names_the_exact_docker_pull():
-    """Against the real engine where one runs (the image is checked there, not assumed)."""
+    """Against the real engine (the image is checked there, not assumed)."""
     from scalelab.errors import RuntimeUnavailable
     from scalelab.runtimes import kind_cluster
     try:
         from scalelab.runtimes.compose_engine import connect
         client = connect()
     except RuntimeUnavailable as exc:
-        pytest.skip(f"no Docker engine to ask: {exc}")
+        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"no Docker engine to ask: {exc}")
     if kind_cluster.image_present(client, kind_cluster.NODE_IMAGE):
         assert kind_cluster.node_image(client) == kind_cluster.NODE_IMAGE
         return
