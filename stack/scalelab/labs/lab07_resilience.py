@@ -20,7 +20,7 @@ from scalelab.exercise import CheckFailed, Exercise, NotAttempted, is_stub
 from scalelab.labs.lab05 import ITEMS, new_user
 
 __all__ = ["circuit_breaker", "orders_stats", "breaker_state", "users_down", "users_paused", "without_breaker",
-           "place_orders", "burst", "read_latencies", "summary", "wait_breaker", "new_user", "FakeClock"]
+           "place_orders", "burst", "read_latencies", "summary", "wait_breaker", "until_ordering", "new_user", "FakeClock"]
 
 ORDERS = "orders-1"
 
@@ -145,6 +145,20 @@ def wait_breaker(stack, state: str, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def until_ordering(stack, user_id: int, timeout: float) -> float:
+    """Place an order every 0.1 s until one is accepted (202); seconds it took (a half-open
+    breaker closes only when a probe succeeds: an order is that probe)."""
+    started = time.monotonic()
+    while True:
+        result = place_orders(stack, user_id, 1).iloc[0]
+        if result.status == 202:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise CheckFailed(f"orders still answer {result.status} {result.error} after {timeout:.0f} s: "
+                              "a successful probe (half-open) must close the breaker")
+        time.sleep(0.1)
+
+
 class FakeClock:
     """A clock the check moves by hand: ``clock()`` reads it, ``clock.advance(s)`` moves it."""
 
@@ -266,17 +280,7 @@ def _check_circuit_breaker(stack, exercise) -> str:
             raise CheckFailed(f"half-open, users still down: 3 orders answered {probe.error.tolist()}, expected one "
                               "probe (users_unavailable) then circuit_open (the failed probe reopens the breaker)")
     # users are back (started and ready): after the reset timeout a probe succeeds and closes it.
-    back = time.monotonic()
-    deadline = back + reset_s + 5
-    while True:
-        result = place_orders(stack, user, 1).iloc[0]
-        if result.status == 202:
-            break
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"users are back, but orders still answer {result.error} after "
-                              f"{time.monotonic() - back:.1f} s: a successful probe must close the breaker")
-        time.sleep(0.1)
-    recovered_s = time.monotonic() - back
+    recovered_s = until_ordering(stack, user, reset_s + 5)
     if breaker_state(stack) != "closed":
         raise CheckFailed(f"an order went through, but the breaker is {breaker_state(stack)!r}, not 'closed'")
     proved.append(f"live, users killed: {threshold} orders failed in {slow:.0f} ms each (p50, {attempts} attempts) "
