@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     order_max_retries: int = Field(3, ge=0, le=20)
     order_retry_base_s: float = Field(0.25, ge=0, le=60)
 
+    # Observability (lab 07): a Celery worker serves its Prometheus metrics on this port (unset = none).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
     # Resilience (lab 07): the order service asks the user service (through nginx) whether
     # the buyer exists. Unset = no call (lab 05: the orders table's foreign key alone).
     users_url: str | None = None

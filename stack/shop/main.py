@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from shop import cache
+from shop import cache, metrics
 from shop.api.routes import accounts, auth, health, users, work
 from shop.config import Settings
 from shop.db import close_pool, create_pool, server_max_connections
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.exercises = exercises
         # Redis (lab 03): the user cache and the rate limiter; both work without it.
         app.state.redis = cache.connect(settings)
-        app.state.user_cache = cache.UserCache(app.state.redis, exercises, settings.cache_ttl_s)
+        app.state.user_cache = metrics.CountingCache(cache.UserCache(app.state.redis, exercises, settings.cache_ttl_s))
         app.state.rate_limiter = RateLimiter(app.state.redis, exercises, settings)
         log.info("instance %s ready: pool %d..%d from %s", settings.instance, low, high, source)
         yield
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.rate_limit and settings.redis_url:
         app.add_middleware(RateLimit)   # before the body is read; its 429s still carry X-Instance
     app.add_middleware(InstanceHeader, instance=settings.instance)
+    metrics.install(app, "users", settings.instance)   # lab 07: /metrics, X-Request-ID, JSON access log
     return app

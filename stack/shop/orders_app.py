@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from shop import metrics
 from shop import orders as order_flow
 from shop import tasks
 from shop.api.routes import health, orders
@@ -85,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(InstanceHeader, instance=settings.instance)
+    metrics.install(app, "orders", settings.instance)   # lab 07: /metrics, X-Request-ID, JSON access log
     return app

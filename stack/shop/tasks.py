@@ -30,7 +30,7 @@ import time
 import redis
 from celery import Celery, signals
 
-from shop import orders
+from shop import metrics, orders
 from shop.config import Settings
 from shop.db import DB_UNAVAILABLE
 from shop.exercises import Exercises
@@ -110,6 +110,10 @@ def process_order(self, order_id: int) -> str:
     if outcome == "dead":
         _dead_letter(settings, order_id, error, self.request.id)
     return outcome
+
+
+# Lab 07: task metrics on the worker's own port, and the request id carried in task headers.
+metrics.connect_worker_signals(_settings)
 
 
 # -- readiness: the driver waits until this worker's entry names its current pid -----

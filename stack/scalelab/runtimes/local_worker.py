@@ -41,12 +41,12 @@ def shop_env(rt, name: str) -> dict[str, str]:
 
 
 def record(rt, name: str, port: int) -> ProcessRecord:
-    # `port` is unused: a worker listens on nothing, it pulls from the broker.
+    # A worker pulls from the broker; `port` is where it serves its Prometheus metrics (lab 07).
     argv = [sys.executable, "-m", "celery", "-A", "shop.tasks", "worker", "--pool", "solo", "--concurrency", "1",
             "-Q", "orders", "--hostname", hostname(name), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     return ProcessRecord(name=name, argv=argv, log=str(rt.home / f"logs/{name}.log"), port=port,
-                         env=shop_env(rt, name))
+                         env={**shop_env(rt, name), "SHOP_METRICS_PORT": str(port)})
 
 
 def ready(rt, rec: ProcessRecord) -> bool:
