@@ -12,7 +12,7 @@ SCALELAB = $(BIN)/scalelab --runtime $(RUNTIME)
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% test test-fast test-compose test-kind images images-offline bench down status doctor jupyter labs clean
+.PHONY: help setup lab-% tools-lab7 test test-fast test-compose test-kind images images-offline bench down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -35,6 +35,11 @@ lab-%-reset: $(STAMP)  ## return lab N's stack to its starting state (fresh data
 lab-%: $(STAMP)  ## bring lab N's stack up (re-uses a running one), e.g. make lab-1
 	$(SCALELAB) up --lab $*
 
+lab-7: tools-lab7   # lab 07's stack runs a Prometheus server (the recipe is lab-%'s)
+
+tools-lab7:  ## make a Prometheus server available for lab 07 (as root on Debian: apt-get install prometheus)
+	stack/deploy/ensure-prometheus.sh
+
 down: ## stop every process the lab started
 	@if [ -x $(BIN)/scalelab ]; then $(SCALELAB) down; else echo "nothing to stop (not set up)"; fi
 
@@ -50,7 +55,7 @@ jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the labs/ folder
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py
 
-test: $(STAMP)  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose suite where Docker can run
+test: $(STAMP) tools-lab7  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose suite where Docker can run
 	$(BIN)/python -m pytest -m "not compose and not kind"
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then exit 0; elif [ $$status -ne 0 ]; then exit $$status; fi; \

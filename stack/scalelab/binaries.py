@@ -76,7 +76,18 @@ def nginx() -> Binary:
     raise RuntimeUnavailable("nginx not found — " + FIX.format(env="NGINX_BIN=/path/to/nginx"))
 
 
-FINDERS = {"postgres": postgres, "redis": redis, "nginx": nginx}
+def prometheus() -> Binary:
+    """Lab 07's Prometheus server: no PyPI wheel ships one, so PROMETHEUS_BIN, PATH, or Debian's
+    package (``stack/deploy/ensure-prometheus.sh`` installs it as root; ``make lab-7`` runs it)."""
+    if env := os.environ.get("PROMETHEUS_BIN"):
+        return _checked("prometheus", Path(env), "PROMETHEUS_BIN", "PROMETHEUS_BIN")
+    if found := shutil.which("prometheus") or (Path("/usr/bin/prometheus").exists() and "/usr/bin/prometheus"):
+        return Binary("prometheus", Path(found), "PATH")
+    raise RuntimeUnavailable("prometheus not found — run stack/deploy/ensure-prometheus.sh (as root: apt-get install "
+                             "prometheus; macOS: brew install prometheus) or set PROMETHEUS_BIN=/path/to/prometheus")
+
+
+FINDERS = {"postgres": postgres, "redis": redis, "nginx": nginx, "prometheus": prometheus}
 
 
 def _checked(name: str, path: Path, origin: str, env: str) -> Binary:

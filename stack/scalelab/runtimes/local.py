@@ -18,16 +18,19 @@ from scalelab.process import ProcessRecord
 from scalelab.runtimes import local_nginx, local_redis, local_standby, local_users
 from scalelab.runtimes import local_orders, local_worker
 from scalelab.runtimes import local_projector
+from scalelab.runtimes import local_prometheus
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
 # and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
 # Optional: FRONTS = "<service>" (this one is that service's entry point: url() returns it),
 # on_members_changed(rt, service), on_member_restarted(rt, member), reload(rt, rec),
-# client_env(rt, service) -> extra environment for another service's members.
+# client_env(rt, service) -> extra environment for another service's members,
+# preflight(rt): raise RuntimeUnavailable before anything starts (a missing binary).
 SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "standby": local_standby}
 SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 SERVICES.update({"relay": local_projector.relay, "projector": local_projector})   # lab 08
+SERVICES.update({"prometheus": local_prometheus})                  # lab 07
 
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
@@ -76,6 +79,8 @@ class LocalRuntime:
         if self.running_lab() not in (None, plan.lab):
             self.down()
         self.lab, self.workspace = plan.lab, workspace
+        for service in plan.replicas:   # a missing binary fails the whole stack before anything starts
+            getattr(SERVICES.get(service), "preflight", lambda rt: None)(self)
         started = False
         if plan.has("postgres"):
             started |= self._ensure_postgres()
