@@ -168,26 +168,44 @@ class ChaosDrill:
                           axis=1)
         return outcome.value_counts().rename_axis("outcome").reset_index(name="requests")
 
-    def plot(self, ax=None):
-        """Each request as a dot (time × latency, colored by outcome), each fault as a shaded span."""
+    def plot(self):
+        """Top: each request (time × latency, by outcome); bottom: each acknowledged order's time
+        from POST to ``done``. Each fault is a shaded span (killed → ready again)."""
         import matplotlib.pyplot as plt
-        if ax is None:
-            _, ax = plt.subplots(figsize=(10, 4))
-        r = self.requests.copy()
-        r["outcome"] = r.apply(lambda row: f"202 {row.queued}" if row.status == 202 else f"{row.status} {row.error}",
-                               axis=1)
-        for outcome, group in r.groupby("outcome"):
-            ax.scatter(group.t_s, group.ms, s=14, label=outcome)
+        _, (ax, below) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=[3, 2])
+        self._plot_requests(ax)
+        if self.orders is not None:
+            posted = self.requests.dropna(subset=["order_id"]).drop_duplicates("order_id")
+            frame = self.orders.merge(posted[["order_id", "t_s", "queued"]], on="order_id")
+            frame["to_done_s"] = (frame.done_at - frame.created_at).dt.total_seconds()
+            for queued, group in frame.groupby("queued"):
+                below.scatter(group.t_s, group.to_done_s, s=14, label=f"202 {queued} → done")
+            below.set_ylabel("POST → done (s)")
+            below.legend(fontsize=8, loc="upper right")
+            self._shade(below, labels=False)
+        below.set_xlabel("seconds into the drill")
+        return ax
+
+    def _shade(self, ax, labels: bool = True) -> None:
+        import matplotlib.pyplot as plt
         kills = self.events.query("action == 'kill'").set_index("member").t_s
         starts = self.events.query("action == 'start'").set_index("member")
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (member, t_kill) in enumerate(kills.items()):
             t_back = starts.t_s[member] + starts.took_s[member]
             ax.axvspan(t_kill, t_back, alpha=0.15, color=colors[(i + 3) % len(colors)])
-            ax.text(t_kill, 0.02, f" {member} down", rotation=90, va="bottom", fontsize=8,
-                    transform=ax.get_xaxis_transform())
+            if labels:
+                ax.text(t_kill, 0.02, f" {member} down", rotation=90, va="bottom", fontsize=8,
+                        transform=ax.get_xaxis_transform())
+
+    def _plot_requests(self, ax):
+        r = self.requests.copy()
+        r["outcome"] = r.apply(lambda row: f"202 {row.queued}" if row.status == 202 else f"{row.status} {row.error}",
+                               axis=1)
+        for outcome, group in r.groupby("outcome"):
+            ax.scatter(group.t_s, group.ms, s=14, label=outcome)
+        self._shade(ax)
         ax.set_yscale("log")
-        ax.set_xlabel("seconds into the drill")
         ax.set_ylabel("POST /orders latency (ms)")
         ax.set_title("chaos drill: each request, and each fault (shaded: killed → ready again)")
         ax.legend(fontsize=8, loc="upper right")
