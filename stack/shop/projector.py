@@ -83,7 +83,14 @@ class Projector:
 
     def apply(self, entry_id: str, fields: dict) -> None:
         """Apply one entry until it succeeds, then acknowledge it (never ack an unapplied event)."""
-        event = events.from_stream(fields)
+        try:
+            event = events.from_stream(fields)
+        except ValueError as exc:   # not an order event: retrying cannot help; count it and move on
+            log.error("entry %s skipped: %s", entry_id, exc)
+            self.redis.xack(events.STREAM, events.GROUP, entry_id)
+            self.redis.hincrby(STATS, "malformed", 1)
+            return
+        tries = 0
         while not self.stopping.is_set():
             try:
                 applied = self.exercises.module("projector").apply(event, self.redis)
@@ -91,8 +98,10 @@ class Projector:
                 raise
             except Exception as exc:   # learner code (or its stub): say so, keep the entry, try again
                 self.redis.hincrby(STATS, "errors", 1)
-                log.error("apply(event seq %s) failed: %s: %s — retrying in 1 s", event["seq"],
-                          type(exc).__name__, exc)
+                if tries % 30 == 0:    # once, then every 30 s: a stub waiting for its learner is not news
+                    log.error("apply(event seq %s) failed: %s: %s — retrying every second (a restart "
+                              "loads projector.py again)", event["seq"], type(exc).__name__, exc)
+                tries += 1
                 self.stopping.wait(1)
                 continue
             pipe = self.redis.pipeline(transaction=False)
