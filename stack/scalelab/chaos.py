@@ -57,6 +57,7 @@ class ChaosDrill:
         self.events: pd.DataFrame | None = None
         self.orders: pd.DataFrame | None = None
         self.settle_s: float | None = None
+        self.started_at: float | None = None
         self._rows: list[dict] = []
         self._t0 = 0.0
 
@@ -97,6 +98,7 @@ class ChaosDrill:
         stop = threading.Event()
         self._rows, events = [], []
         self._t0 = time.perf_counter()
+        self.started_at = time.time()   # wall clock of t_s = 0 (to line the drill up with Prometheus)
         url = self.stack.url("orders")
         failure: list[BaseException] = []
 
@@ -182,11 +184,11 @@ class ChaosDrill:
                 below.scatter(group.t_s, group.to_done_s, s=14, label=f"202 {queued} → done")
             below.set_ylabel("POST → done (s)")
             below.legend(fontsize=8, loc="upper right")
-            self._shade(below, labels=False)
+            self.shade(below, labels=False)
         below.set_xlabel("seconds into the drill")
         return ax
 
-    def _shade(self, ax, labels: bool = True) -> None:
+    def shade(self, ax, labels: bool = True) -> None:
         import matplotlib.pyplot as plt
         kills = self.events.query("action == 'kill'").set_index("member").t_s
         starts = self.events.query("action == 'start'").set_index("member")
@@ -204,7 +206,7 @@ class ChaosDrill:
                                axis=1)
         for outcome, group in r.groupby("outcome"):
             ax.scatter(group.t_s, group.ms, s=14, label=outcome)
-        self._shade(ax)
+        self.shade(ax)
         ax.set_yscale("log")
         ax.set_ylabel("POST /orders latency (ms)")
         ax.set_title("chaos drill: each request, and each fault (shaded: killed → ready again)")
