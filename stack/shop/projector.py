@@ -124,6 +124,10 @@ class Projector:
                 break
         if claimed:
             self.redis.hincrby(STATS, "reclaimed", claimed)
+        # Dead incarnations hold nothing now: forget them, so XINFO CONSUMERS lists the living.
+        for consumer in self.redis.xinfo_consumers(events.STREAM, events.GROUP):
+            if consumer["name"] != self.consumer and consumer["pending"] == 0:
+                self.redis.xgroup_delconsumer(events.STREAM, events.GROUP, consumer["name"])
         return claimed
 
     def consume_forever(self) -> None:
