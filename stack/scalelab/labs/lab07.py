@@ -24,6 +24,9 @@ STUB_MARK = "YOUR CODE HERE"
 ALERTS = ("HighCpu", "HighLatency", "HighErrorRate")
 MAX_FOR_S = 15          # a `for:` longer than this cannot fire within the check
 SCRAPE_S = 1            # runtimes/local_prometheus.py scrapes and evaluates every second
+# One replica burning CPU in pure Python holds at most one core (the GIL); on a busy machine it
+# takes a while to average over 80 % of one in a 10 s window: wait for it, bounded.
+CPU_WAIT_S = 90
 
 # The PromQL the notebook plots and stack/deploy/grafana/dashboards/shop.json charts (a test
 # runs every panel's expression against a real Prometheus).
@@ -189,13 +192,13 @@ def _check_alert_rules(stack, exercise) -> str:
     # 2. CPU and latency: every request burns 200 ms of CPU (lab 06's /work endpoint).
     start = time.time()
     with Load(f"{users_1}/work?ms=200", threads=3):
-        took = _wait_firing(prom, ("HighCpu", "HighLatency"), timeout=75)
+        took = _wait_firing(prom, ("HighCpu", "HighLatency"), timeout=CPU_WAIT_S)
     drill["phases"]["CPU load (/work?ms=200)"] = (start, time.time())
     for name in ("HighCpu", "HighLatency"):
         if name not in took:
             cpu = prom.query(EXPRS["CPU (cores)"]).pipe(lambda f: dict(zip(f.get("instance", []), f.value.round(2))))
             p95 = prom.query(EXPRS["p95 latency (s)"]).pipe(lambda f: dict(zip(f.get("service", []), f.value.round(3))))
-            raise CheckFailed(f"{name} did not fire within 75 s of a CPU-bound load (CPU cores per member now "
+            raise CheckFailed(f"{name} did not fire within {CPU_WAIT_S} s of a CPU-bound load (CPU cores per member now "
                               f"{cpu}, p95 per service {p95} s): check its expression and threshold")
 
     # 3. Errors: the primary killed; sign-ups (writes: the standby cannot take them) answer 503.
