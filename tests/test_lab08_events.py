@@ -138,6 +138,12 @@ def test_the_projector_catches_up_after_a_kill_with_no_event_lost_or_applied_twi
     assert lab08.totals(model)["events"] == events      # each event applied exactly once
 
 
+def test_a_killed_relay_loses_no_event_its_outbox_rows_wait_in_postgres(lab8):
+    result = lab08.relay_drill(lab8, n=15)
+    assert result["waiting_in_outbox"] > 0 and result["missing"] == 0
+    assert result["stream_entries"] >= result["log"]
+
+
 def test_replay_from_zero_rebuilds_the_same_read_model(lab8):
     result = lab08.replay(lab8)
     assert result["keys_after_delete"] == 0 and result["keys"] > 0

@@ -255,6 +255,37 @@ def kill_drill(stack, n: int = 40, kill_after: int | None = None, duplicates: in
             "trace": pd.DataFrame(trace)}
 
 
+def relay_drill(stack, n: int = 20) -> dict:
+    """SIGKILL the relay after a third of ``n`` orders: their events wait in Postgres (the
+    outbox). Restart it: every event of the log reaches the stream (each seq at least once)."""
+    killed = threading.Event()
+
+    def on_placed(i):
+        if i + 1 == max(1, n // 3):
+            stack.kill("relay-1", "KILL")
+            killed.set()
+
+    ids = place_orders(stack, n, on_placed=on_placed)
+    wait_orders(stack, ids)
+    waiting = backlog(stack)["unpublished"]
+    started = time.monotonic()
+    stack.start("relay-1")
+    wait_relayed(stack)
+    relayed_s = time.monotonic() - started
+    wait_caught_up(stack)
+    client = redis_client(stack)
+    try:
+        in_stream = {int(fields["seq"]) for _id, fields in client.xrange(STREAM)}
+    finally:
+        client.close()
+    in_log = {int(r["seq"]) for r in db.fetch(stack.database_url(), "SELECT seq FROM order_events")}
+    if in_log - in_stream:
+        raise CheckFailed(f"{len(in_log - in_stream)} events of the log never reached the stream, e.g. seq "
+                          f"{min(in_log - in_stream)}")
+    return {"orders": n, "waiting_in_outbox": waiting, "relayed_s": relayed_s, "log": len(in_log),
+            "stream_entries": int(backlog(stack)["stream"]), "missing": len(in_log - in_stream)}
+
+
 def replay(stack) -> dict:
     """Stop the projector, delete the read model, rewind the group to the stream's start,
     start it again: the rebuilt read model must equal the one before (compared as dumps)."""
