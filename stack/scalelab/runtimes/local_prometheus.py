@@ -12,7 +12,8 @@ The binary comes from ``binaries.prometheus()`` (PROMETHEUS_BIN, PATH, /usr/bin/
   or one restarts (possibly on a new port); Prometheus notices the file change by itself.
 * ``rules/``: the alert rules it loads (``rule_files``). The lab 07 check copies the
   learner's ``alert_rules.yaml`` there once ``promtool`` accepts it, then asks Prometheus
-  to reload (``POST /-/reload``, on because of ``--web.enable-lifecycle``).
+  to reload (``POST /-/reload``, on because of ``--web.enable-lifecycle``); at start, the
+  workspace's file is loaded when promtool accepts it.
 * ``data/``: the TSDB (deleted with the stack's data).
 
 nginx, Postgres and Redis are not scraped: they need exporters, which this lab does not run.
@@ -79,6 +80,13 @@ def record(rt, name: str, port: int) -> ProcessRecord:
     (path / "prometheus.yml").write_text(CONFIG.format(interval=INTERVAL, rules=path / "rules",
                                                        targets=path / "targets.json"))
     write_targets(rt, name)
+    # The rules it starts with: the learner's file when promtool accepts it (a restarted stack
+    # keeps its alerts), else none (a reset workspace leaves no stale rules behind).
+    learner = Path(rt.workspace) / RULES if rt.workspace else None
+    if learner is not None and learner.exists() and check_rules(learner) is None:
+        shutil.copy(learner, path / "rules" / RULES)
+    else:
+        (path / "rules" / RULES).unlink(missing_ok=True)
     argv = [str(binary.path), f"--config.file={path / 'prometheus.yml'}", f"--storage.tsdb.path={path / 'data'}",
             "--storage.tsdb.retention.time=1d", f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle", "--log.level=warn"]
