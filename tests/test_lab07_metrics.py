@@ -148,3 +148,17 @@ def test_lab7_without_a_prometheus_binary_fails_in_one_line_before_anything_star
     assert "\n" not in str(raised.value)
     assert stack.status().empty   # nothing was started
     stack.down(purge=True)
+
+
+def test_a_request_id_from_outside_is_kept_only_when_short_printable_ascii():
+    from shop.logs import REQUEST_ID, clean_request_id, outgoing_headers
+    assert clean_request_id(b"abc-123") == "abc-123"
+    for bad in ("x" * 201, "two words", "line\nbreak", "", None):
+        replaced = clean_request_id(bad)
+        assert replaced != bad and len(replaced) == 32
+    token = REQUEST_ID.set("abc-123")
+    try:
+        assert outgoing_headers() == {"X-Request-ID": "abc-123"}
+    finally:
+        REQUEST_ID.reset(token)
+    assert outgoing_headers() == {}

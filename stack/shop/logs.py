@@ -59,3 +59,10 @@ def json_logger(name: str = "shop.access") -> logging.Logger:
 
 def log_json(logger: logging.Logger, level: int = logging.INFO, **fields) -> None:
     logger.log(level, "", extra={"fields": fields})
+
+
+def outgoing_headers() -> dict[str, str]:
+    """Headers for a call this request makes to another service: the same request id, so the
+    callee's log lines carry it too (e.g. ``http.get(url, headers=outgoing_headers())``)."""
+    request_id = REQUEST_ID.get()
+    return {HEADER: request_id} if request_id else {}
