@@ -239,6 +239,9 @@ def test_chaos_drill_loses_no_acknowledged_order(lab7, buyer):
     assert len(acknowledged) >= 30
     orders = drill.settle(timeout=40)
     assert drill.lost() == [], orders[orders.status != "done"]
+    deferred = set(requests.query("queued == 'deferred'").order_id.astype(int))
+    assert deferred, "the broker was down under load: some orders were acknowledged before they could be published"
+    assert deferred <= set(orders.query("requeued > 0").order_id), "the outbox sweep published each of them"
     assert (lab7.status().state == "running").all()
 
 
