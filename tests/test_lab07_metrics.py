@@ -162,3 +162,14 @@ def test_a_request_id_from_outside_is_kept_only_when_short_printable_ascii():
     finally:
         REQUEST_ID.reset(token)
     assert outgoing_headers() == {}
+
+
+def test_grafana_provisioning_points_at_the_dashboard_and_its_datasource():
+    import yaml
+    grafana = REPO / "stack/deploy/grafana"
+    source = yaml.safe_load((grafana / "provisioning/datasources/prometheus.yaml").read_text())["datasources"][0]
+    provider = yaml.safe_load((grafana / "provisioning/dashboards/shop.yaml").read_text())["providers"][0]
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert source["type"] == "prometheus" and provider["type"] == "file"
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert uids == {source["uid"]} and len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
