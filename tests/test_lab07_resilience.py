@@ -213,6 +213,23 @@ def test_with_the_breaker_open_a_hung_user_service_costs_milliseconds(lab7, buye
     assert lab.breaker_state(lab7) == "closed"
 
 
+def test_a_retried_order_is_replayed_even_with_the_breaker_open(lab7, buyer):
+    lab7.restart("orders-1")
+    threshold = lab.orders_stats(lab7)["users_client"]["breaker"]["failure_threshold"]
+    body, key = {"user_id": buyer, "items": lab.ITEMS}, f"replay-{buyer}"
+    with httpx.Client(base_url=lab7.url("orders"), timeout=10) as api:
+        first = api.post("/orders", json=body, headers={"Idempotency-Key": key})
+        with lab.users_down(lab7, "KILL"):
+            lab.place_orders(lab7, buyer, threshold)
+            assert lab.breaker_state(lab7) == "open"
+            retry = api.post("/orders", json=body, headers={"Idempotency-Key": key})
+            fresh = api.post("/orders", json=body, headers={"Idempotency-Key": key + "-new"})
+    assert first.status_code == 202 and retry.status_code == 202 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == first.json()["id"]
+    assert fresh.status_code == 503 and fresh.json()["error"] == "circuit_open"
+    lab.until_ordering(lab7, buyer, timeout=10)
+
+
 def test_bulkhead_bounds_calls_in_flight_and_reads_stay_fast(lab7, buyer):
     lab7.restart("orders-1")
     order_id = int(lab.place_orders(lab7, buyer, 1).order_id.iloc[0])
