@@ -52,7 +52,7 @@ def test_metrics_expose_route_templates_status_pool_cache_queue_and_task_familie
         assert time.monotonic() < deadline, "the order was not processed in 20 s"
         time.sleep(0.2)
     orders = "\n".join(lab07.metric_lines(lab7, "orders-1", "orders_", 'http_requests_total'))
-    assert "orders_queue_depth 0.0" in orders and 'orders_by_status{status="done"}' in orders
+    assert 'orders_queue_depth{queue="orders"} 0.0' in orders and 'orders_by_status{status="done"}' in orders
     assert 'route="/orders"' in orders and 'status="202"' in orders
     tasks = "\n".join(line for m in lab7.members("worker") for line in lab07.metric_lines(lab7, m, "celery_", "process_cpu"))
     assert 'celery_tasks_total{outcome="processed",task="shop.process_order"}' in tasks

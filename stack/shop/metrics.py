@@ -9,7 +9,7 @@ Every service exposes ``GET /metrics`` (lab 07); Prometheus scrapes it every sec
 * ``db_pool_connections{pool, state}`` (in_use / idle) and ``db_pool_max_connections{pool}``,
   read from the asyncpg pools when scraped.
 * ``cache_requests_total{cache, result}`` (user service): hit, miss, or bypass (cache off).
-* ``orders_queue_depth`` (the Celery queue's length in Redis) and ``orders_by_status{status}``
+* ``orders_queue_depth{queue}`` (the Celery queue's length in Redis) and ``orders_by_status{status}``
   (order service), read when scraped.
 * Celery workers serve their own port (``SHOP_METRICS_PORT``):
   ``celery_tasks_total{task, outcome}`` (processed / retried / failed) and
@@ -44,7 +44,8 @@ LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP req
 POOL = Gauge("db_pool_connections", "Connections of the asyncpg pool, by state", ["pool", "state"])
 POOL_MAX = Gauge("db_pool_max_connections", "The asyncpg pool's upper bound", ["pool"])
 CACHE = Counter("cache_requests_total", "Cache lookups by result (hit, miss, bypass)", ["cache", "result"])
-QUEUE_DEPTH = Gauge("orders_queue_depth", "Messages waiting in the Celery queue (a Redis list)")
+# Labelled, so that only the process that sets it exports it (an unlabelled gauge reads 0 everywhere).
+QUEUE_DEPTH = Gauge("orders_queue_depth", "Messages waiting in the Celery queue (a Redis list)", ["queue"])
 ORDERS = Gauge("orders_by_status", "Orders in the database, by status", ["status"])
 TASKS = Counter("celery_tasks_total", "Celery task runs by outcome (processed, retried, failed)",
                 ["task", "outcome"])
@@ -108,9 +109,9 @@ async def _order_gauges(state) -> None:
     """Queue depth and orders by status, each bounded (a scrape never hangs on a dead store)."""
     from shop import orders
     try:
-        QUEUE_DEPTH.set(await asyncio.wait_for(state.redis.llen(orders.QUEUE), 0.5))
+        QUEUE_DEPTH.labels(orders.QUEUE).set(await asyncio.wait_for(state.redis.llen(orders.QUEUE), 0.5))
     except Exception:   # Redis down: no fresh reading; Prometheus sees the series go stale below
-        QUEUE_DEPTH.set(float("nan"))
+        QUEUE_DEPTH.labels(orders.QUEUE).set(float("nan"))
     try:
         async with state.pool.acquire(timeout=0.5) as conn:
             rows = await conn.fetch("SELECT status, count(*) AS n FROM orders GROUP BY status", timeout=0.5)
