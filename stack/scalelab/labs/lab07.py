@@ -17,8 +17,9 @@ import httpx
 import pandas as pd
 import yaml
 
+from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
-from scalelab.promql import Prometheus, PromQLError
+from scalelab.promql import Prometheus
 
 STUB_MARK = "YOUR CODE HERE"
 ALERTS = ("HighCpu", "HighLatency", "HighErrorRate")
@@ -166,7 +167,10 @@ def _check_alert_rules(stack, exercise) -> str:
                               "(Prometheus scrapes every second here; production waits minutes)")
 
     prom = prometheus(stack)
-    local_prometheus.install_rules(stack.runtime, path)
+    try:
+        local_prometheus.install_rules(stack.runtime, path)
+    except ScalelabError as exc:   # no promtool here: Prometheus' own reload reports the problem
+        raise CheckFailed(str(exc)) from None
 
     def evaluated(p: Prometheus) -> pd.DataFrame | None:
         mine = p.rules().loc[lambda f: f.name.isin(ALERTS)]
