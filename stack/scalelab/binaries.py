@@ -76,12 +76,15 @@ def nginx() -> Binary:
     raise RuntimeUnavailable("nginx not found — " + FIX.format(env="NGINX_BIN=/path/to/nginx"))
 
 
+DEBIAN_PROMETHEUS = Path("/usr/bin/prometheus")   # Debian's package (apt-get install prometheus)
+
+
 def prometheus() -> Binary:
     """Lab 07's Prometheus server: no PyPI wheel ships one, so PROMETHEUS_BIN, PATH, or Debian's
     package (``stack/deploy/ensure-prometheus.sh`` installs it as root; ``make lab-7`` runs it)."""
     if env := os.environ.get("PROMETHEUS_BIN"):
         return _checked("prometheus", Path(env), "PROMETHEUS_BIN", "PROMETHEUS_BIN")
-    if found := shutil.which("prometheus") or (Path("/usr/bin/prometheus").exists() and "/usr/bin/prometheus"):
+    if found := shutil.which("prometheus") or (DEBIAN_PROMETHEUS.exists() and str(DEBIAN_PROMETHEUS)):
         return Binary("prometheus", Path(found), "PATH")
     raise RuntimeUnavailable("prometheus not found — run stack/deploy/ensure-prometheus.sh (as root: apt-get install "
                              "prometheus; macOS: brew install prometheus) or set PROMETHEUS_BIN=/path/to/prometheus")
