@@ -58,7 +58,8 @@ PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit bre
                 {"postgres": 1, "standby": 1, "redis": 1, "users": 2, "nginx": 1, "orders": 1, "worker": 2,
                  "prometheus": 1},
                 exercises=("alert_rules", "circuit_breaker"),
-                settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1"}, runtimes=("local",))
+                settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1", "SHOP_ACCESS_LOG": "true"},
+                runtimes=("local",))
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     # Observability (lab 07): a Celery worker serves its Prometheus metrics on this port (unset = none).
     metrics_port: int | None = Field(None, ge=1, le=65535)
+    # One JSON line per request (and per task) with its request id. Off by default: earlier labs
+    # read their services' log tails, which a line per request would flood (lab 07 turns it on).
+    access_log: bool = False
 
     # Resilience (lab 07): the order service asks the user service (through nginx) whether
     # the buyer exists. Unset = no call (lab 05: the orders table's foreign key alone).

@@ -58,10 +58,11 @@ access_log = json_logger("shop.access")
 class Observe:
     """Request id, metrics and one JSON log line per HTTP request (outermost middleware)."""
 
-    def __init__(self, app, service: str, instance: str):
+    def __init__(self, app, service: str, instance: str, log_requests: bool = True):
         self.app = app
         self.service = service
         self.instance = instance
+        self.log_requests = log_requests
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -89,7 +90,7 @@ class Observe:
             labels = (self.service, route, method, str(status))
             REQUESTS.labels(*labels).inc()
             LATENCY.labels(*labels).observe(elapsed)
-            if route != METRICS_PATH or status != 200:   # not one line per scrape per second
+            if self.log_requests and (route != METRICS_PATH or status != 200):   # not a line per scrape
                 log_json(access_log, logging.WARNING if status >= 500 else logging.INFO,
                          service=self.service, instance=self.instance, request_id=request_id, method=method,
                          route=route, status=status, ms=round(elapsed * 1000, 2))
@@ -134,7 +135,7 @@ def install(app, service: str, instance: str) -> None:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.add_route(METRICS_PATH, metrics, methods=["GET"], include_in_schema=False)
-    app.add_middleware(Observe, service=service, instance=instance)
+    app.add_middleware(Observe, service=service, instance=instance, log_requests=app.state.settings.access_log)
 
 
 class CountingCache:
@@ -197,6 +198,8 @@ def connect_worker_signals(settings_fn) -> None:
         if elapsed is not None:
             TASK_DURATION.labels(name).observe(elapsed)
         settings = settings_fn()
+        if not settings.access_log:
+            return
         log_json(task_log, logging.INFO if outcome != "failed" else logging.WARNING,
                  service="worker", instance=settings.instance, request_id=request_id, task=name, task_id=task_id,
                  args=list(args or ()), outcome=outcome, result=retval if isinstance(retval, str) else None,
