@@ -6,14 +6,14 @@ import httpx
 
 from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_worker
+from scalelab.runtimes import local_users
 
 
 def record(rt, name: str, port: int) -> ProcessRecord:
     argv = [sys.executable, "-m", "uvicorn", "shop.orders_app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
             "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]
-    env = local_worker.shop_env(rt, name)
+    env = local_users.shop_env(rt, name)
     plan = plan_for(rt.lab)
     if plan.has("users") and plan.has("nginx") and rt.members("nginx"):
         env["SHOP_USERS_URL"] = rt.url("users")   # lab 07: the buyer is checked through nginx

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_worker
+from scalelab.runtimes import local_users
 
 MEMBERS = "projector:members"   # shop.projector.MEMBERS (the driver does not import the shop)
 
@@ -28,7 +28,7 @@ ROLE = "consume"
 def record(rt, name: str, port: int, role: str = ROLE) -> ProcessRecord:
     # `port` is unused: the projector pulls from Postgres and the stream.
     return ProcessRecord(name=name, argv=[sys.executable, "-m", "shop.projector", role],
-                         log=str(rt.home / f"logs/{name}.log"), port=port, env=local_worker.shop_env(rt, name))
+                         log=str(rt.home / f"logs/{name}.log"), port=port, env=local_users.shop_env(rt, name))
 
 
 def ready(rt, rec: ProcessRecord) -> bool:

@@ -25,19 +25,23 @@ def jwt_secret(rt) -> str:
     return path.read_text().strip()
 
 
-def record(rt, name: str, port: int) -> ProcessRecord:
+def shop_env(rt, name: str) -> dict[str, str]:
+    """The settings every shop process starts with (user and order services, workers, projector)."""
     plan = plan_for(rt.lab)
     env = {
         "SHOP_DATABASE_URL": rt.database_url("app"),
         "SHOP_INSTANCE": name,
         "SHOP_WORKSPACE": str(rt.workspace),
         "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
-        "SHOP_PLANNED_REPLICAS": "3",
-        "SHOP_JWT_SECRET": jwt_secret(rt),
         **plan.settings,
     }
     if plan.has("redis"):
         env["SHOP_REDIS_URL"] = rt.redis_url()
+    return env
+
+
+def record(rt, name: str, port: int) -> ProcessRecord:
+    env = {**shop_env(rt, name), "SHOP_PLANNED_REPLICAS": "3", "SHOP_JWT_SECRET": jwt_secret(rt)}
     argv = [sys.executable, "-m", "uvicorn", "shop.main:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
             "--timeout-graceful-shutdown", "10", "--no-access-log", "--log-level", "info"]

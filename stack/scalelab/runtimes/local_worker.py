@@ -8,15 +8,14 @@ It is ready when it has announced itself (pid included) in the broker's ``orders
 hash — a worker that connected and started consuming, not just a process that exists.
 """
 
-import json
 import sys
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
+from scalelab.runtimes import local_users
 
 WORKERS = "orders:workers"   # shop.orders.WORKERS (the driver does not import the shop)
 
@@ -25,28 +24,13 @@ def hostname(member: str) -> str:
     return f"{member}@scalelab"
 
 
-def shop_env(rt, name: str) -> dict[str, str]:
-    """The settings every lab-05 shop process (order service, worker) starts with."""
-    plan = plan_for(rt.lab)
-    env = {
-        "SHOP_DATABASE_URL": rt.database_url("app"),
-        "SHOP_INSTANCE": name,
-        "SHOP_WORKSPACE": str(rt.workspace),
-        "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
-        **plan.settings,
-    }
-    if plan.has("redis"):
-        env["SHOP_REDIS_URL"] = rt.redis_url()
-    return env
-
-
 def record(rt, name: str, port: int) -> ProcessRecord:
     # A worker pulls from the broker; `port` is where it serves its Prometheus metrics (lab 07).
     argv = [sys.executable, "-m", "celery", "-A", "shop.tasks", "worker", "--pool", "solo", "--concurrency", "1",
             "-Q", "orders", "--hostname", hostname(name), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     return ProcessRecord(name=name, argv=argv, log=str(rt.home / f"logs/{name}.log"), port=port,
-                         env={**shop_env(rt, name), "SHOP_METRICS_PORT": str(port)})
+                         env={**local_users.shop_env(rt, name), "SHOP_METRICS_PORT": str(port)})
 
 
 def ready(rt, rec: ProcessRecord) -> bool:
