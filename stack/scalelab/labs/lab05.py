@@ -169,7 +169,23 @@ def _check_idempotency(stack, exercise) -> str:
             order_id = await _new_order(setup)
             key = f"check-{uuid.uuid4().hex[:8]}"
             # 16 deliveries of the same order, each on its own connection, at the same moment.
-            results = await asyncio.gather(*(apply_once(c, key, order_id, 3900) for c in conns), return_exceptions=True)
+            # A SHARE lock on payments lets reads through and holds every write back until all
+            # 16 have reached theirs (or 5 s pass): a guard that checks, then inserts, meets
+            # its race on every run, not only when the timing happens to line up.
+            gate = setup.transaction()
+            await gate.start()
+            await setup.execute("LOCK TABLE payments IN SHARE MODE")
+            pids = [c.get_server_pid() for c in conns]
+            deliveries = asyncio.gather(*(apply_once(c, key, order_id, 3900) for c in conns), return_exceptions=True)
+            deadline = time.monotonic() + 5
+            while not deliveries.done() and time.monotonic() < deadline:
+                held = await setup.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[]) "
+                                            "AND wait_event_type = 'Lock'", pids)
+                if held == copies:
+                    break
+                await asyncio.sleep(0.01)
+            await gate.commit()
+            results = await deliveries
             rows = await setup.fetch("SELECT order_id, amount_cents FROM payments WHERE idempotency_key = $1", key)
             other = await apply_once(conns[0], f"{key}-other", order_id, 3900)
             again = await apply_once(conns[0], key, order_id, 3900)
