@@ -150,6 +150,14 @@ def test_lab7_without_a_prometheus_binary_fails_in_one_line_before_anything_star
     stack.down(purge=True)
 
 
+def test_purge_deletes_what_prometheus_stored(tmp_path):
+    series = tmp_path / "local/prometheus/prometheus-1/data/wal"
+    series.mkdir(parents=True)
+    (series / "00000000").write_bytes(b"samples")
+    Stack(lab=7, state_dir=tmp_path).down(purge=True)
+    assert not (tmp_path / "local/prometheus").exists()
+
+
 def test_a_request_id_from_outside_is_kept_only_when_short_printable_ascii():
     from shop.logs import REQUEST_ID, clean_request_id, outgoing_headers
     assert clean_request_id(b"abc-123") == "abc-123"

@@ -280,11 +280,13 @@ class LocalRuntime:
             rec.wait_ready(lambda: module.ready(self, rec), timeout=60, what="ready")
 
     def wipe(self) -> None:
-        """Delete the database cluster, its passwords, the logs and any scratch dirs (stack down)."""
+        """Delete the database cluster, its passwords, Prometheus' stored series, the logs and
+        any scratch dirs (stack down)."""
         import shutil
         self.pg.remove_data()
         purge_scratch(self.home)
         shutil.rmtree(self.home / "postgres", ignore_errors=True)
         shutil.rmtree(local_standby.home(self), ignore_errors=True)
+        shutil.rmtree(self.home / "prometheus", ignore_errors=True)   # lab 07: its TSDB and rule files
         shutil.rmtree(self.home / "logs", ignore_errors=True)
         self._pg = None
