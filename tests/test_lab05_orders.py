@@ -139,7 +139,10 @@ def test_a_worker_killed_mid_task_loses_no_order(lab5, orders_api, user):
 
 def test_a_transient_failure_is_retried_with_growing_gaps_and_a_poison_order_ends_dead(lab5, orders_api, user):
     lab5.scale("worker", 2)
+    # The flaky order alone first: a poison attempt holding the other worker would delay its
+    # retries by up to a payment call and blur the gaps measured.
     flaky = lab05.place(orders_api, user, fail_first=2)
+    lab05.wait_orders(lab5, [flaky["id"]], timeout=40)
     poison = lab05.place(orders_api, user, fail_first=1000)
     final = lab05.wait_orders(lab5, [flaky["id"], poison["id"]], timeout=40).set_index("id")
     assert final.loc[flaky["id"], "status"] == "done" and final.loc[flaky["id"], "attempts"] == 3
