@@ -40,7 +40,7 @@ PLANS = {
 PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, races",
                 {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
                 exercises=("replication", "read_routing", "sharding", "debit"),
-                settings={**AUTH}, runtimes=("local",))
+                settings={**AUTH}, runtimes=LOCAL_AND_COMPOSE)
 # Orders (lab 05 on): a short visibility timeout (default 1 h) so a killed worker's order is
 # redelivered within the notebook; every task and retry countdown is shorter.
 ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5",

@@ -99,7 +99,7 @@ class Stack:
     def _require_standbys(self) -> None:
         if not hasattr(self.runtime, "rebuild_standby"):
             from scalelab.errors import ScalelabError
-            raise ScalelabError(f"no standby on the {self.runtime.name} runtime: lab 04 runs on runtime=\"local\"")
+            raise ScalelabError(f"no standby on the {self.runtime.name} runtime: lab 04 runs on runtime=\"local\" or \"compose\"")
 
     def redis_url(self) -> str:
         return self.runtime.redis_url()

@@ -31,4 +31,30 @@ SQL
     echo "docker-entrypoint: initialised $PGDATA (roles postgres, shop; database shop)"
 fi
 
+# `standby` (lab 04): on an empty data volume, a base backup of the primary as the replication
+# role (pg_basebackup -R -X stream: the data directory, standby.signal and primary_conninfo),
+# then a hot standby on that copy, replaying the primary's WAL as it streams in. A backup the
+# primary refuses leaves nothing behind: the container exits and says why.
+# Env: PRIMARY_HOST (default postgres), REPLICATION_USER, REPLICATION_PASSWORD, STANDBY_NAME
+# (its application_name on the primary, e.g. standby-1).
+if [ "${1:-}" = standby ]; then
+    shift
+    if [ ! -s "$PGDATA/PG_VERSION" ]; then
+        : "${REPLICATION_USER:?set REPLICATION_USER (the role the standby replicates as)}"
+        : "${REPLICATION_PASSWORD:?set REPLICATION_PASSWORD (the replication role's password)}"
+        started=$(date +%s.%N)
+        if ! PGPASSWORD="$REPLICATION_PASSWORD" PGAPPNAME="${STANDBY_NAME:-standby}" pg_basebackup \
+                -h "${PRIMARY_HOST:-postgres}" -p 5432 -U "$REPLICATION_USER" -D "$PGDATA" \
+                -R -X stream -c fast --no-sync -w; then
+            find "$PGDATA" -mindepth 1 -delete
+            echo "docker-entrypoint: pg_basebackup of ${PRIMARY_HOST:-postgres} as $REPLICATION_USER failed" >&2
+            exit 1
+        fi
+        finished=$(date +%s.%N)
+        echo "docker-entrypoint: base backup of ${PRIMARY_HOST:-postgres} as $REPLICATION_USER took" \
+             "$(echo "$started $finished" | awk '{printf "%.3f", $2 - $1}') s"
+    fi
+    set -- postgres "$@"
+fi
+
 exec "$@"

@@ -293,7 +293,9 @@ replication = Exercise(
         "The role: `CREATE ROLE {role} WITH REPLICATION LOGIN PASSWORD {password_literal}` — the literal is "
         "already quoted for you; REPLICATION lets it stream WAL, nothing else (not SUPERUSER).",
         "pg_hba.conf fields: TYPE DATABASE USER ADDRESS METHOD. Replication connections match only the database "
-        "keyword `replication`: `host replication {role} 127.0.0.1/32 scram-sha-256`.",
+        "keyword `replication`, and the address is the one the driver passes (where the standby connects from: "
+        "127.0.0.1/32 on local, the Compose network's range on compose): "
+        "`host replication {role} {standby_address} scram-sha-256`.",
     ],
     reference="shop.reference.replication",
     handle="lab04.replication",

@@ -24,6 +24,7 @@ from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
 from scalelab.runtimes import compose_env, compose_images, compose_nginx, local_nginx
+from scalelab.runtimes import compose_standby
 from scalelab.runtimes.compose_engine import Compose, connect
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -34,6 +35,7 @@ PORTS = {"postgres": 5432, "users": 8000, "redis": 6379, "nginx": 8080}   # insi
 PORT_VARS = {"postgres": "POSTGRES_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT", "nginx": "NGINX_PORT"}
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis")
+PORTS["standby"], PORT_VARS["standby"] = 5432, "STANDBY_PORT"     # lab 04+: hot standbys (compose_standby)
 READY_TIMEOUT = 90.0
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 
@@ -161,6 +163,8 @@ class ComposeRuntime:
 
     def _ensure_service(self, compose: Compose, service: str, replicas: int) -> bool:
         """Members 1..replicas of ``service`` running and ready; True when any was started."""
+        if service == "standby":      # made by base backup of the primary, named for it
+            return compose_standby.ensure(self, compose, replicas)
         containers = self._containers(service)
         to_start = [c for c in containers[:replicas] if c.status not in ("running", "paused")]
         for container in to_start:      # stopped or killed members come back as they were
@@ -211,12 +215,20 @@ class ComposeRuntime:
     def member_url(self, member: str) -> str:
         return f"http://127.0.0.1:{self._host_port(member)}"
 
-    def database_url(self, role: str = "app") -> str:
+    def database_url(self, role: str = "app", member: str | None = None) -> str:
+        """The primary's DSN, or a standby's (``member="standby-1"``, lab 04): same roles, same passwords."""
         pw = compose_env.passwords(self.home)
-        port = self._host_port("postgres")
+        port = self._host_port(member or "postgres")
         if role == "app":
             return f"postgresql://shop:{pw['shop']}@127.0.0.1:{port}/shop"
         return f"postgresql://postgres:{pw['postgres']}@127.0.0.1:{port}/postgres"
+
+    # -- lab 04: standbys made by base backup (runtimes/compose_standby.py) ----------------
+    def configure_replication(self, config) -> dict:
+        return compose_standby.configure(self, config)
+
+    def rebuild_standby(self, member: str) -> float:
+        return compose_standby.rebuild(self, member)
 
     def redis_url(self) -> str:
         return f"redis://:{compose_env.passwords(self.home)['redis']}@127.0.0.1:{self._host_port('redis-1')}/0"
@@ -355,7 +367,8 @@ class ComposeRuntime:
         return container
 
     def _wait_ready(self, member: str, timeout: float = READY_TIMEOUT) -> None:
-        probe = {"postgres": self._postgres_ready, "users": self._users_ready, "redis": self._redis_ready,
+        probe = {"postgres": self._postgres_ready, "standby": lambda m: compose_standby.ready(self, m),
+                 "users": self._users_ready, "redis": self._redis_ready,
                  "nginx": self._nginx_ready}[self._service(member)]
         deadline, delay = time.monotonic() + timeout, 0.05
         while time.monotonic() < deadline:

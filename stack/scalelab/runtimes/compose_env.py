@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 from scalelab.plans import Plan
+from scalelab.runtimes import local_standby
 
 NAMES = ("postgres", "shop", "redis", "jwt")
 
@@ -50,6 +51,7 @@ def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) 
         "SHOP_ENV_FILE": str(home / "shop.env"),
         "SCALELAB_WORKSPACE": str(workspace or home / "workspace"),
         "SCALELAB_NGINX_CONF": str(nginx_conf),
+        "REPLICATION_PASSWORD": local_standby.password_in(home / "standby"),   # lab 04's standby
     }))   # host ports: chosen per container when the driver creates it (compose.py)
     return path
 
@@ -63,6 +65,8 @@ def shop_env(home: Path, plan: Plan | None) -> Path:
         "SHOP_JWT_SECRET": pw["jwt"],
         **(plan.settings if plan else {}),
     }
+    if plan is not None and plan.has("standby"):     # lab 04's read/write split, inside the network
+        values["SHOP_DATABASE_REPLICA_URL"] = f"postgresql://shop:{pw['shop']}@standby:5432/shop"
     if plan is not None and plan.has("redis"):
         values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"
     path = home / "shop.env"

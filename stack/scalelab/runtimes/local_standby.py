@@ -30,6 +30,7 @@ from scalelab.paths import IS_ROOT, nobody_scratch
 from scalelab.process import ProcessRecord
 
 ROLE = "replicator"                                    # the role standbys connect as
+ADDRESS = "127.0.0.1/32"                               # where a local standby connects from
 HBA_MARK = "# scalelab lab 04: the replication exercise's line"
 _NAME = re.compile(r"^[a-z_]+$")
 
@@ -50,7 +51,11 @@ def data_dir(rt, name: str) -> Path:
 
 def password(rt) -> str:
     """The replication role's password, made by the driver once per state directory (0600)."""
-    path = home(rt) / "replication-password"
+    return password_in(home(rt))
+
+
+def password_in(directory: Path) -> str:
+    path = directory / "replication-password"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -64,20 +69,37 @@ def _primary_port(rt) -> int:
 
 
 def _admin(rt, port: int | None = None) -> str:
-    return rt.pg.dsn(port or _primary_port(rt), "admin")
+    return rt.pg.dsn(port, "admin") if port else rt.database_url("admin")
 
 
 def _as_nobody(argv: list[str]) -> list[str]:
     return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv] if IS_ROOT else argv
 
 
+class LocalHba:
+    """The primary's pg_hba.conf on this host (root writes in place: the file keeps its owner).
+    The compose runtime has its own (runtimes/compose_standby.py), inside the container."""
+
+    def __init__(self, rt):
+        self.path = rt.pg.data_dir / "pg_hba.conf"
+
+    def read(self) -> str:
+        return self.path.read_text()
+
+    def write(self, text: str) -> None:
+        self.path.write_text(text)
+
+
 # -- 1. the primary's side -------------------------------------------------------------
-def configure(rt, config) -> dict:
+def configure(rt, config, hba=None, address: str = ADDRESS) -> dict:
     """Apply ``config``'s primary side to the running primary; idempotent.
 
     ``config`` has ``primary_settings()``, ``replication_role_sql(role, password_literal)``
-    and ``hba_line(role)`` (the lab 04 exercise). Returns what was applied.
+    and ``hba_line(role, standby_address)`` (the lab 04 exercise); ``address`` is the CIDR
+    the standby connects from, ``hba`` the primary's pg_hba.conf (read()/write()).
+    Returns what was applied.
     """
+    hba = hba or LocalHba(rt)
     settings = {str(k): str(v) for k, v in dict(config.primary_settings()).items()}
     restart = aio.run(_apply_settings(rt, settings))
     if restart:
@@ -85,10 +107,10 @@ def configure(rt, config) -> dict:
         rt.restart("postgres")
     aio.run(_verify_settings(rt, settings))
     aio.run(_create_role(rt, config))
-    _write_hba(rt, str(config.hba_line(ROLE)).strip())
+    _write_hba(hba, str(config.hba_line(ROLE, address)).strip())
     problems = aio.run(_reload_and_read_hba(rt))
     return {"settings": settings, "role": ROLE, "restarted_primary": restart, "hba_problems": problems,
-            "hba_rule": hba_rule(rt)}
+            "hba_rule": hba_rule(rt, hba), "standby_address": address}
 
 
 async def _apply_settings(rt, settings: dict[str, str]) -> bool:
@@ -146,14 +168,13 @@ async def _create_role(rt, config) -> None:
         await conn.close()
 
 
-def _write_hba(rt, line: str) -> None:
+def _write_hba(hba, line: str) -> None:
     """The primary's pg_hba.conf without initdb's replication lines (yours is the only way
-    in), plus ``line``; the file keeps its owner (root writes in place)."""
+    in), plus ``line``."""
     if "\n" in line:
         raise ReplicationSetupFailed("hba_line() must return one line")
-    path = rt.pg.data_dir / "pg_hba.conf"
     kept, skip_next = [], False
-    for raw in path.read_text().splitlines():
+    for raw in hba.read().splitlines():
         if skip_next:
             skip_next = False
             continue
@@ -164,7 +185,7 @@ def _write_hba(rt, line: str) -> None:
         if fields and not raw.lstrip().startswith("#") and len(fields) > 1 and fields[1] == "replication":
             continue
         kept.append(raw)
-    path.write_text("\n".join([*kept, HBA_MARK, line, ""]))
+    hba.write("\n".join([*kept, HBA_MARK, line, ""]))
 
 
 async def _reload_and_read_hba(rt) -> list[str]:
@@ -177,9 +198,9 @@ async def _reload_and_read_hba(rt) -> list[str]:
         await conn.close()
 
 
-def hba_rule(rt) -> dict | None:
+def hba_rule(rt, hba=None) -> dict | None:
     """How Postgres parsed the exercise's pg_hba.conf line (pg_hba_file_rules), or None."""
-    lines = (rt.pg.data_dir / "pg_hba.conf").read_text().splitlines()
+    lines = (hba or LocalHba(rt)).read().splitlines()
     try:
         number = lines.index(HBA_MARK) + 2
     except ValueError:

@@ -12,6 +12,6 @@ def replication_role_sql(role: str, password_literal: str) -> str:
     return f"CREATE ROLE {role} WITH REPLICATION LOGIN PASSWORD {password_literal}"
 
 
-def hba_line(role: str) -> str:
-    """Let that role open replication connections from this host, with a password."""
-    return f"host replication {role} 127.0.0.1/32 scram-sha-256"
+def hba_line(role: str, standby_address: str) -> str:
+    """Let that role open replication connections from the standby's address, with a password."""
+    return f"host replication {role} {standby_address} scram-sha-256"
