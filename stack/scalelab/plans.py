@@ -35,8 +35,8 @@ PLANS = {
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"},
             runtimes=LOCAL_AND_COMPOSE),
 }
-# Labs 04 and 05 run on `local` only in this version (their standby, orders and worker
-# services are not in compose.yaml yet); lab 06 runs on every runtime.
+# Labs 04 and 05 run on local and compose (compose.yaml has their standby, orders and worker
+# services); lab 06 runs on every runtime.
 PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, races",
                 {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
                 exercises=("replication", "read_routing", "sharding", "debit"),
@@ -48,7 +48,7 @@ ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5"
 PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency"),
-                settings={**AUTH, **ORDERS}, runtimes=("local",))
+                settings={**AUTH, **ORDERS}, runtimes=LOCAL_AND_COMPOSE)
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),

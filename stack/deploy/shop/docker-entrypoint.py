@@ -4,7 +4,9 @@ With ``docker compose up --scale users=3`` every replica shares one environment,
 must say who it is (``X-Instance: users-2``, as on the local runtime). Docker's DNS knows
 each container by its Compose name, ``<project>-users-2`` (Compose v2) or
 ``<project>_users_2`` (v1): the reverse lookup of the container's own address gives it.
-An explicit ``SHOP_INSTANCE`` wins; without a Compose name the hostname is used.
+An explicit ``SHOP_INSTANCE`` wins; without a Compose name the hostname is used. The
+command may name it: ``{SHOP_INSTANCE}`` in an argument is replaced (``--hostname
+{SHOP_INSTANCE}@scalelab`` makes a Celery worker ``worker-2@scalelab``).
 """
 
 import os
@@ -43,7 +45,9 @@ def main() -> None:
     service = os.environ.get("SHOP_SERVICE")
     if service and not os.environ.get("SHOP_INSTANCE"):
         os.environ["SHOP_INSTANCE"] = replica_name(service) or socket.gethostname()
-    os.execvp(sys.argv[1], sys.argv[1:])   # the command becomes this process: it gets the signals
+    # "{SHOP_INSTANCE}" in an argument is this replica's name (a worker's Celery --hostname).
+    argv = [arg.replace("{SHOP_INSTANCE}", os.environ.get("SHOP_INSTANCE", "")) for arg in sys.argv[1:]]
+    os.execvp(argv[0], argv)   # the command becomes this process: it gets the signals
 
 
 if __name__ == "__main__":

@@ -23,16 +23,19 @@ from scalelab import aio
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
-from scalelab.runtimes import compose_env, compose_images, compose_nginx, local_nginx
+from scalelab.runtimes import compose_env, compose_images, compose_nginx, compose_queue, local_nginx
 from scalelab.runtimes import compose_standby
 from scalelab.runtimes.compose_engine import Compose, connect
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 PORTS = {"postgres": 5432, "users": 8000, "redis": 6379, "nginx": 8080}   # inside the containers
+# Labs 05 and 08: the order service, Celery workers (their metrics port), relay and projector (no port).
+PORTS.update({"orders": 8000, "worker": 9100, "relay": None, "projector": None})
 # compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
 # container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
 PORT_VARS = {"postgres": "POSTGRES_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT", "nginx": "NGINX_PORT"}
+PORT_VARS.update({"orders": "ORDERS_PORT", "worker": "WORKER_PORT"})
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis")
 PORTS["standby"], PORT_VARS["standby"] = 5432, "STANDBY_PORT"     # lab 04+: hot standbys (compose_standby)
@@ -111,6 +114,8 @@ class ComposeRuntime:
 
     def _published_port(self, container, member: str) -> int | None:
         """The host port (on 127.0.0.1) of the member's service port; fixed at creation."""
+        if PORTS[self._service(member)] is None:
+            return None                       # relay, projector: they listen on nothing
         key = f"{PORTS[self._service(member)]}/tcp"
         for bindings in ((container.attrs["HostConfig"].get("PortBindings") or {}).get(key),
                          (container.attrs["NetworkSettings"]["Ports"] or {}).get(key)):
@@ -168,13 +173,15 @@ class ComposeRuntime:
         containers = self._containers(service)
         to_start = [c for c in containers[:replicas] if c.status not in ("running", "paused")]
         for container in to_start:      # stopped or killed members come back as they were
+            self._before_start(self._member_name(container))
             container.start()
         if service == "nginx" and not containers:
             compose_nginx.write_bootstrap(self)
         for index in range(len(containers) + 1, replicas + 1):
             # One container per call, each with its own free host port (kept across restarts).
+            self._before_start(f"{service}-{index}")
             compose.run("up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={index}", service,
-                        env={PORT_VARS[service]: str(free_port())})
+                        env={PORT_VARS[service]: str(free_port())} if service in PORT_VARS else None)
         if not to_start and len(containers) >= replicas:
             return False
         for member in self.members(service)[:replicas]:
@@ -303,6 +310,7 @@ class ComposeRuntime:
         if container.status == "paused":
             container.unpause()
         if self._fresh(container).status != "running":
+            self._before_start(member)
             container.start()
         self._after_start(member)
 
@@ -313,8 +321,15 @@ class ComposeRuntime:
         if container.status == "paused":
             container.unpause()
         container.stop(timeout=15)
+        self._before_start(member)
         container.start()
         self._after_start(member)
+
+    def _before_start(self, member: str) -> None:
+        """A worker, relay or projector is ready when its announcement appears: clear the last
+        incarnation's first (compose_queue)."""
+        if self._service(member) in compose_queue.SERVICES:
+            compose_queue.forget(self, member)
 
     def _after_start(self, member: str) -> None:
         self._wait_ready(member)
@@ -335,11 +350,14 @@ class ComposeRuntime:
             if not (member := self._member_name(container)):
                 continue
             state = container.attrs["State"]
+            running = container.status in ("running", "paused")
             rows.append({"member": member, "pid": state.get("Pid") or None,
                          "port": self._published_port(container, member),
                          "state": {"exited": "stopped", "created": "stopped"}.get(container.status, container.status),
-                         "log": f"docker logs {container.name}"})
-        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
+                         "log": f"docker logs {container.name}",
+                         # when the running container started (epoch s): a pid alone names no incarnation
+                         "started": pd.Timestamp(state["StartedAt"]).timestamp() if running else None})
+        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log", "started"])
 
     # -- lab 06: CPU readings and the model autoscaler (scalelab/autoscaler.py) ---------------
     def cpu_seconds(self, member: str) -> float:
@@ -369,7 +387,8 @@ class ComposeRuntime:
     def _wait_ready(self, member: str, timeout: float = READY_TIMEOUT) -> None:
         probe = {"postgres": self._postgres_ready, "standby": lambda m: compose_standby.ready(self, m),
                  "users": self._users_ready, "redis": self._redis_ready,
-                 "nginx": self._nginx_ready}[self._service(member)]
+                 "nginx": self._nginx_ready, "orders": self._users_ready,
+                 **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]
         deadline, delay = time.monotonic() + timeout, 0.05
         while time.monotonic() < deadline:
             container = self._container(member)
@@ -395,6 +414,9 @@ class ComposeRuntime:
 
     def _users_ready(self, member: str) -> bool:
         return httpx.get(f"{self.member_url(member)}/ready", timeout=2).status_code == 200
+
+    def _queue_ready(self, member: str) -> bool:
+        return compose_queue.ready(self, member, self._container(member))
 
     def _redis_ready(self, member: str) -> bool:
         import redis

@@ -57,7 +57,8 @@ def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) 
 
 
 def shop_env(home: Path, plan: Plan | None) -> Path:
-    """The user service's settings, as local_users gives them to a local replica."""
+    """The shop services' settings (users, orders, workers, relay, projector), as
+    local_users.shop_env gives them to a local process."""
     pw = passwords(home)
     values = {
         "SHOP_EXERCISES": json.dumps(list(plan.exercises) if plan else []),
@@ -68,7 +69,9 @@ def shop_env(home: Path, plan: Plan | None) -> Path:
     if plan is not None and plan.has("standby"):     # lab 04's read/write split, inside the network
         values["SHOP_DATABASE_REPLICA_URL"] = f"postgresql://shop:{pw['shop']}@standby:5432/shop"
     if plan is not None and plan.has("redis"):
-        values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"
+        values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"   # the Celery broker too (lab 05)
+    if plan is not None and plan.has("orders") and plan.has("users") and plan.has("nginx"):
+        values["SHOP_USERS_URL"] = "http://nginx:8080"   # lab 07: orders check the buyer through nginx
     path = home / "shop.env"
     _private_write(path, _lines(values))
     return path
