@@ -24,6 +24,7 @@ the stream partitioned by order id, as Kafka partitions a topic). Counters in th
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -47,7 +48,9 @@ class Projector:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.member = settings.instance
-        self.consumer = f"{self.member}-{os.getpid()}"   # a new consumer per incarnation
+        # A new consumer per incarnation. The pid alone would not do in a container: every
+        # incarnation runs its command as the same small pid of its own namespace.
+        self.consumer = f"{self.member}-{os.getpid()}-{secrets.token_hex(2)}"
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
         self.exercises = Exercises(settings)
         self.stopping = threading.Event()

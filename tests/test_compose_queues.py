@@ -1,0 +1,125 @@
+"""Labs 05 and 08's members on the compose runtime: the order service, Celery workers, the
+relay and the projector as containers (compose.yaml; readiness in runtimes/compose_queue.py)."""
+
+import os
+import time
+
+import httpx
+import pytest
+import redis
+
+from scalelab import Stack
+from scalelab.errors import RuntimeUnavailable
+from scalelab.labs import lab05, lab08
+from scalelab.references import solve
+from scalelab.runtimes import compose_queue
+
+pytestmark = pytest.mark.compose
+
+
+def compose_stack(state_dir, lab: int) -> Stack:
+    try:
+        stack = Stack(lab=lab, runtime="compose", state_dir=state_dir)
+    except RuntimeUnavailable as exc:
+        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"compose unavailable: {exc}")
+    solve(stack)
+    return stack.up()
+
+
+@pytest.fixture(scope="module")
+def c8(tmp_path_factory):
+    """Lab 08's stack on compose: every member this module tests (orders, worker, relay, projector)."""
+    stack = compose_stack(tmp_path_factory.mktemp("compose-lab8"), lab=8)
+    yield stack
+    stack.down(purge=True)
+
+
+@pytest.fixture(scope="module")
+def c5(tmp_path_factory):
+    """Lab 05's stack on compose: payment calls of 0.5 s, so a worker is caught holding one."""
+    stack = compose_stack(tmp_path_factory.mktemp("compose-lab5"), lab=5)
+    yield stack
+    stack.down(purge=True)
+
+
+@pytest.fixture
+def orders_api(c5):
+    with httpx.Client(base_url=c5.url("orders"), timeout=10) as client:
+        yield client
+
+
+def announced(stack, member: str) -> str | None:
+    client = redis.Redis.from_url(stack.redis_url(), decode_responses=True)
+    try:
+        return client.hget(*compose_queue.announcement(member))
+    finally:
+        client.close()
+
+
+def test_the_queue_and_event_members_run_as_containers_named_like_local(c8):
+    status = c8.status().set_index("member")
+    for member in ("orders-1", "worker-1", "relay-1", "projector-1"):
+        assert status.state[member] == "running", member
+    # The relay and the projector listen on nothing; orders and the worker's metrics are published.
+    assert status.port[["relay-1", "projector-1"]].isna().all()
+    assert httpx.get(f"{c8.runtime.member_url('orders-1')}/ready", timeout=5).status_code == 200
+    assert "worker-1@scalelab ready" in c8.logs("worker-1", 200)   # the Celery hostname is the member name
+    for member in ("worker-1", "relay-1", "projector-1"):
+        pid = announced(c8, member)
+        assert pid is not None and int(pid) in compose_queue.namespace_pids(c8.runtime._container(member)), member
+
+
+def test_a_stale_announcement_does_not_make_a_restarted_worker_ready(c5):
+    c5.kill("worker-1", "KILL")
+    assert announced(c5, "worker-1") is not None          # a killed worker cannot take its entry back
+    client = redis.Redis.from_url(c5.redis_url(), decode_responses=True)
+    client.hset(*compose_queue.announcement("worker-1"), "424242")   # a previous incarnation's pid
+    client.close()
+    c5.start("worker-1")                                  # returns once the NEW incarnation announced itself
+    pid = announced(c5, "worker-1")
+    assert pid != "424242" and int(pid) in compose_queue.namespace_pids(c5.runtime._container("worker-1"))
+
+
+def test_a_worker_killed_mid_task_on_compose_loses_no_order(c5, orders_api):
+    user = lab05.new_user(c5, "Compose Buyer")
+    c5.scale("worker", 2)
+    ids = [lab05.place(orders_api, user)["id"] for _ in range(10)]
+    held = lab05.kill_mid_task(c5, "worker-1", tries=5)
+    done = lab05.wait_orders(c5, ids, timeout=60)
+    assert done.status.tolist() == ["done"] * len(ids) and lab05.effects(c5, ids) == len(ids)
+    held_deliveries = lab05.deliveries(c5, [held])
+    assert len(held_deliveries) >= 2 and held_deliveries.finished_at.isna().iloc[0]
+    c5.start("worker-1")
+    c5.scale("worker", 1)
+
+
+def test_a_terminated_worker_container_finishes_its_order_before_it_exits(c5, orders_api):
+    user = lab05.new_user(c5, "Compose Buyer")
+    c5.scale("worker", 1)
+    ids = [lab05.place(orders_api, user)["id"] for _ in range(6)]
+    deadline = time.monotonic() + 20
+    while (running := lab05.holding(c5, "worker-1")) is None:
+        assert time.monotonic() < deadline, "worker-1 never took an order"
+        time.sleep(0.005)
+    c5.kill("worker-1", "TERM")                          # docker-init forwards it: Celery's warm shutdown
+    by_worker1 = lab05.deliveries(c5, ids).query("worker == 'worker-1@scalelab'")
+    assert running in by_worker1.order_id.tolist() and by_worker1.finished_at.notna().all()
+    assert announced(c5, "worker-1") is None             # it said goodbye in the broker
+    c5.start("worker-1")
+    assert (lab05.wait_orders(c5, ids, timeout=30).status == "done").all() and lab05.effects(c5, ids) == len(ids)
+
+
+def test_the_projector_killed_on_compose_catches_up_as_a_new_consumer(c8):
+    ids = lab08.place_orders(c8, 10)
+    lab08.wait_orders(c8, ids)
+    lab08.wait_caught_up(c8)
+    before = {c["name"] for c in lab08.redis_client(c8).xinfo_consumers(lab08.STREAM, lab08.GROUP)}
+    c8.kill("projector-1", "KILL")
+    more = lab08.place_orders(c8, 10)                    # the relay keeps publishing while it is dead
+    lab08.wait_orders(c8, more)
+    lab08.wait_relayed(c8)
+    c8.start("projector-1")
+    lab08.wait_caught_up(c8)
+    after = {c["name"] for c in lab08.redis_client(c8).xinfo_consumers(lab08.STREAM, lab08.GROUP)}
+    assert len(after) == 1 and not after & before, (before, after)   # same pid in the container, new consumer
+    assert lab08.dump_read_model(c8) == lab08.expected_read_model(c8)
