@@ -1,7 +1,8 @@
 """The ``compose`` runtime: the stack as Docker containers, from ``stack/deploy/compose.yaml``.
 
 Same members, same protocol as ``local`` (``postgres``, ``users-1``..N, ``redis-1``,
-``nginx-1``): a member is one Compose container (service + replica number). The driver runs
+``nginx-1``, ``orders-1``, ``worker-1``..N, ``relay-1``, ``projector-1``): a member is one
+Compose container (service + replica number). The driver runs
 ``docker compose`` for what Compose does well (create the project, scale a service, tear it
 all down) and the docker SDK for one container at a time (kill, pause, start, logs, ports).
 Every port is published on 127.0.0.1 and discovered from the engine; readiness is probed
