@@ -53,13 +53,13 @@ PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the Hori
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),
                 settings={**AUTH})
-# Labs 07 and 08 (issue 8) run on `local` only in this version, like the labs they build on.
+# Labs 07 and 08 (issue 8) run on local and compose (compose.yaml has Prometheus, the relay, the projector).
 PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit breaker, a chaos drill",
                 {"postgres": 1, "standby": 1, "redis": 1, "users": 2, "nginx": 1, "orders": 1, "worker": 2,
                  "prometheus": 1},
                 exercises=("alert_rules", "circuit_breaker"),
                 settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1", "SHOP_ACCESS_LOG": "true"},
-                runtimes=("local",))
+                runtimes=LOCAL_AND_COMPOSE)
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},

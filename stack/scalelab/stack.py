@@ -77,6 +77,11 @@ class Stack:
     def member_url(self, member: str) -> str:
         return self.runtime.member_url(member)
 
+    def inside_url(self, service: str = "users") -> str:
+        """How the stack's own members reach ``service`` (lab 07: the order service calls the user
+        service through nginx): ``url()`` on local; the name on the Compose network on compose."""
+        return self.runtime.inside_url(service)
+
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         """The lab database's DSN: the primary's, or a standby's with ``member="standby-1"`` (lab 04)."""
         if member is None:

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     # Observability (lab 07): a Celery worker serves its Prometheus metrics on this port (unset = none).
     metrics_port: int | None = Field(None, ge=1, le=65535)
+    # ... on this address: loopback for a local process; 0.0.0.0 in a container (compose), where
+    # Prometheus scrapes it over the Compose network.
+    metrics_host: str = "127.0.0.1"
     # One JSON line per request (and per task) with its request id. Off by default: earlier labs
     # read their services' log tails, which a line per request would flood (lab 07 turns it on).
     access_log: bool = False

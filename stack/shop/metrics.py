@@ -181,7 +181,7 @@ def connect_worker_signals(settings_fn) -> None:
         settings = settings_fn()
         if settings.metrics_port:
             from prometheus_client import start_http_server
-            start_http_server(settings.metrics_port, addr="127.0.0.1")
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
 
     @signals.task_prerun.connect(weak=False)
     def _start(task_id=None, task=None, **_):

@@ -24,7 +24,7 @@ from scalelab.promql import Prometheus
 STUB_MARK = "YOUR CODE HERE"
 ALERTS = ("HighCpu", "HighLatency", "HighErrorRate")
 MAX_FOR_S = 15          # a `for:` longer than this cannot fire within the check
-SCRAPE_S = 1            # runtimes/local_prometheus.py scrapes and evaluates every second
+SCRAPE_S = 1            # runtimes/{local,compose}_prometheus.py scrape and evaluate every second
 # One replica burning CPU in pure Python holds at most one core (the GIL); on a busy machine it
 # takes a while to average over 80 % of one in a 10 s window: wait for it, bounded.
 CPU_WAIT_S = 90
@@ -151,9 +151,8 @@ def _rules(exercise, stack) -> tuple[Path, dict]:
 
 
 def _check_alert_rules(stack, exercise) -> str:
-    from scalelab.runtimes import local_prometheus
     path, doc = _rules(exercise, stack)
-    if (problem := local_prometheus.check_rules(path)) is not None:
+    if (problem := stack.runtime.check_alert_rules(path)) is not None:
         raise CheckFailed(f"promtool rejects {path.name}: {problem}")
     rules = {r.get("alert"): r for g in doc["groups"] for r in (g.get("rules") or []) if "alert" in r}
     missing = [name for name in ALERTS if name not in rules]
@@ -168,7 +167,7 @@ def _check_alert_rules(stack, exercise) -> str:
 
     prom = prometheus(stack)
     try:
-        local_prometheus.install_rules(stack.runtime, path)
+        stack.runtime.install_alert_rules(path)
     except ScalelabError as exc:   # no promtool here: Prometheus' own reload reports the problem
         raise CheckFailed(str(exc)) from None
 

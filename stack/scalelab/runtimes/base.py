@@ -34,6 +34,9 @@ class Runtime(Protocol):
     # Optional (lab 04; a runtime without them has no standbys, Stack says so in one line):
     # configure_replication(config) -> dict   apply the primary side of streaming replication
     # rebuild_standby(member) -> float         a fresh base backup of the primary, started as ``member``
+    # Optional (lab 07, where the plan runs Prometheus):
+    # check_alert_rules(path) -> str | None    promtool's complaint about a rules file, None when valid
+    # install_alert_rules(path | None)         load it (None: no rules) into the stack's Prometheus, reload
 
     def redis_url(self) -> str:
         """``redis://:PASSWORD@HOST:PORT/0`` of the stack's Redis (labs 03+)."""
@@ -43,6 +46,8 @@ class Runtime(Protocol):
 
     def member_url(self, member: str) -> str:
         """Base URL of one member, bypassing any load balancer."""
+
+    # Optional (lab 07): inside_url(service) -> str   how the stack's own members reach ``service``
 
     def scale(self, service: str, replicas: int) -> None: ...
 

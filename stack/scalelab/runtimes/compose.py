@@ -25,7 +25,7 @@ from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
 from scalelab.runtimes import compose_env, compose_images, compose_nginx, compose_queue, local_nginx
-from scalelab.runtimes import compose_standby
+from scalelab.runtimes import compose_prometheus, compose_standby
 from scalelab.runtimes.compose_engine import Compose, connect
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -40,6 +40,7 @@ PORT_VARS.update({"orders": "ORDERS_PORT", "worker": "WORKER_PORT"})
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis")
 PORTS["standby"], PORT_VARS["standby"] = 5432, "STANDBY_PORT"     # lab 04+: hot standbys (compose_standby)
+PORTS["prometheus"], PORT_VARS["prometheus"] = 9090, "PROMETHEUS_PORT"   # lab 07 (compose_prometheus)
 READY_TIMEOUT = 90.0
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 
@@ -169,8 +170,9 @@ class ComposeRuntime:
 
     def _ensure_service(self, compose: Compose, service: str, replicas: int) -> bool:
         """Members 1..replicas of ``service`` running and ready; True when any was started."""
-        if service == "standby":      # made by base backup of the primary, named for it
-            return compose_standby.ensure(self, compose, replicas)
+        if service in ("standby", "prometheus"):   # a base backup first; a rendered configuration first
+            return {"standby": compose_standby, "prometheus": compose_prometheus}[service].ensure(self, compose,
+                                                                                                 replicas)
         containers = self._containers(service)
         to_start = [c for c in containers[:replicas] if c.status not in ("running", "paused")]
         for container in to_start:      # stopped or killed members come back as they were
@@ -223,6 +225,12 @@ class ComposeRuntime:
     def member_url(self, member: str) -> str:
         return f"http://127.0.0.1:{self._host_port(member)}"
 
+    def inside_url(self, service: str) -> str:
+        """How the stack's own containers reach ``service``: its front's name on the Compose network."""
+        front = next((front for front, fronted in FRONTS.items() if fronted == service and self.members(front)),
+                     service)
+        return f"http://{front}:{PORTS[front]}"
+
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         """The primary's DSN, or a standby's (``member="standby-1"``, lab 04): same roles, same passwords."""
         pw = compose_env.passwords(self.home)
@@ -237,6 +245,13 @@ class ComposeRuntime:
 
     def rebuild_standby(self, member: str) -> float:
         return compose_standby.rebuild(self, member)
+
+    # -- lab 07: Prometheus' alert rules (runtimes/compose_prometheus.py) --------------------
+    def check_alert_rules(self, path: Path) -> str | None:
+        return compose_prometheus.check_rules(self, path)
+
+    def install_alert_rules(self, path: Path | None) -> None:
+        compose_prometheus.install_rules(self, path)
 
     def redis_url(self) -> str:
         return f"redis://:{compose_env.passwords(self.home)['redis']}@127.0.0.1:{self._host_port('redis-1')}/0"
@@ -261,6 +276,7 @@ class ComposeRuntime:
                 container.remove(v=True)
 
     def _members_changed(self, service: str, restarted: str | None = None, without: set | None = None) -> None:
+        compose_prometheus.members_changed(self, service, without or set())   # its scrape targets
         if FRONTS.get("nginx") != service or not self.members("nginx"):
             return
         for member in self.members("nginx"):
@@ -387,6 +403,7 @@ class ComposeRuntime:
 
     def _wait_ready(self, member: str, timeout: float = READY_TIMEOUT) -> None:
         probe = {"postgres": self._postgres_ready, "standby": lambda m: compose_standby.ready(self, m),
+                 "prometheus": lambda m: compose_prometheus.ready(self, m),
                  "users": self._users_ready, "redis": self._redis_ready,
                  "nginx": self._nginx_ready, "orders": self._users_ready,
                  **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]

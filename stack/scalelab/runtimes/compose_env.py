@@ -52,6 +52,7 @@ def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) 
         "SCALELAB_WORKSPACE": str(workspace or home / "workspace"),
         "SCALELAB_NGINX_CONF": str(nginx_conf),
         "REPLICATION_PASSWORD": local_standby.password_in(home / "standby"),   # lab 04's standby
+        "SCALELAB_PROMETHEUS_CONF": str(home / "prometheus"),                # lab 07 (compose_prometheus)
     }))   # host ports: chosen per container when the driver creates it (compose.py)
     return path
 

@@ -49,6 +49,7 @@ IMAGES = [
     Image("valkey", DEPLOY / "valkey", DEPLOY / "valkey/Dockerfile", _files(DEPLOY / "valkey")),
     Image("nginx", DEPLOY / "nginx", DEPLOY / "nginx/Dockerfile",
           _files(DEPLOY / "nginx/Dockerfile", DEPLOY / "nginx/compose.conf")),
+    Image("prometheus", DEPLOY / "prometheus", DEPLOY / "prometheus/Dockerfile", _files(DEPLOY / "prometheus")),
 ]
 
 

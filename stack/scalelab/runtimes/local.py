@@ -114,6 +114,10 @@ class LocalRuntime:
     def member_url(self, member: str) -> str:
         return f"http://127.0.0.1:{self._record(member).port}"
 
+    def inside_url(self, service: str) -> str:
+        """How the stack's own processes reach ``service``: on this host, the same URL as yours."""
+        return self.url(service)
+
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         """The primary's DSN, or a standby's (``member="standby-1"``, lab 04): same roles, same passwords."""
         return self.pg.dsn(self._record(member or "postgres").port, role)
@@ -124,6 +128,13 @@ class LocalRuntime:
 
     def rebuild_standby(self, member: str) -> float:
         return local_standby.rebuild(self, member)
+
+    # -- lab 07: Prometheus' alert rules (runtimes/local_prometheus.py) ---------------------
+    def check_alert_rules(self, path: Path) -> str | None:
+        return local_prometheus.check_rules(path)
+
+    def install_alert_rules(self, path: Path | None) -> None:
+        local_prometheus.install_rules(self, path)
 
     def redis_url(self) -> str:
         return local_redis.url(self, self._record("redis-1"))
