@@ -4,9 +4,15 @@ Request-path ladder at one concurrency for a bounded time (wrk; Locust if wrk is
   1. bare uvicorn "hello" (the framework's ceiling here)   2. GET /users/{id} on one process
   3. the same through nginx over 2 replicas                 4. the same with the Redis cache warm
   5. the stores' ceilings: redis-benchmark GET and pgbench -S on the same servers
+Rungs 1-4 run twice: at concurrency 64 (throughput: on a saturated 2-core machine a closed
+loop of 64 clients waits in queues, so p50 there is about 64/rps and says little about one
+request) and at concurrency 1 (latency: nothing queues, so p50 is the service time of one
+request: what "the cache makes a read N times faster" means). The hit-vs-DB latency target
+compares rungs 3 and 4 at concurrency 1 (same nginx, same replicas, only the store differs).
 Lab economics: cold/warm ``up()``, ``down()``, memory (PSS) of each lab's stack, and the wall
 time of each solution notebook with FAST on. Results: bench/results/<date>.{json,md,png};
-the README's table is replaced with the latest. Nothing here is asserted: it reports ratios.
+the README's table is replaced with the latest. Nothing here is asserted: it reports ratios
+and says which of issue 7's targets the run met.
 """
 
 import argparse
@@ -37,7 +43,8 @@ from scalelab.references import solve
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-CONCURRENCY = 64
+CONCURRENCY = 64          # the throughput rungs
+LATENCY_CONCURRENCY = 1   # the latency rungs: one request at a time, p50 = service time
 
 
 # -- load generators ----------------------------------------------------------------
@@ -61,30 +68,31 @@ def cpu_seconds(pids) -> float:
     return total
 
 
-def http_load(url: str, paths: list[str], seconds: float, label: str, server_pids=()) -> dict:
+def http_load(url: str, paths: list[str], seconds: float, label: str, server_pids=(),
+              concurrency: int | None = None) -> dict:
     """One rung; with ``server_pids``, also the servers' CPU ms per request — a figure that,
     unlike rps, barely moves when something else shares the machine."""
     server_pids = [int(pid) for pid in server_pids if pid == pid and pid is not None]  # drop stopped (NaN)
     cpu_before = cpu_seconds(server_pids)
-    row = _http_load(url, paths, seconds, label)
+    row = _http_load(url, paths, seconds, label, concurrency or CONCURRENCY)
     if server_pids:
         row["server CPU ms/req"] = 1000 * (cpu_seconds(server_pids) - cpu_before) / max(row["requests"], 1)
     return row
 
 
-def _http_load(url: str, paths: list[str], seconds: float, label: str) -> dict:
+def _http_load(url: str, paths: list[str], seconds: float, label: str, concurrency: int) -> dict:
     if shutil.which("wrk"):
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             f.write("\n".join(paths))
         out = subprocess.run(
-            [*_pinning(), "wrk", "-t2", f"-c{CONCURRENCY}", f"-d{int(seconds)}s", "--timeout", "5s",
+            [*_pinning(), "wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{int(seconds)}s", "--timeout", "5s",
              "-s", str(HERE / "wrk_report.lua"), url],
             capture_output=True, text=True, env={**os.environ, "WRK_PATHS": f.name}, timeout=seconds + 30)
         os.unlink(f.name)
         report = json.loads(out.stdout.strip().splitlines()[-1])
         report["rps"] = report["requests"] / report["duration_s"]
         return {"rung": label, "loadgen": "wrk", **report}
-    result = load.run(url, paths, users=CONCURRENCY, duration=seconds, label=label)
+    result = load.run(url, paths, users=concurrency, duration=seconds, label=label)
     row = result.summary.iloc[0].to_dict()
     return {"rung": label, "loadgen": "locust", **{k: row[k] for k in
             ("requests", "duration_s", "failures", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")}}
@@ -147,28 +155,54 @@ def redis_get(stack, seconds: float) -> dict | None:
 
 
 # -- the ladder -----------------------------------------------------------------------
+def rung_pair(url: str, paths: list[str], seconds: float, label: str, server_pids) -> list[dict]:
+    """The same rung at the throughput concurrency, then at the latency concurrency (half as long)."""
+    rows = []
+    for concurrency, secs in ((CONCURRENCY, seconds), (LATENCY_CONCURRENCY, max(3.0, seconds / 2))):
+        row = http_load(url, paths, secs, label, server_pids=server_pids, concurrency=concurrency)
+        rows.append({**row, "concurrency": concurrency})
+    return rows
+
+
+def cache_hits(stack) -> dict[str, float]:
+    """cache_requests_total{cache="user"} by result, summed over the user replicas' /metrics."""
+    totals: dict[str, float] = {}
+    status = stack.status()
+    for rec in status[status.member.str.startswith("users-")].itertuples():
+        text = httpx.get(f"http://127.0.0.1:{int(rec.port)}/metrics", timeout=5).text
+        for result, value in re.findall(r'^cache_requests_total\{cache="user",result="(\w+)"\} (\S+)$', text, re.M):
+            totals[result] = totals.get(result, 0.0) + float(value)
+    return totals
+
+
 def ladder(workdir: Path, seconds: float) -> list[dict]:
     rows = []
     with hello_server(workdir) as hello:
-        rows.append(http_load(f"http://127.0.0.1:{hello.port}", ["/hello"], seconds, "1 bare uvicorn hello",
-                              server_pids=[hello.pid]))
+        rows += rung_pair(f"http://127.0.0.1:{hello.port}", ["/hello"], seconds, "1 bare uvicorn hello",
+                          server_pids=[hello.pid])
     with solved_stack(1, workdir / "lab1") as stack:
         paths = user_paths(stack)
-        rows.append(http_load(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process",
-                              server_pids=stack.status().pid))
+        rows += rung_pair(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process",
+                          server_pids=stack.status().pid)
         rows.append(pgbench_select(stack, seconds))
     if 2 in PLANS:
         with solved_stack(2, workdir / "lab2") as stack:
             stack.scale("users", 2)
-            rows.append(http_load(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas",
-                                  server_pids=stack.status().pid))
+            rows += rung_pair(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas",
+                              server_pids=stack.status().pid)
     if 3 in PLANS:
         with solved_stack(3, workdir / "lab3") as stack:
             stack.scale("users", 2)
             paths = user_paths(stack)
             http_load(stack.url("users"), paths, min(seconds, 3), "warm-up")  # fills the cache
-            rows.append(http_load(stack.url("users"), paths, seconds, "4 via nginx, cache warm",
-                                  server_pids=stack.status().pid))
+            before = cache_hits(stack)
+            pair = rung_pair(stack.url("users"), paths, seconds, "4 via nginx, cache warm",
+                             server_pids=stack.status().pid)
+            after = cache_hits(stack)
+            counted = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            for row in pair:   # how warm "warm" was, as the replicas counted it (both rungs together)
+                row["cache hit %"] = 100 * counted.get("hit", 0) / max(sum(counted.values()), 1)
+            rows += pair
             if (redis := redis_get(stack, seconds)) is not None:
                 rows.append(redis)
     return rows
@@ -187,16 +221,54 @@ def solved_stack(lab: int, state_dir: Path):
 
 def ratios(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
-    hello = table.loc[table.rung.str.startswith("1 "), "rps"].iloc[0]
-    table["x hello"] = table.rps / hello
+    if "concurrency" not in table:
+        table["concurrency"] = None
+    table["concurrency"] = table["concurrency"].fillna(CONCURRENCY).astype(int)   # the stores' tools: 64
+    hello = {row.concurrency: row.rps for row in table[table.rung.str.startswith("1 ")].itertuples()}
+    table["x hello"] = [row.rps / hello[row.concurrency] if row.concurrency in hello else None
+                        for row in table.itertuples()]
     stores = {"pg": table.loc[table.rung.str.startswith("pgbench"), "rps"],
               "redis": table.loc[table.rung.str.startswith("redis"), "rps"]}
     ceiling = {"2 ": "pg", "3 ": "pg", "4 ": "redis"}
     table["x store ceiling"] = [
         row.rps / stores[ceiling[row.rung[:2]]].iloc[0]
-        if row.rung[:2] in ceiling and len(stores[ceiling[row.rung[:2]]]) else None
+        if row.rung[:2] in ceiling and row.concurrency == CONCURRENCY and len(stores[ceiling[row.rung[:2]]]) else None
         for row in table.itertuples()]
     return table
+
+
+def _value(table: pd.DataFrame, rung: str, concurrency: int, column: str) -> float | None:
+    found = table[table.rung.str.startswith(rung) & (table.concurrency == concurrency)]
+    return float(found[column].iloc[0]) if len(found) and column in found else None
+
+
+def targets(table: pd.DataFrame, econ: pd.DataFrame, wall_s: float | None) -> pd.DataFrame:
+    """Issue 7's targets, each as the ratio this run measured and whether it met it."""
+    rows = []
+
+    def add(target, measured, goal, met, how):
+        rows.append({"target": target, "measured": measured, "goal": goal,
+                     "met": None if met is None else ("yes" if met else "no"), "how it is measured": how})
+
+    hit, hello = _value(table, "4 ", CONCURRENCY, "rps"), _value(table, "1 ", CONCURRENCY, "rps")
+    share = hit / hello if hit and hello else None
+    add("(a) cached GET via nginx / bare uvicorn rps", share, 0.5, None if share is None else share >= 0.5,
+        f"rung 4 rps / rung 1 rps, both at concurrency {CONCURRENCY}")
+    for concurrency, how in ((LATENCY_CONCURRENCY, "service time: nothing queues"),
+                             (CONCURRENCY, f"queueing: p50 ~ {CONCURRENCY}/rps, i.e. a throughput ratio")):
+        db_p50, hit_p50 = _value(table, "3 ", concurrency, "p50_ms"), _value(table, "4 ", concurrency, "p50_ms")
+        speedup = db_p50 / hit_p50 if db_p50 and hit_p50 else None
+        primary = concurrency == LATENCY_CONCURRENCY
+        add(f"(b) DB-path p50 / cache-hit p50, concurrency {concurrency}", speedup, 3.0 if primary else None,
+            (speedup >= 3.0 if speedup is not None else None) if primary else None,
+            f"rung 3 p50 / rung 4 p50 at concurrency {concurrency} ({how})"
+            + ("" if primary else "; shown, not the target"))
+    warm = econ.loc[econ.lab.isin([1, 2, 3]), "warm up s"] if len(econ) else pd.Series(dtype=float)
+    add("(c) warm up() s, labs 01-03 (worst)", float(warm.max()) if len(warm) else None, 5.0,
+        bool(warm.max() <= 5.0) if len(warm) else None, "lab economics table, max over labs 1-3")
+    add("(d) make bench wall time, minutes", None if wall_s is None else wall_s / 60, 10.0,
+        None if wall_s is None else wall_s < 600, "this run of bench.run, start to end (tools already installed)")
+    return pd.DataFrame(rows)
 
 
 # -- lab economics ------------------------------------------------------------------------
@@ -260,19 +332,32 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
-def markdown(table: pd.DataFrame, econ: pd.DataFrame, meta: dict) -> str:
-    cols = ["rung", "loadgen", "rps", "p50_ms", "p95_ms", "p99_ms", "failures", "server CPU ms/req",
-            "x hello", "x store ceiling"]
+def markdown(table: pd.DataFrame, econ: pd.DataFrame, goals: pd.DataFrame, meta: dict) -> str:
+    cols = ["rung", "concurrency", "loadgen", "rps", "p50_ms", "p95_ms", "p99_ms", "failures", "server CPU ms/req",
+            "cache hit %", "x hello", "x store ceiling"]
     return "\n".join([
-        f"Measured {meta['date']} on {meta['machine']}; concurrency {CONCURRENCY}, {meta['seconds']} s per rung, "
-        f"load generator {'pinned to the last core' if meta['pinned'] else 'not pinned (fewer than 4 cores: it shares them with the servers)'}.",
+        f"Measured {meta['date']} on {meta['machine']}; each rung at concurrency {CONCURRENCY} for {meta['seconds']} s "
+        f"(throughput; p50 there is mostly queueing, ~{CONCURRENCY}/rps) and at concurrency {LATENCY_CONCURRENCY} "
+        f"for half that (latency; p50 = service time), load generator "
+        f"{'pinned to the last core' if meta['pinned'] else 'not pinned (fewer than 4 cores: it shares them with the servers)'}. "
+        "\"server CPU ms/req\": CPU time of every process of the stack under test (nginx, replicas, stores) per request.",
         "", table[[c for c in cols if c in table]].to_markdown(index=False, floatfmt=".2f"),
-        "", econ.to_markdown(index=False, floatfmt=".2f"), ""])
+        "", econ.to_markdown(index=False, floatfmt=".2f"),
+        "", goals.to_markdown(index=False, floatfmt=".2f"), ""])
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
-    from scalelab import plot as plots
-    fig = plots.bars(table, "rung", "rps", f"requests/s at concurrency {CONCURRENCY}")
+    import matplotlib.pyplot as plt
+    rungs = table[table.loadgen.isin(["wrk", "locust"])]
+    fast, slow = rungs[rungs.concurrency == CONCURRENCY], rungs[rungs.concurrency == LATENCY_CONCURRENCY]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for ax, df, y, title in ((left, fast, "rps", f"throughput: requests/s at concurrency {CONCURRENCY}"),
+                             (right, slow, "p50_ms", f"latency: p50 ms at concurrency {LATENCY_CONCURRENCY}")):
+        ax.bar(df.rung.str.split(",").str[0], df[y], color="tab:blue")
+        ax.bar_label(ax.containers[0], fmt="%.3g", fontsize="small")
+        ax.set(ylabel=y, title=title)
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
 
 
@@ -288,26 +373,34 @@ def update_readme(md: str) -> None:
 
 
 def main() -> int:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
     parser.add_argument("--no-notebooks", action="store_true", help="skip timing the solution notebooks")
+    parser.add_argument("--no-economics", action="store_true", help="the request ladder only (no up/down, notebooks)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scalelab-bench-") as tmp:
         workdir = Path(tmp)
         table = ratios(ladder(workdir, args.seconds))
-        econ = pd.DataFrame(economics(workdir, notebooks=not args.no_notebooks))
+        econ = pd.DataFrame([] if args.no_economics else economics(workdir, notebooks=not args.no_notebooks))
     meta = {"date": date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
-            "concurrency": CONCURRENCY, "pinned": bool(_pinning())}
+            "concurrency": CONCURRENCY, "latency_concurrency": LATENCY_CONCURRENCY, "pinned": bool(_pinning()),
+            "complete": not (args.no_economics or args.no_notebooks)}
+    wall = time.perf_counter() - started
+    goals = targets(table, econ, wall if meta["complete"] else None)
     stem = RESULTS / meta["date"]
     stem.with_suffix(".json").write_text(json.dumps(
-        {**meta, "ladder": table.to_dict("records"), "economics": econ.to_dict("records")}, indent=1, default=str))
-    md = markdown(table, econ, meta)
+        {**meta, "wall_s": wall, "ladder": table.to_dict("records"), "economics": econ.to_dict("records"),
+         "targets": goals.to_dict("records")}, indent=1, default=str))
+    md = markdown(table, econ, goals, meta)
     stem.with_suffix(".md").write_text(md)
     plot(table, stem.with_suffix(".png"))
-    update_readme(md)
+    if meta["complete"]:
+        update_readme(md)
     print(md)
-    print(f"written: {stem}.json, .md, .png; README table updated")
+    print(f"written: {stem}.json, .md, .png" + ("; README table updated" if meta["complete"] else
+                                                  " (partial run: README left as it was)"))
     return 0
 
 
