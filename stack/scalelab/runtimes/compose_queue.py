@@ -55,16 +55,17 @@ def namespace_pids(container) -> set[int] | None:
     """The pids the container's processes have in its own pid namespace (None: not visible)."""
     top = container.top()
     column = top["Titles"].index("PID")
-    found = set()
+    found, unreadable = set(), 0
     for row in top["Processes"]:
         try:
             status = Path(f"/proc/{row[column]}/status").read_text()
-        except OSError:
-            return None
+        except OSError:      # exited since `docker top`, or an engine whose pids are not ours
+            unreadable += 1
+            continue
         for line in status.splitlines():
             if line.startswith("NSpid:"):
                 found.add(int(line.split()[-1]))
-    return found
+    return None if unreadable and not found else found
 
 
 def ready(rt, member: str, container) -> bool:
