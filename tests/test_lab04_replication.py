@@ -144,6 +144,15 @@ def test_replication_check_names_an_hba_line_for_all_databases(lab4):
         lab04.replication.check(lab4)
 
 
+def test_replication_check_names_the_call_when_hba_line_takes_the_old_signature(lab4):
+    write_exercise(lab4, "replication", "def hba_line(role: str, standby_address: str)", "def hba_line(role: str)")
+    try:
+        with pytest.raises(CheckFailed, match=r"hba_line.*raised TypeError.*hba_line\(role, standby_address\)"):
+            lab04.replication.check(lab4)
+    finally:
+        write_exercise(lab4, "replication")
+
+
 def test_a_setting_read_only_at_server_start_restarts_the_primary_and_takes_effect(lab4):
     write_exercise(lab4, "replication", '"max_wal_senders": "10"', '"max_wal_senders": "6"')
     try:

@@ -225,7 +225,9 @@ def _check_replication(stack, exercise) -> str:
     config = exercise.load(stack)
     for name in ("primary_settings", "replication_role_sql", "hba_line"):
         exercise.function(stack, name)
-    settings = _validate_settings(config.primary_settings())
+    settings = _validate_settings(_call(config, "primary_settings"))
+    _call(config, "replication_role_sql", ROLE, "'a password'")
+    _call(config, "hba_line", ROLE, "127.0.0.1/32")       # the driver passes where its standby connects from
     try:
         applied = stack.configure_replication(config)
     except ScalelabError as exc:
@@ -268,6 +270,19 @@ def _check_replication(stack, exercise) -> str:
             f"max_wal_senders {settings['max_wal_senders']}, wal_keep_size {settings['wal_keep_size']}); "
             f"a row written on the primary (users.id={user_id}) visible on the standby after {ms:.1f} ms; "
             f"the standby refuses an INSERT: \"{refusal}\"")
+
+
+_SIGNATURES = {"primary_settings": "primary_settings()", "replication_role_sql":
+               "replication_role_sql(role, password_literal)", "hba_line": "hba_line(role, standby_address)"}
+
+
+def _call(config, name: str, *args):
+    """Call one of the learner's functions; whatever it raises is a CheckFailed naming the call."""
+    try:
+        return getattr(config, name)(*args)
+    except Exception as exc:
+        raise CheckFailed(f"{name}{args!r} raised {type(exc).__name__}: {exc} — the driver calls "
+                          f"{_SIGNATURES[name]}") from None
 
 
 def _wait_streaming(stack, timeout: float = 15.0) -> dict:
