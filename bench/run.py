@@ -9,8 +9,9 @@ loop of 64 clients waits in queues, so p50 there is about 64/rps and says little
 request) and at concurrency 1 (latency: nothing queues, so p50 is the service time of one
 request: what "the cache makes a read N times faster" means). The hit-vs-DB latency target
 compares rungs 3 and 4 at concurrency 1 (same nginx, same replicas, only the store differs).
-Lab economics: cold/warm ``up()``, ``down()``, memory (PSS) of each lab's stack, and the wall
-time of each solution notebook with FAST on. Results: bench/results/<date>.{json,md,png};
+Lab economics: cold/warm ``up()``, ``down()``, memory (PSS) of each lab's stack (every lab
+that runs locally), and the wall time of the solution notebooks of labs 01-03 with FAST on
+(``--notebook-labs all`` times every lab's; later labs take minutes each, past bench's 10). Results: bench/results/<date>.{json,md,png};
 the README's table is replaced with the latest. Nothing here is asserted: it reports ratios
 and says which of issue 7's targets the run met.
 """
@@ -284,9 +285,12 @@ def stack_memory_mib(stack) -> float:
     return total / 2**20
 
 
-def economics(workdir: Path, notebooks: bool) -> list[dict]:
+NOTEBOOK_LABS = (1, 2, 3)   # FAST notebooks timed by default (later labs' take minutes each)
+
+
+def economics(workdir: Path, notebook_labs=NOTEBOOK_LABS) -> list[dict]:
     rows = []
-    for lab in sorted(PLANS):
+    for lab in sorted(lab for lab, plan in PLANS.items() if "local" in plan.runtimes):
         stack = Stack(lab=lab, state_dir=workdir / f"econ{lab}")
         solve(stack)
         started = time.perf_counter()
@@ -301,7 +305,7 @@ def economics(workdir: Path, notebooks: bool) -> list[dict]:
         warm = time.perf_counter() - started
         stack.down(purge=True)
         row = {"lab": lab, "cold up s": cold, "warm up s": warm, "down s": down, "memory MiB (PSS)": memory}
-        if notebooks:
+        if lab in notebook_labs:
             row["notebook s (FAST)"] = notebook_seconds(lab, workdir / f"nb{lab}")
         rows.append(row)
     return rows
@@ -377,13 +381,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
     parser.add_argument("--no-notebooks", action="store_true", help="skip timing the solution notebooks")
+    parser.add_argument("--notebook-labs", default=",".join(map(str, NOTEBOOK_LABS)),
+                        help="labs whose FAST solution notebook is timed (default: %(default)s; 'all' for every lab)")
     parser.add_argument("--no-economics", action="store_true", help="the request ladder only (no up/down, notebooks)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scalelab-bench-") as tmp:
         workdir = Path(tmp)
         table = ratios(ladder(workdir, args.seconds))
-        econ = pd.DataFrame([] if args.no_economics else economics(workdir, notebooks=not args.no_notebooks))
+        notebook_labs = () if args.no_notebooks else (
+            tuple(PLANS) if args.notebook_labs == "all" else tuple(int(n) for n in args.notebook_labs.split(",") if n))
+        econ = pd.DataFrame([] if args.no_economics else economics(workdir, notebook_labs))
     meta = {"date": date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
             "concurrency": CONCURRENCY, "latency_concurrency": LATENCY_CONCURRENCY, "pinned": bool(_pinning()),
             "complete": not (args.no_economics or args.no_notebooks)}
