@@ -357,10 +357,10 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
     for ax, df, y, title in ((left, fast, "rps", f"throughput: requests/s at concurrency {CONCURRENCY}"),
                              (right, slow, "p50_ms", f"latency: p50 ms at concurrency {LATENCY_CONCURRENCY}")):
-        ax.bar(df.rung.str.split(",").str[0], df[y], color="tab:blue")
-        ax.bar_label(ax.containers[0], fmt="%.3g", fontsize="small")
+        ax.bar(df.rung.str.replace(", ", "\n"), df[y], color="tab:blue")
+        ax.bar_label(ax.containers[0], fmt="%.0f" if y == "rps" else "%.3f", fontsize="small")
         ax.set(ylabel=y, title=title)
-        ax.tick_params(axis="x", labelrotation=20)
+        ax.tick_params(axis="x", labelsize="small")
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
 
