@@ -4,7 +4,6 @@ Marked ``compose``: ``make test`` runs these after stack/deploy/ensure-docker.sh
 engine available (and says so in one line where it cannot).
 """
 
-import os
 import uuid
 
 import httpx
@@ -12,23 +11,14 @@ import pytest
 
 from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable, ScalelabError
-from scalelab.references import solve
+
+from conftest import completed_stack, unavailable
 
 pytestmark = pytest.mark.compose
 
 
-def unavailable(exc: Exception):
-    """Skip, saying why — or fail where the engine must be there (make test, after ensure-docker.sh)."""
-    (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"compose unavailable: {exc}")
-
-
 def compose_stack(state_dir, lab: int = 1) -> Stack:
-    try:
-        stack = Stack(lab=lab, runtime="compose", state_dir=state_dir)
-    except RuntimeUnavailable as exc:
-        unavailable(exc)
-    solve(stack)
-    return stack.up()
+    return completed_stack(state_dir, lab, "compose")
 
 
 def project_resources(stack) -> dict[str, list]:
@@ -144,7 +134,7 @@ def test_compose_file_runs_by_hand_with_healthchecks_ordering_the_start(tmp_path
         client = compose_engine.connect()
         tag = compose_images.ensure(client, tmp_path / "build.log")
     except RuntimeUnavailable as exc:
-        unavailable(exc)
+        unavailable("compose", exc)
     (tmp_path / "shop.env").write_text("SHOP_JWT_SECRET=" + "k" * 40 + "\n")
     (tmp_path / ".env").write_text(f"SCALELAB_TAG={tag}\nPOSTGRES_PASSWORD=pg-{uuid.uuid4().hex}\n"
                                    f"SHOP_DB_PASSWORD=shop-{uuid.uuid4().hex}\nREDIS_PASSWORD=r-{uuid.uuid4().hex}\n"

@@ -1,29 +1,19 @@
 """Lab 07's Prometheus on the compose runtime: a container from scalelab/prometheus (Debian's
 package) scraping every shop container over the Compose network (runtimes/compose_prometheus.py)."""
 
-import os
 import time
 
 import pytest
 
-from scalelab import Stack
-from scalelab.errors import RuntimeUnavailable
 from scalelab.labs import lab07
-from scalelab.references import reference_file, solve
+from scalelab.references import reference_file
+
+from conftest import solved_stack
 
 pytestmark = pytest.mark.compose
 
 
-@pytest.fixture(scope="module")
-def c7(tmp_path_factory):
-    try:
-        stack = Stack(lab=7, runtime="compose", state_dir=tmp_path_factory.mktemp("compose-lab7"))
-    except RuntimeUnavailable as exc:
-        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"compose unavailable: {exc}")
-    solve(stack)
-    stack.up()
-    yield stack
-    stack.down(purge=True)
+c7 = solved_stack(7, "compose")
 
 
 def scraped(stack) -> set[str]:

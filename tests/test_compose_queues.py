@@ -1,45 +1,21 @@
 """Labs 05 and 08's members on the compose runtime: the order service, Celery workers, the
 relay and the projector as containers (compose.yaml; readiness in runtimes/compose_queue.py)."""
 
-import os
 import time
 
 import httpx
 import pytest
 import redis
 
-from scalelab import Stack
-from scalelab.errors import RuntimeUnavailable
 from scalelab.labs import lab05, lab08
-from scalelab.references import solve
 from scalelab.runtimes import compose_queue
+
+from conftest import solved_stack
 
 pytestmark = pytest.mark.compose
 
-
-def compose_stack(state_dir, lab: int) -> Stack:
-    try:
-        stack = Stack(lab=lab, runtime="compose", state_dir=state_dir)
-    except RuntimeUnavailable as exc:
-        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"compose unavailable: {exc}")
-    solve(stack)
-    return stack.up()
-
-
-@pytest.fixture(scope="module")
-def c8(tmp_path_factory):
-    """Lab 08's stack on compose: every member this module tests (orders, worker, relay, projector)."""
-    stack = compose_stack(tmp_path_factory.mktemp("compose-lab8"), lab=8)
-    yield stack
-    stack.down(purge=True)
-
-
-@pytest.fixture(scope="module")
-def c5(tmp_path_factory):
-    """Lab 05's stack on compose: payment calls of 0.5 s, so a worker is caught holding one."""
-    stack = compose_stack(tmp_path_factory.mktemp("compose-lab5"), lab=5)
-    yield stack
-    stack.down(purge=True)
+c8 = solved_stack(8, "compose")   # every member this module tests: orders, worker, relay, projector
+c5 = solved_stack(5, "compose")   # payment calls of 0.5 s, so a worker is caught holding one
 
 
 @pytest.fixture

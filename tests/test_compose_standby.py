@@ -2,31 +2,22 @@
 primary over the Compose network, admitted by the exercise's pg_hba line (runtimes/compose_standby.py)."""
 
 import ipaddress
-import os
 import time
 
 import httpx
 import pytest
 
-from scalelab import Stack, db
-from scalelab.errors import RuntimeUnavailable
+from scalelab import db
 from scalelab.exercise import CheckFailed
 from scalelab.labs import lab04
 from scalelab.references import reference_file, solve
 
+from conftest import solved_stack
+
 pytestmark = pytest.mark.compose
 
 
-@pytest.fixture(scope="module")
-def c4(tmp_path_factory):
-    try:
-        stack = Stack(lab=4, runtime="compose", state_dir=tmp_path_factory.mktemp("compose-lab4"))
-    except RuntimeUnavailable as exc:
-        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"compose unavailable: {exc}")
-    solve(stack)
-    stack.up()
-    yield stack
-    stack.down(purge=True)
+c4 = solved_stack(4, "compose")
 
 
 def write_replication(stack, old: str | None = None, new: str | None = None) -> None:

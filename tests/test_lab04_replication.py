@@ -1,10 +1,8 @@
 """Lab 04, part 1: a real hot standby made by pg_basebackup, and the service's read/write split."""
 
-import shutil
 import time
 import uuid
 
-import asyncpg
 import httpx
 import pytest
 
@@ -14,14 +12,10 @@ from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab04
 from scalelab.references import reference_file, solve
 
+from conftest import solved_stack
 
-@pytest.fixture(scope="module")
-def lab4(tmp_path_factory):
-    stack = Stack(lab=4, state_dir=tmp_path_factory.mktemp("state-lab4"))
-    solve(stack)
-    stack.up()
-    yield stack
-    stack.down(purge=True)
+
+lab4 = solved_stack(4)
 
 
 @pytest.fixture

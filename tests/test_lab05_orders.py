@@ -11,15 +11,9 @@ from scalelab.exercise import CheckFailed
 from scalelab.labs import lab05
 from scalelab.references import solve
 
-from conftest import completed_stack
+from conftest import solved_stack
 
-
-@pytest.fixture(scope="module")
-def lab5(tmp_path_factory):
-    """Lab 05's stack (Postgres, Redis, users, orders, a worker), its exercises done from the reference."""
-    stack = completed_stack(tmp_path_factory.mktemp("state-lab5"), lab=5)
-    yield stack
-    stack.down(purge=True)
+lab5 = solved_stack(5)   # Postgres, Redis, users, orders, a worker
 
 
 @pytest.fixture

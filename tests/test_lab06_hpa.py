@@ -11,7 +11,7 @@ from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab06
 from shop.reference.hpa import desired_replicas
 
-from conftest import completed_stack
+from conftest import solved_stack
 
 
 # -- the algorithm (no stack) ------------------------------------------------------------------
@@ -105,11 +105,7 @@ def test_untouched_deployment_stub_is_not_attempted(tmp_path):
 
 
 # -- on a real local stack ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lab6(tmp_path_factory):
-    stack = completed_stack(tmp_path_factory.mktemp("state-lab6"), lab=6)
-    yield stack
-    stack.down(purge=True)
+lab6 = solved_stack(6)
 
 
 def test_work_endpoint_spends_cpu_and_refuses_too_much(lab6):

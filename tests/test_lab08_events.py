@@ -1,7 +1,6 @@
 """Lab 08 on a real stack: the transactional outbox, the fold, the projector's consumer group
 (idempotent under redelivery, catch-up after SIGKILL, replay from zero); the CI workflow."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +15,13 @@ from scalelab import aio, db
 from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab05, lab08
 
-from conftest import completed_stack
+from conftest import solved_stack
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github/workflows/ci.yml"
 
 
-@pytest.fixture(scope="module")
-def lab8(tmp_path_factory):
-    """Lab 08's stack (Postgres, Redis, users, orders, a worker, the relay, the projector), solved."""
-    stack = completed_stack(tmp_path_factory.mktemp("state-lab8"), lab=8)
-    yield stack
-    stack.down(purge=True)
+lab8 = solved_stack(8)   # Postgres, Redis, users, orders, a worker, the relay, the projector
 
 
 def _events_of(stack, order_id) -> list[dict]:

@@ -7,18 +7,12 @@ from contextlib import contextmanager
 
 import asyncpg
 import httpx
-import pytest
 
 from scalelab import aio, db
 
-from conftest import completed_stack
+from conftest import solved_stack
 
-
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory):
-    stack = completed_stack(tmp_path_factory.mktemp("resilience"))
-    yield stack
-    stack.down(purge=True)
+own_stack = solved_stack(1)   # this module kills and pauses its members: not the shared session stack
 
 
 @contextmanager
