@@ -63,6 +63,9 @@ class Observe:
         self.service = service
         self.instance = instance
         self.log_requests = log_requests
+        # labels() takes a lock and checks its arguments on every call: keep each label set's
+        # children (a bounded set: route templates x methods x statuses).
+        self._children: dict[tuple, tuple] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -87,9 +90,12 @@ class Observe:
             route = getattr(scope.get("route"), "path", None) or (
                 METRICS_PATH if scope["path"] == METRICS_PATH else UNMATCHED)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            labels = (self.service, route, method, str(status))
-            REQUESTS.labels(*labels).inc()
-            LATENCY.labels(*labels).observe(elapsed)
+            key = (route, method, status)
+            if (children := self._children.get(key)) is None:
+                labels = (self.service, route, method, str(status))
+                children = self._children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+            children[0].inc()
+            children[1].observe(elapsed)
             if self.log_requests and (route != METRICS_PATH or status != 200):   # not a line per scrape
                 log_json(access_log, logging.WARNING if status >= 500 else logging.INFO,
                          service=self.service, instance=self.instance, request_id=request_id, method=method,
@@ -143,6 +149,7 @@ class CountingCache:
 
     def __init__(self, inner):
         self._inner = inner
+        self._counts: dict[str, object] = {}   # each result's child, made on its first count (as before)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -156,7 +163,10 @@ class CountingCache:
             return await load(uid)
 
         user = await self._inner.get(user_id, counting_load)
-        CACHE.labels("user", "bypass" if self._inner.off_reason else "miss" if missed else "hit").inc()
+        result = "bypass" if self._inner.off_reason else "miss" if missed else "hit"
+        if (counter := self._counts.get(result)) is None:
+            counter = self._counts[result] = CACHE.labels("user", result)
+        counter.inc()
         return user
 
 
