@@ -46,10 +46,15 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type"}
 
 
+def domain_response(exc: "DomainError") -> JSONResponse:
+    """How every domain error is answered: its status, ``{error, detail}`` and its headers."""
+    return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError):
-        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers)
+        return domain_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

@@ -1,7 +1,6 @@
 """Users: create, read one, list a page, update and delete (these two need a token from lab 02 on)."""
 
 import asyncio
-import json
 import re
 
 import asyncpg
@@ -10,7 +9,7 @@ from pydantic import TypeAdapter
 
 from shop.auth import hash_password, require_self
 from shop.db import connection, remember_write, run_read
-from shop.errors import Conflict, DomainError, NotFound, error_body
+from shop.errors import Conflict, DomainError, NotFound, domain_response
 from shop.models import UserCreate, UserOut, UserPage, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -50,8 +49,7 @@ async def _fetch_user(request: Request, user_id: int) -> dict | None:
         "user_queries", "fetch_user", conn, user_id))
 
 
-@router.get("/{user_id}", response_model=UserOut)
-async def read_user(request: Request, response: Response, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+async def _user_or_404(request: Request, user_id: int) -> dict:
     # Cache-aside (lab 03): Redis first, the database on a miss or when Redis fails (shop/cache.py).
     user = await request.app.state.user_cache.get(user_id, lambda uid: _fetch_user(request, uid))
     if user is None:
@@ -59,6 +57,12 @@ async def read_user(request: Request, response: Response, user_id: int = Path(ge
         if node := getattr(request.state, "db_node", None):
             missing.headers = {DB_NODE: node}   # a 404 from a lagging replica says so
         raise missing
+    return user
+
+
+@router.get("/{user_id}", response_model=UserOut)
+async def read_user(request: Request, response: Response, user_id: int = Path(ge=1, le=BIGINT_MAX)):
+    user = await _user_or_404(request, user_id)   # GET /users/<plain id> is served by FastRead below
     _served_by(request, response)
     return user
 
@@ -90,23 +94,15 @@ class FastRead:
             return await self.app(scope, receive, send)
         scope["route"] = self.route
         request = Request(scope, receive)
-        headers = [(b"content-type", b"application/json")]
         try:
-            user = await request.app.state.user_cache.get(user_id, lambda uid: _fetch_user(request, uid))
-            if user is None:
-                missing = NotFound(f"no user with id {user_id}")
-                if node := getattr(request.state, "db_node", None):
-                    missing.headers = {DB_NODE: node}   # a 404 from a lagging replica says so
-                raise missing
-            status_code, body = 200, USER_OUT.dump_json(USER_OUT.validate_python(user))
-            if node := getattr(request.state, "db_node", None):
-                headers.append((DB_NODE.lower().encode(), node.encode()))
-        except DomainError as exc:   # as the app's handler answers it (shop.errors, JSONResponse)
-            status_code = exc.status_code
-            body = json.dumps(error_body(exc.code, exc.detail), ensure_ascii=False, separators=(",", ":")).encode()
-            headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status_code, "headers": headers})
+            user = await _user_or_404(request, user_id)
+        except DomainError as exc:   # answered as the app's handler answers it (shop.errors)
+            return await domain_response(exc)(scope, receive, send)
+        body = USER_OUT.dump_json(USER_OUT.validate_python(user))
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if node := getattr(request.state, "db_node", None):
+            headers.append((DB_NODE.lower().encode(), node.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
