@@ -1,8 +1,6 @@
 """Labs 05 and 08's members on the compose runtime: the order service, Celery workers, the
 relay and the projector as containers (compose.yaml; readiness in runtimes/compose_queue.py)."""
 
-import time
-
 import httpx
 import pytest
 import redis
@@ -73,10 +71,7 @@ def test_a_terminated_worker_container_finishes_its_order_before_it_exits(c5, or
     user = lab05.new_user(c5, "Compose Buyer")
     c5.scale("worker", 1)
     ids = [lab05.place(orders_api, user)["id"] for _ in range(6)]
-    deadline = time.monotonic() + 20
-    while (running := lab05.holding(c5, "worker-1")) is None:
-        assert time.monotonic() < deadline, "worker-1 never took an order"
-        time.sleep(0.005)
+    running = lab05.wait_holding(c5, "worker-1")
     c5.kill("worker-1", "TERM")                          # docker-init forwards it: Celery's warm shutdown
     by_worker1 = lab05.deliveries(c5, ids).query("worker == 'worker-1@scalelab'")
     assert running in by_worker1.order_id.tolist() and by_worker1.finished_at.notna().all()

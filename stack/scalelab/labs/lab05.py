@@ -114,6 +114,17 @@ def holding(stack, member: str) -> int | None:
     return None if since is None else _unfinished(stack, member, since)
 
 
+def wait_holding(stack, member: str, timeout: float = 20.0) -> int:
+    """The order worker ``member`` runs, as soon as it holds one (CheckFailed after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while (order_id := holding(stack, member)) is None:
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{member} took no order within {timeout:.0f} s: are orders queued? "
+                              f"(stack.logs({member!r}))")
+        time.sleep(0.01)
+    return order_id
+
+
 def kill_mid_task(stack, member: str, tries: int = 3) -> int:
     """Wait until worker ``member`` runs an order, SIGKILL it, return that order's id.
 
@@ -121,11 +132,7 @@ def kill_mid_task(stack, member: str, tries: int = 3) -> int:
     worker is started again and the drill repeated (at most ``tries`` times)."""
     for _ in range(tries):
         since = _started_at(stack, member)
-        deadline = time.monotonic() + 20
-        while holding(stack, member) is None:
-            if time.monotonic() > deadline:
-                raise CheckFailed(f"{member} took no order within 20 s: are orders queued? (stack.logs({member!r}))")
-            time.sleep(0.01)
+        wait_holding(stack, member)
         stack.kill(member, "KILL")
         if (lost := _unfinished(stack, member, since)) is not None:
             return lost
@@ -325,7 +332,7 @@ def _check_task_directly(stack, process_order) -> list[str]:
             if (s := await status(flaky)) == "done":
                 raise CheckFailed("when pay() raised, the order was still marked 'done': mark it done only after "
                                   "pay() returned")
-            return [f"claimed → 'processing' during pay() → 'done'; a second delivery skipped; a 'processing' leftover "
+            return ["claimed → 'processing' during pay() → 'done'; a second delivery skipped; a 'processing' leftover "
                     "finished; dead/failed left alone; a failing pay() propagates"]
         finally:
             await conn.close()
