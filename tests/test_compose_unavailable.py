@@ -1,4 +1,5 @@
-"""Without a Docker engine the compose runtime says what to do, in one line (runs everywhere)."""
+"""Without a Docker engine the compose runtime says what to do, in one line; a lab asked for a runtime
+it does not run on yet is refused in one line (runs everywhere)."""
 
 import pytest
 
@@ -15,12 +16,18 @@ def test_without_an_engine_the_runtime_says_how_to_fix_it_in_one_line(tmp_path, 
     assert "docker engine not reachable" in message and 'runtime="local"' in message and "\n" not in message
 
 
-@pytest.mark.parametrize("lab", [p.lab for p in PLANS.values() if "compose" not in p.runtimes] or [None])
-def test_a_lab_not_yet_on_a_runtime_is_refused_in_one_line_before_anything_starts(lab, tmp_path):
-    if lab is None:
-        pytest.skip("every lab runs on compose")
+REFUSED = [(p.lab, runtime) for p in PLANS.values() for runtime in ("local", "compose", "kind")
+           if runtime not in p.runtimes]
+
+
+def test_some_lab_is_not_on_every_runtime():
+    assert REFUSED, "every lab runs everywhere: the refusal below has nothing left to prove"
+
+
+@pytest.mark.parametrize("lab,runtime", REFUSED)
+def test_a_lab_not_yet_on_a_runtime_is_refused_in_one_line_before_anything_starts(lab, runtime, tmp_path):
     with pytest.raises(RuntimeUnavailable) as failed:
-        Stack(lab=lab, runtime="compose", state_dir=tmp_path)
+        Stack(lab=lab, runtime=runtime, state_dir=tmp_path)
     message = str(failed.value)
     assert f"lab {lab}" in message and 'runtime="local"' in message and "\n" not in message
-    assert not (tmp_path / "compose").exists(), "nothing was created for a refused runtime"
+    assert not (tmp_path / runtime).exists(), "nothing was created for a refused runtime"
