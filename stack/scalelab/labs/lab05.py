@@ -8,7 +8,6 @@ import uuid
 import asyncpg
 import httpx
 import pandas as pd
-import psutil
 import redis
 
 from scalelab import aio, db
@@ -84,21 +83,9 @@ def deliveries(stack, ids: list[int]) -> pd.DataFrame:
 
 
 def _started_at(stack, member: str) -> float | None:
-    """When the member's current process started (epoch seconds), or None if it is not running.
-    A runtime whose status() has a ``started`` column says so itself (compose: the container's
-    start); otherwise the member's pid names a process here (local)."""
-    status = stack.status().set_index("member")
-    if member not in status.index:
-        return None
-    if "started" in status.columns:
-        started = status.started[member]
-        return None if pd.isna(started) else float(started)
-    if pd.isna(status.pid[member]):
-        return None
-    try:
-        return psutil.Process(int(status.pid[member])).create_time()
-    except psutil.Error:
-        return None
+    """When the member's current incarnation started (epoch seconds), or None if it is not running."""
+    started = stack.status().set_index("member").started.get(member)
+    return None if started is None or pd.isna(started) else started.timestamp()
 
 
 def _unfinished(stack, member: str, since: float) -> int | None:

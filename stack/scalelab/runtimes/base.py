@@ -72,4 +72,6 @@ class Runtime(Protocol):
         """An ``scalelab.autoscaler.Autoscaler`` for ``spec`` (lab 06): the driver's model of the
         HPA controller where there is no Kubernetes, the real HPA on kind."""
 
-    def status(self) -> pd.DataFrame: ...
+    def status(self) -> pd.DataFrame:
+        """One row per member: member, pid, port, state, log, and ``started`` (a UTC Timestamp: when
+        the running incarnation started, None when it is not running: a pid alone names none)."""

@@ -462,8 +462,9 @@ class KindRuntime:
                 rows.append({"member": member, "pid": None,
                              "port": self.forwards.known(pod, PORTS[service]),
                              "state": "running" if ready else (status.phase.lower() if status else "gone"),
-                             "log": f"kubectl -n {self.namespace} logs {pod}"})
-        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
+                             "log": f"kubectl -n {self.namespace} logs {pod}",
+                             "started": pd.Timestamp(status.start_time) if status and status.start_time else None})
+        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log", "started"])
 
     # -- readiness ----------------------------------------------------------------------------
     def wait_ready(self, services: list[str] | None = None, timeout: float = READY_TIMEOUT) -> None:

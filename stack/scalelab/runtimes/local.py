@@ -215,10 +215,13 @@ class LocalRuntime:
         return self._record(member).log_tail(tail)
 
     def status(self) -> pd.DataFrame:
-        rows = [{"member": rec.name, "pid": rec.pid, "port": rec.port,
-                 "state": "running" if rec.alive() else "stopped", "log": rec.log}
-                for rec in self.procs.values()]
-        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log"])
+        rows = []
+        for rec in self.procs.values():
+            alive = rec.alive()
+            rows.append({"member": rec.name, "pid": rec.pid, "port": rec.port,
+                         "state": "running" if alive else "stopped", "log": rec.log,
+                         "started": pd.Timestamp(rec.started_at, unit="s", tz="UTC") if alive else None})
+        return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log", "started"])
 
     # -- lab 06: CPU readings and the model autoscaler (scalelab/autoscaler.py) ---------------
     def cpu_seconds(self, member: str) -> float:
