@@ -30,17 +30,18 @@ from scalelab.runtimes.compose_engine import Compose, connect
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
-PORTS = {"postgres": 5432, "users": 8000, "redis": 6379, "nginx": 8080}   # inside the containers
-# Labs 05 and 08: the order service, Celery workers (their metrics port), relay and projector (no port).
-PORTS.update({"orders": 8000, "worker": 9100, "relay": None, "projector": None})
+# Each service's port inside its containers. Standbys (lab 04+: compose_standby), the order
+# service, the Celery workers (their metrics port) and Prometheus (lab 07: compose_prometheus);
+# the relay and the projector (labs 05, 08) listen on nothing.
+PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080,
+         "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090}
 # compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
 # container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
-PORT_VARS = {"postgres": "POSTGRES_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT", "nginx": "NGINX_PORT"}
-PORT_VARS.update({"orders": "ORDERS_PORT", "worker": "WORKER_PORT"})
+PORT_VARS = {"postgres": "POSTGRES_PORT", "standby": "STANDBY_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT",
+             "nginx": "NGINX_PORT", "orders": "ORDERS_PORT", "worker": "WORKER_PORT",
+             "prometheus": "PROMETHEUS_PORT"}
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis")
-PORTS["standby"], PORT_VARS["standby"] = 5432, "STANDBY_PORT"     # lab 04+: hot standbys (compose_standby)
-PORTS["prometheus"], PORT_VARS["prometheus"] = 9090, "PROMETHEUS_PORT"   # lab 07 (compose_prometheus)
 READY_TIMEOUT = 90.0
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 
@@ -214,9 +215,13 @@ class ComposeRuntime:
         self.lab = None
         self._save()
 
+    def _front(self, service: str) -> str:
+        """The service that fronts ``service`` while it runs (nginx for users), else ``service``."""
+        return next((front for front, fronted in FRONTS.items() if fronted == service and self.members(front)),
+                    service)
+
     def url(self, service: str) -> str:
-        service = next((front for front, fronted in FRONTS.items() if fronted == service and self.members(front)),
-                       service)
+        service = self._front(service)
         members = self.members(service)
         if not members:
             raise ScalelabError(f"no {service} in this stack — is it up? (`stack.up()`)")
@@ -227,8 +232,7 @@ class ComposeRuntime:
 
     def inside_url(self, service: str) -> str:
         """How the stack's own containers reach ``service``: its front's name on the Compose network."""
-        front = next((front for front, fronted in FRONTS.items() if fronted == service and self.members(front)),
-                     service)
+        front = self._front(service)
         return f"http://{front}:{PORTS[front]}"
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
@@ -372,8 +376,8 @@ class ComposeRuntime:
                          "port": self._published_port(container, member),
                          "state": {"exited": "stopped", "created": "stopped"}.get(container.status, container.status),
                          "log": f"docker logs {container.name}",
-                         # when the running container started (epoch s): a pid alone names no incarnation
-                         "started": pd.Timestamp(state["StartedAt"]).timestamp() if running else None})
+                         # when the running container started: a pid alone names no incarnation
+                         "started": pd.Timestamp(state["StartedAt"]) if running else None})
         return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log", "started"])
 
     # -- lab 06: CPU readings and the model autoscaler (scalelab/autoscaler.py) ---------------
