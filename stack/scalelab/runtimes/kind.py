@@ -176,7 +176,7 @@ class KindRuntime:
         self._save()
         self.cluster.load([compose_images.reference(image, self.tag) for image in compose_images.IMAGES],
                           self.home / "load.log")
-        self._ensure_metrics_server(required="hpa" in plan.exercises)
+        self._ensure_metrics_server()
         self._check_entry_port_free()
         if not self._namespace_exists():
             self._wait_namespace_gone()                # a namespace still terminating (a recent down()) first
@@ -218,9 +218,8 @@ class KindRuntime:
                 if (kind, item.metadata.name) not in wanted:
                     deleter(item.metadata.name, self.namespace)
 
-    def _ensure_metrics_server(self, required: bool) -> None:
-        """metrics-server in kube-system (kept with the cluster): the HPA and doctor read it.
-        Its image must be on the host; a lab without autoscaling goes on without it."""
+    def _ensure_metrics_server(self) -> None:
+        """metrics-server in kube-system (kept with the cluster): the HPA and doctor read it."""
         from kubernetes.client.exceptions import ApiException
         try:
             self.apps.read_namespaced_deployment("metrics-server", "kube-system")
@@ -228,8 +227,6 @@ class KindRuntime:
         except ApiException as exc:
             if not self._not_found(exc):
                 raise
-        if not required and not kind_cluster.image_present(self.docker, kind_cluster.METRICS_SERVER_IMAGE):
-            return
         self.cluster.load_metrics_server(self.docker, self.home / "load.log")
         self.apply(kind_render.render_repo(kind_cluster.K8S / "metrics-server"))
 

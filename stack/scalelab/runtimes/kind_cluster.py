@@ -21,21 +21,45 @@ from scalelab.paths import REPO
 
 KIND_CONFIG = REPO / "kind-config.yaml"
 K8S = REPO / "stack" / "deploy" / "k8s"
-# kind v0.27's node image for Kubernetes 1.32 (the version kube_schema validates against),
-# pinned by digest as kind's release notes give it.
-NODE_IMAGE = os.environ.get(
-    "SCALELAB_KIND_NODE_IMAGE",
-    "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f")
-METRICS_SERVER_IMAGE = "registry.k8s.io/metrics-server/metrics-server:v0.7.2"   # k8s/metrics-server
-MIN_KIND = (0, 27)
+KIND_OFFLINE = REPO / "stack" / "deploy" / "kind-offline"
 
-NO_KIND = ("kind not found — install kind >= 0.27 (https://kind.sigs.k8s.io/docs/user/quick-start/#installation; "
-           "Debian: apt-get install -t trixie kind) or use runtime=\"local\"")
-NO_KUBECTL = ("kubectl not found — install kubectl >= 1.30 (https://kubernetes.io/docs/tasks/tools/; "
-              "it renders the manifests with its built-in kustomize) or use runtime=\"local\"")
+
+def _versions() -> dict[str, str]:
+    """stack/deploy/kind-offline/versions.env: the versions the offline build makes (KEY=VALUE)."""
+    pairs = (line.split("=", 1) for line in (KIND_OFFLINE / "versions.env").read_text().splitlines()
+             if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+VERSIONS = _versions()
+# kind v0.30's own node image for Kubernetes 1.34, pinned by digest as its release notes give
+# it: what a learner with internet runs. `make kind-offline` builds the same Kubernetes minor
+# here from Go modules (OFFLINE_NODE_IMAGE); either is used when present, the official first.
+OFFICIAL_NODE_IMAGE = VERSIONS["KIND_OFFICIAL_NODE_IMAGE"]
+OFFLINE_NODE_IMAGE = f"scalelab/kind-node:{VERSIONS['KUBERNETES_VERSION']}"
+METRICS_SERVER_IMAGE = f"registry.k8s.io/metrics-server/metrics-server:{VERSIONS['METRICS_SERVER_VERSION']}"
+MIN_KIND = (0, 30)
+# Where `make kind-offline` keeps what it builds (kind and kubectl among its binaries).
+KIND_CACHE = Path(os.environ.get("SCALELAB_KIND_CACHE", Path.home() / ".cache" / "scalelab" / "kind-offline"))
+
+INSTALL_KIND = ("install kind >= 0.30 (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) "
+                "or build it here with `make kind-offline`")
+NO_KIND = f"kind not found — {INSTALL_KIND}, or use runtime=\"local\""
+NO_KUBECTL = ("kubectl not found — install kubectl >= 1.33 (https://kubernetes.io/docs/tasks/tools/; "
+              "it renders the manifests with its built-in kustomize) or `make kind-offline`, or use runtime=\"local\"")
+
+
+def tool(name: str) -> str | None:
+    """The ``kind`` or ``kubectl`` to run: the one ``make kind-offline`` built, else PATH's."""
+    built = KIND_CACHE / "bin" / name
+    if built.is_file() and os.access(built, os.X_OK):
+        return str(built)
+    return shutil.which(name)
 
 
 def _run(argv: list[str], timeout: float = 120, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    if argv[0] in ("kind", "kubectl"):
+        argv = [tool(argv[0]) or argv[0], *argv[1:]]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                              **kwargs)
@@ -48,10 +72,10 @@ def _run(argv: list[str], timeout: float = 120, check: bool = True, **kwargs) ->
 
 
 def kind_version() -> tuple[int, int] | None:
-    """(major, minor) of the kind binary on PATH, or None without one."""
-    if shutil.which("kind") is None:
+    """(major, minor) of the kind binary tool() finds, or None without one."""
+    if tool("kind") is None:
         return None
-    out = _run(["kind", "version"], timeout=30, check=False).stdout   # "kind v0.27.0 go1.23.6 linux/amd64"
+    out = _run(["kind", "version"], timeout=30, check=False).stdout   # "kind v0.30.0 go1.26.8 linux/amd64"
     for word in out.split():
         if word.startswith("v") and word[1:2].isdigit():
             parts = word[1:].split(".")
@@ -63,14 +87,13 @@ def kind_version() -> tuple[int, int] | None:
 
 
 def require_tools() -> None:
-    """kind and kubectl on PATH (cheap checks first; the engine and the node image come after)."""
+    """kind and kubectl (cheap checks first; the engine and the node image come after)."""
     version = kind_version()
     if version is None:
         raise RuntimeUnavailable(NO_KIND)
     if version < MIN_KIND:
-        raise RuntimeUnavailable(f"kind {version[0]}.{version[1]} is too old — install kind >= 0.27 "
-                                 "(https://kind.sigs.k8s.io/docs/user/quick-start/#installation) or use runtime=\"local\"")
-    if shutil.which("kubectl") is None:
+        raise RuntimeUnavailable(f"kind {version[0]}.{version[1]} is too old — {INSTALL_KIND}, or use runtime=\"local\"")
+    if tool("kubectl") is None:
         raise RuntimeUnavailable(NO_KUBECTL)
 
 
@@ -86,15 +109,26 @@ def image_present(client, reference: str) -> bool:
 
 
 def node_image(client) -> str:
-    """The node image to create the cluster from: present locally, or a one-line fix."""
-    if image_present(client, NODE_IMAGE):
-        return NODE_IMAGE
-    by_tag = NODE_IMAGE.split("@", 1)[0]
-    if by_tag != NODE_IMAGE and image_present(client, by_tag):
-        return by_tag
-    raise RuntimeUnavailable(f"kind node image not found locally — run `docker pull {NODE_IMAGE}` "
-                             "(or set SCALELAB_KIND_NODE_IMAGE to a kindest/node:v1.32.x you have), "
+    """The node image to create the cluster from: SCALELAB_KIND_NODE_IMAGE when set, else kind's
+    official one or the one ``make kind-offline`` built, whichever is here (official first)."""
+    wanted = os.environ.get("SCALELAB_KIND_NODE_IMAGE")
+    for image in ([wanted] if wanted else [OFFICIAL_NODE_IMAGE, OFFLINE_NODE_IMAGE]):
+        if image_present(client, image):
+            return image
+        by_tag = image.split("@", 1)[0]
+        if by_tag != image and image_present(client, by_tag):
+            return by_tag
+    if wanted:
+        raise RuntimeUnavailable(f"kind node image {wanted} (SCALELAB_KIND_NODE_IMAGE) not found locally — "
+                                 "pull or build it, or unset SCALELAB_KIND_NODE_IMAGE")
+    raise RuntimeUnavailable(f"kind node image not found locally — `docker pull {OFFICIAL_NODE_IMAGE}` "
+                             "(with a registry) or `make kind-offline` (builds it here from Go modules), "
                              "or use runtime=\"local\"")
+
+
+def node_image_origin(image: str) -> str:
+    """How doctor names a node image: kind's official one, or built here by make kind-offline."""
+    return "built here by make kind-offline" if image.startswith("scalelab/kind-node:") else "kind's official image"
 
 
 def cluster_name() -> str:
@@ -160,10 +194,10 @@ class Cluster:
             raise ServiceFailed(f"kind load docker-image failed (exit {out.returncode}):\n{tail}")
 
     def load_metrics_server(self, client, log: Path) -> None:
-        if not image_present(client, METRICS_SERVER_IMAGE):
-            raise RuntimeUnavailable(f"metrics-server image not found locally — run `docker pull {METRICS_SERVER_IMAGE}` "
-                                     "(the HorizontalPodAutoscaler reads CPU from it), or use runtime=\"local\"")
-        self.load([METRICS_SERVER_IMAGE], log)
+        """metrics-server's image into the nodes when the host's engine has it. Otherwise the node
+        image holds it already (make kind-offline's does) or the nodes pull it (kind's official one)."""
+        if image_present(client, METRICS_SERVER_IMAGE):
+            self.load([METRICS_SERVER_IMAGE], log)
 
     def delete(self) -> None:
         if self.exists():
@@ -172,7 +206,7 @@ class Cluster:
 
 def kustomize(directory: Path) -> str:
     """``kubectl kustomize DIR``: the rendered manifests (never printed: they hold the Secret)."""
-    if shutil.which("kubectl") is None:
+    if tool("kubectl") is None:
         raise RuntimeUnavailable(NO_KUBECTL)
     out = _run(["kubectl", "kustomize", str(directory)], timeout=120, check=False)
     if out.returncode != 0:
@@ -184,7 +218,7 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     """``scalelab doctor``'s kind lines: node image, metrics-server image, the cluster, and
     whether metrics flow (the metrics.k8s.io API: what `kubectl top nodes` reads)."""
     ok, warn = "ok", "warn"
-    if shutil.which("kind") is None:
+    if tool("kind") is None:
         return []                            # the tools lines already say kind is missing
     rows = []
     try:
@@ -193,11 +227,17 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     except RuntimeUnavailable as exc:
         return [(warn, "kind node image", f"cannot tell: {exc}")]
     try:
-        rows.append((ok, "kind node image", f"{node_image(client)} present"))
+        image = node_image(client)
+        rows.append((ok, "kind node image", f"{image} present ({node_image_origin(image)})"))
     except RuntimeUnavailable as exc:
         rows.append((warn, "kind node image", str(exc)))
-    rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE} present") if image_present(client, METRICS_SERVER_IMAGE)
-                else (warn, "metrics-server image", f"not present — `docker pull {METRICS_SERVER_IMAGE}` (the HPA needs it)"))
+        image = ""
+    if image_present(client, METRICS_SERVER_IMAGE):
+        rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE} present (kind load puts it in the nodes)"))
+    elif image == OFFLINE_NODE_IMAGE:
+        rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE} inside the node image (make kind-offline)"))
+    else:
+        rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE}: the nodes pull it when the HPA first needs it"))
     name = cluster_name()
     out = _run(["kind", "get", "clusters"], timeout=60, check=False)
     if name not in out.stdout.split():

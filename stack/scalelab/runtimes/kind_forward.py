@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scalelab.errors import ServiceFailed
 from scalelab.ports import free_port
+from scalelab.runtimes import kind_cluster
 
 
 class Forwards:
@@ -35,7 +36,7 @@ class Forwards:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log, "a") as out:
                 proc = subprocess.Popen(
-                    ["kubectl", "--kubeconfig", str(self.kubeconfig), "-n", self.namespace, "port-forward",
+                    [kind_cluster.tool("kubectl") or "kubectl", "--kubeconfig", str(self.kubeconfig), "-n", self.namespace, "port-forward",
                      "--address", "127.0.0.1", f"pod/{pod}", f"{local}:{remote}"],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self._open[(pod, remote)] = (proc, local)
