@@ -17,11 +17,21 @@ from scalelab import doctor, references
 from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed
 from scalelab.paths import default_state_dir
+from scalelab.plans import PLANS
+from scalelab.runtimes import get_runtime
 from scalelab.stack import Stack
 
 
-def _stack(args, lab: int | None = None) -> Stack:
-    return Stack(lab=lab or args.lab, runtime=args.runtime, state_dir=args.state_dir, detach=True)
+def _stack(args) -> Stack:
+    """The stack a command acts on: ``--lab``'s, else the lab that runs on this runtime now (down,
+    status and logs need no --lab), else the first lab the runtime can run."""
+    lab = args.lab
+    if lab is None:
+        state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+        lab = get_runtime(args.runtime, state_dir).running_lab()
+    if lab is None:
+        lab = next(n for n in sorted(PLANS) if args.runtime in PLANS[n].runtimes)
+    return Stack(lab=lab, runtime=args.runtime, state_dir=args.state_dir, detach=True)
 
 
 # The HTTP entry points a learner may open, in the order they are listed.
@@ -33,6 +43,7 @@ def _entry_points(stack: Stack) -> str:
 
 
 def cmd_up(args) -> int:
+    args.lab = args.lab or 1
     stack = _stack(args).up()
     print(stack.status().to_string(index=False))
     print(f"\nlab {stack.lab} is up on runtime={args.runtime!r}: {_entry_points(stack)}")
@@ -64,6 +75,7 @@ def cmd_logs(args) -> int:
 
 
 def cmd_check(args) -> int:
+    args.lab = args.lab or 1
     stack = _stack(args)
     if stack.runtime.running_lab() != stack.lab:
         print(f"lab {stack.lab} is not up: run `make lab-{stack.lab}` first", file=sys.stderr)
@@ -81,6 +93,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_reset(args) -> int:
+    args.lab = args.lab or 1
     stack = _stack(args).reset()
     print(f"lab {stack.lab} reset: fresh database, empty workspace; {_entry_points(stack)}")
     return 0
@@ -105,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                      ("reset", cmd_reset), ("doctor", cmd_doctor), ("logs", cmd_logs)]:
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
-        p.add_argument("--lab", type=int, default=1)
+        p.add_argument("--lab", type=int, default=None,
+                       help="the lab (down, status, logs: the one running; up, check, reset: 1)")
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete the database, logs and scratch dirs")
         if name == "logs":

@@ -187,8 +187,30 @@ class KindRuntime:
         self._prune(objects)
         started |= before != self._generations()
         self.wait_ready()
+        self._wait_entry_spreads()
         self._save()
         return started
+
+    def _wait_entry_spreads(self, timeout: float = 30) -> None:
+        """Until nginx sends requests to every ready users pod. nginx learns the pods from the
+        headless Service's DNS name, re-read every 2 s: right after a rollout or a scale it may
+        still know fewer. (Without nginx the entry is the Service itself: nothing to wait for.)"""
+        import httpx
+        if not plan_for(self.lab).has("nginx") or not plan_for(self.lab).has("users"):
+            return
+        pods = {p.metadata.name for p in self._pods("users")
+                if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])}
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5, headers={"Connection": "close"}) as client:
+            while not pods <= seen:
+                if time.monotonic() > deadline:
+                    raise ServiceFailed(f"nginx still answers from {sorted(seen)} only, {timeout:.0f} s after "
+                                        f"{sorted(pods)} were ready:\n{self.logs('nginx-1', tail=10)}")
+                try:
+                    seen.add(client.get(f"{self.url('users')}/health").headers.get("x-instance", ""))
+                except httpx.HTTPError:
+                    time.sleep(0.2)
 
     def _render(self, plan: Plan) -> list[dict]:
         directory = kind_render.write_kustomization(self.home, plan, self.namespace, self.tag or "dev",
@@ -219,16 +241,23 @@ class KindRuntime:
                     deleter(item.metadata.name, self.namespace)
 
     def _ensure_metrics_server(self) -> None:
-        """metrics-server in kube-system (kept with the cluster): the HPA and doctor read it."""
-        from kubernetes.client.exceptions import ApiException
-        try:
-            self.apps.read_namespaced_deployment("metrics-server", "kube-system")
-            return
-        except ApiException as exc:
-            if not self._not_found(exc):
-                raise
+        """metrics-server in kube-system (kept with the cluster; re-applied, so a changed manifest
+        reaches a kept cluster), waited for: the HPA reads it, and while its APIService is
+        unavailable the API server cannot finish deleting any namespace (a stack's down())."""
         self.cluster.load_metrics_server(self.docker, self.home / "load.log")
         self.apply(kind_render.render_repo(kind_cluster.K8S / "metrics-server"))
+        deadline = time.monotonic() + 120
+        while not self._metrics_api_available():
+            if time.monotonic() > deadline:
+                raise ServiceFailed("metrics-server not available after 120 s (the HPA and namespace deletion need it):\n"
+                                    + self._why_not_ready("metrics-server", namespace="kube-system",
+                                                          selector="k8s-app=metrics-server"))
+            time.sleep(1)
+
+    def _metrics_api_available(self) -> bool:
+        from kubernetes import client
+        service = client.ApiregistrationV1Api(self.api[0]).read_api_service("v1beta1.metrics.k8s.io")
+        return any(c.type == "Available" and c.status == "True" for c in service.status.conditions or [])
 
     def _check_entry_port_free(self) -> None:
         """The entry NodePort is cluster-wide: another stack's namespace holding it is named."""
@@ -363,6 +392,8 @@ class KindRuntime:
             raise ScalelabError(f"replicas must be >= 0, got {replicas}")
         self.apps.patch_namespaced_deployment_scale(service, self.namespace, {"spec": {"replicas": replicas}})
         self.wait_ready([service])
+        if service == "users":
+            self._wait_entry_spreads()
 
     def kill(self, member: str, signal: str = "KILL") -> None:
         if signal not in SIGNALS:
@@ -488,10 +519,11 @@ class KindRuntime:
             else:
                 raise ServiceFailed(f"{service} not rolled out after {timeout:.0f}s:\n{self._why_not_ready(service)}")
 
-    def _why_not_ready(self, service: str) -> str:
+    def _why_not_ready(self, service: str, namespace: str | None = None, selector: str | None = None) -> str:
         """The pods' waiting reasons and the last log lines of one: what `kubectl describe` would show."""
+        namespace = namespace or self.namespace
         lines = []
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=_pods_of(service)).items
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector or _pods_of(service)).items
         for pod in pods:
             for status in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or []):
                 waiting = status.state.waiting if status.state else None
@@ -501,12 +533,12 @@ class KindRuntime:
                                  f"{' — ' + waiting.message[:160] if waiting and waiting.message else ''}")
         if pods:
             try:
-                tail = self.core.read_namespaced_pod_log(pods[-1].metadata.name, self.namespace,
+                tail = self.core.read_namespaced_pod_log(pods[-1].metadata.name, namespace,
                                                          container=service, tail_lines=10)
                 lines.append(f"  {pods[-1].metadata.name} log ends with:\n{tail}")
             except Exception:
                 pass
-        return "\n".join(lines) or "  (no pods: `kubectl get events -n " + self.namespace + "`)"
+        return "\n".join(lines) or "  (no pods: `kubectl get events -n " + namespace + "`)"
 
     # -- metrics and autoscaling ------------------------------------------------------------------
     def pod_metrics(self, service: str) -> dict[str, float]:

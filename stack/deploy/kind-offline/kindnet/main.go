@@ -9,7 +9,12 @@
 //     bridge) with host-local addresses from that CIDR, then portmap (hostPort);
 //  3. routes every other node's pod CIDR through that node's InternalIP (all nodes share one
 //     Docker network, so no tunnel is needed);
-//  4. masquerades pod traffic leaving the cluster's pod subnet (an nftables table of its own).
+//  4. masquerades pod traffic leaving the cluster's pod subnet (an nftables table of its own);
+//  5. refuses (ICMP host unreachable) any packet still addressed to a Service IP after the NAT
+//     stage, i.e. one no kube-proxy rule translated (a Service created a moment ago, or the
+//     API server dialling before kube-proxy is up). kindnetd leaves such packets to the default
+//     route; on a machine whose network answers any TLS port (a transparent proxy), a client
+//     would then hold a connection to a stranger — the aggregator did, to metrics-server's IP.
 //
 // It runs as a hostNetwork DaemonSet and re-checks the nodes every few seconds.
 package main
@@ -28,6 +33,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -56,17 +62,47 @@ func main() {
 	if err != nil {
 		log.Fatalf("kindnet-offline: %v", err)
 	}
-	if err := ensureMasquerade(cfg.podSubnet); err != nil {
-		log.Fatalf("kindnet-offline: masquerade rule: %v", err)
+	if err := ensureRules(cfg.podSubnet, nil); err != nil {
+		log.Fatalf("kindnet-offline: nftables rules: %v", err)
 	}
 	log.Printf("node %s, pod subnet %s: masquerade rule in nftables table ip %s", cfg.nodeName, cfg.podSubnet, nftTableName)
 	routes := map[string]string{} // pod CIDR -> gateway, as installed by this process
+	serviceCIDRs := ""            // the Service CIDRs the reject rules cover now
 	for {
 		if err := reconcile(client, cfg, routes); err != nil {
 			log.Printf("reconcile: %v", err)
 		}
+		if cidrs, err := listServiceCIDRs(client); err != nil {
+			log.Printf("listing Service CIDRs: %v", err)
+		} else if key := fmt.Sprint(cidrs); key != serviceCIDRs {
+			if err := ensureRules(cfg.podSubnet, cidrs); err != nil {
+				log.Printf("nftables rules: %v", err)
+			} else {
+				serviceCIDRs = key
+				log.Printf("untranslated packets to the Service CIDRs %v are refused", cidrs)
+			}
+		}
 		time.Sleep(resync)
 	}
+}
+
+// listServiceCIDRs reads the cluster's Service IP ranges (networking.k8s.io/v1 ServiceCIDR).
+func listServiceCIDRs(client *kubernetes.Clientset) ([]*net.IPNet, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	found, err := client.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var cidrs []*net.IPNet
+	for _, item := range found.Items {
+		for _, text := range item.Spec.CIDRs {
+			if _, cidr, err := net.ParseCIDR(text); err == nil && cidr.IP.To4() != nil {
+				cidrs = append(cidrs, cidr)
+			}
+		}
+	}
+	return cidrs, nil
 }
 
 func configFromEnv() (config, error) {
@@ -229,10 +265,13 @@ func deleteRoute(cidr string) {
 	}
 }
 
-// ensureMasquerade (re)creates `table ip kindnet-offline` with one rule:
+// ensureRules (re)creates `table ip kindnet-offline`, in one transaction:
 //
 //	postrouting (nat, srcnat): ip saddr POD_SUBNET ip daddr != POD_SUBNET masquerade
-func ensureMasquerade(subnet *net.IPNet) error {
+//	output, forward (filter):  ip daddr SERVICE_CIDR reject with icmp host-unreachable
+//
+// The filter hooks run after DNAT: a packet kube-proxy translated is addressed to a pod by then.
+func ensureRules(podSubnet *net.IPNet, serviceCIDRs []*net.IPNet) error {
 	conn, err := nftables.New()
 	if err != nil {
 		return err
@@ -241,20 +280,33 @@ func ensureMasquerade(subnet *net.IPNet) error {
 	conn.DelTable(table)
 	_ = conn.Flush() // absent on a first start: nothing to delete
 	conn.AddTable(table)
-	chain := conn.AddChain(&nftables.Chain{
+	postrouting := conn.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 	})
-	network, mask := subnet.IP.To4(), net.IP(subnet.Mask).To4()
-	matchSubnet := func(offset uint32, op expr.CmpOp) []expr.Any {
-		return []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
-			&expr.Cmp{Op: op, Register: 1, Data: network},
+	exprs := append(matchNetwork(12, podSubnet, expr.CmpOpEq), matchNetwork(16, podSubnet, expr.CmpOpNeq)...) // saddr, daddr
+	conn.AddRule(&nftables.Rule{Table: table, Chain: postrouting, Exprs: append(exprs, &expr.Masq{})})
+	for _, hook := range []struct {
+		name string
+		hook *nftables.ChainHook
+	}{{"output", nftables.ChainHookOutput}, {"forward", nftables.ChainHookForward}} {
+		chain := conn.AddChain(&nftables.Chain{
+			Name: hook.name, Table: table, Type: nftables.ChainTypeFilter,
+			Hooknum: hook.hook, Priority: nftables.ChainPriorityFilter,
+		})
+		for _, cidr := range serviceCIDRs {
+			reject := &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 1} // host unreachable
+			conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: append(matchNetwork(16, cidr, expr.CmpOpEq), reject)})
 		}
 	}
-	exprs := append(matchSubnet(12, expr.CmpOpEq), matchSubnet(16, expr.CmpOpNeq)...) // saddr, daddr
-	exprs = append(exprs, &expr.Masq{})
-	conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	return conn.Flush()
+}
+
+// matchNetwork compares the IPv4 address at offset (12: source, 16: destination) with a network.
+func matchNetwork(offset uint32, network *net.IPNet, op expr.CmpOp) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.IP(network.Mask).To4(), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: op, Register: 1, Data: network.IP.To4()},
+	}
 }
