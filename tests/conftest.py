@@ -14,6 +14,11 @@ from scalelab.references import solve
 REQUIRED = {"compose": "SCALELAB_REQUIRE_COMPOSE", "kind": "SCALELAB_REQUIRE_KIND"}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``last`` run after all the others (stable order otherwise)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 def unavailable(runtime: str, exc: Exception):
     """Skip, saying why — or fail where the runtime must be there (make test / make test-kind)."""
     required = os.environ.get(REQUIRED.get(runtime, ""))

@@ -1,5 +1,5 @@
 """stack/deploy/k8s without a cluster: every overlay renders, validates against the Kubernetes
-1.32 OpenAPI schema (strict), and has the properties the kind runtime and lab 06 rely on.
+1.34 OpenAPI schema (strict), and has the properties the kind runtime and lab 06 rely on.
 
 What a cluster would add (pods starting, probes answering, the HPA scaling) is tested by
 tests/test_kind.py under `make test-kind`, on a machine with Docker and kind.
@@ -392,8 +392,8 @@ def test_the_kind_runtime_names_what_is_missing_in_one_line(tmp_path, monkeypatc
 
 
 @pytest.mark.compose   # needs the engine: runs in make test's compose phase, where one is started
-def test_without_the_node_image_the_kind_runtime_names_the_exact_docker_pull():
-    """Against the real engine (the image is checked there, not assumed)."""
+def test_the_node_image_is_kinds_official_one_or_the_offline_one_and_a_missing_one_is_named(monkeypatch):
+    """Against the real engine (the images are checked there, not assumed)."""
     from scalelab.errors import RuntimeUnavailable
     from scalelab.runtimes import kind_cluster
     try:
@@ -401,13 +401,22 @@ def test_without_the_node_image_the_kind_runtime_names_the_exact_docker_pull():
         client = connect()
     except RuntimeUnavailable as exc:
         (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"no Docker engine to ask: {exc}")
-    if kind_cluster.image_present(client, kind_cluster.NODE_IMAGE):
-        assert kind_cluster.node_image(client) == kind_cluster.NODE_IMAGE
-        return
+    assert re.fullmatch(r"kindest/node:v1\.34\.\d+@sha256:[0-9a-f]{64}", kind_cluster.OFFICIAL_NODE_IMAGE)
+    monkeypatch.delenv("SCALELAB_KIND_NODE_IMAGE", raising=False)
+    present = [image for image in (kind_cluster.OFFICIAL_NODE_IMAGE, kind_cluster.OFFLINE_NODE_IMAGE)
+               if kind_cluster.image_present(client, image)]
+    if present:                                  # the official one first, when both are here
+        assert kind_cluster.node_image(client) == present[0]
+    monkeypatch.setattr(kind_cluster, "OFFICIAL_NODE_IMAGE", "kindest/node:v1.34.0@sha256:" + "0" * 64)
+    monkeypatch.setattr(kind_cluster, "OFFLINE_NODE_IMAGE", "scalelab/kind-node:v0.0.0-absent")
     with pytest.raises(RuntimeUnavailable) as caught:
         kind_cluster.node_image(client)
-    assert f"docker pull {kind_cluster.NODE_IMAGE}`" in str(caught.value) and "\n" not in str(caught.value)
-    assert re.fullmatch(r"kindest/node:v1\.32\.\d+@sha256:[0-9a-f]{64}", kind_cluster.NODE_IMAGE)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"docker pull {kind_cluster.OFFICIAL_NODE_IMAGE}`" in message and "make kind-offline" in message
+    monkeypatch.setenv("SCALELAB_KIND_NODE_IMAGE", "example/absent:v1")
+    with pytest.raises(RuntimeUnavailable, match=r"example/absent:v1 \(SCALELAB_KIND_NODE_IMAGE\) not found"):
+        kind_cluster.node_image(client)
 
 
 @needs_kubectl
@@ -612,9 +621,11 @@ def test_pods_of_the_learners_deployment_join_none_of_the_stacks_services_or_wor
 
 
 def test_kind_configs_kubeadm_patch_is_a_v1beta3_cluster_configuration_with_a_faster_hpa_sync():
-    """kind uses kubeadm v1beta3 (extraArgs: a map) for the node image's Kubernetes 1.32."""
-    from scalelab.runtimes.kind_cluster import NODE_IMAGE
-    assert re.match(r"kindest/node:v1\.(2[3-9]|3[0-5])\.", NODE_IMAGE)
+    """kind 0.30 writes kubeadm v1beta3 (extraArgs: a map) for Kubernetes 1.23 and later, its
+    official node image's 1.34 and the offline one's included."""
+    from scalelab.runtimes.kind_cluster import OFFICIAL_NODE_IMAGE, OFFLINE_NODE_IMAGE
+    assert re.match(r"kindest/node:v1\.34\.", OFFICIAL_NODE_IMAGE)
+    assert re.match(r"scalelab/kind-node:v1\.34\.", OFFLINE_NODE_IMAGE)
     (patch,) = [yaml.safe_load(text) for text in KIND_CONFIG["kubeadmConfigPatches"]]
     assert (patch["apiVersion"], patch["kind"]) == ("kubeadm.k8s.io/v1beta3", "ClusterConfiguration")
     args = patch["controllerManager"]["extraArgs"]

@@ -1,8 +1,9 @@
 """Lab 06's stack on a real kind cluster (``make test-kind``): nothing here is simulated.
 
-Needs Docker, kind >= 0.27, kubectl and the node image (kindest/node:v1.32.2) — and the
-metrics-server image for the metrics test. Without them every test skips naming the missing
-piece; under ``make test-kind`` (SCALELAB_REQUIRE_KIND=1) they fail instead. The solution
+Needs Docker, kind >= 0.30, kubectl and a node image for Kubernetes 1.34 (kind's official one,
+or the one ``make kind-offline`` builds here, metrics-server inside it). Without them every
+test skips naming the missing piece; under ``make test-kind`` (SCALELAB_REQUIRE_KIND=1, which
+builds what is missing first) they fail instead. The solution
 notebook 06 with RUNTIME="kind" runs from tests/test_notebooks.py (its `kind` parameter).
 The cluster (``scalelab``) is created on first use and kept; each run gets its own namespace.
 """
@@ -174,3 +175,29 @@ def test_down_deletes_the_namespace_and_keeps_the_cluster(tmp_path):
     other.down()
     assert other.runtime.running_lab() is None
     assert other.runtime.cluster.exists()
+
+
+def test_down_leaves_no_namespace_no_pod_container_no_forward_and_no_entry(stack):
+    """``make down RUNTIME=kind``: the namespace, every container of its pods in the nodes, the
+    port-forwards to single pods and the entry NodePort are gone (the cluster stays)."""
+    import subprocess
+    forwarded = stack.member_url("users-1")                   # opens a port-forward
+    namespace = stack.runtime.namespace
+    stack.down()
+    assert not stack.runtime._namespace_exists()
+    for node in _cluster_nodes(stack.runtime.cluster.name):
+        left = subprocess.run(["docker", "exec", node, "crictl", "ps", "-a", "-q", "--label",
+                               f"io.kubernetes.pod.namespace={namespace}"], capture_output=True, text=True, timeout=60)
+        assert left.returncode == 0 and left.stdout.strip() == "", f"{node} still has containers of {namespace}"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{forwarded}/health", timeout=3)          # the forward's port is closed
+    with pytest.raises(httpx.HTTPError):
+        httpx.get("http://127.0.0.1:30080/health", timeout=3)  # no NodePort Service behind kind's mapping
+    assert stack.runtime.cluster.exists()
+
+
+def _cluster_nodes(cluster: str) -> list[str]:
+    import subprocess
+    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.x-k8s.kind.cluster={cluster}",
+                          "--format", "{{.Names}}"], capture_output=True, text=True, timeout=60)
+    return out.stdout.split()

@@ -80,10 +80,21 @@ def test_solution_notebook_runs_and_every_check_passes(notebook, runtime, tmp_pa
     assert checks and len(passed) == len(checks), "every check cell printed its green line"
 
 
-@pytest.mark.parametrize("notebook", LABS, ids=[p.stem for p in LABS])
-def test_unfilled_lab_stops_at_its_first_check_with_a_hint(notebook, tmp_path, monkeypatch):
+# Each unfilled lab on local, and on kind where its plan runs there (under `-m kind`).
+LAB_RUNS = [pytest.param(nb, rt.values[0], id=f"{nb.stem}-{rt.id}" if rt.id != "local" else nb.stem, marks=rt.marks)
+            for nb in LABS for rt in RUNTIMES
+            if rt.values[0] in ("local", "kind") and rt.values[0] in plan_for(lab_number_of(nb)).runtimes]
+
+
+@pytest.mark.parametrize("notebook,runtime", LAB_RUNS)
+def test_unfilled_lab_stops_at_its_first_check_with_a_hint(notebook, runtime, tmp_path, monkeypatch):
+    if runtime != "local":
+        try:
+            Stack(lab=lab_number_of(notebook), runtime=runtime, state_dir=tmp_path / "state")
+        except RuntimeUnavailable as exc:
+            (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"{runtime!r} unavailable: {exc}")
     with pytest.raises(pm.PapermillExecutionError) as failed:
-        execute(notebook, "labs", tmp_path / "state", monkeypatch)
+        execute(notebook, "labs", tmp_path / "state", monkeypatch, runtime)
     error = failed.value
     assert error.ename == "NotAttempted", f"{error.ename}: {error.evalue}"
     assert "not attempted yet" in error.evalue and "hint" in error.evalue

@@ -1,7 +1,7 @@
 """Validate Kubernetes manifests against the official OpenAPI schema, offline.
 
     problems = validate(yaml_text)          # [] when every document is valid
-    problems = validate(docs, version="1.32.0")
+    problems = validate(docs, version="1.34.0")
 
 The schemas ship inside the ``kubernetes-validate`` wheel (one per Kubernetes minor
 version), so this works without a cluster and without a network. ``strict`` schemas
@@ -12,8 +12,9 @@ from typing import Any, Iterable
 
 import yaml
 
-# kind 0.27's default node image runs Kubernetes 1.32: the version the lab's manifests target.
-KUBERNETES_VERSION = "1.32.0"
+# kind 0.30's node image (and make kind-offline's) runs Kubernetes 1.34: the version the lab's
+# manifests target.
+KUBERNETES_VERSION = "1.34.0"
 
 
 def documents(source: str | Iterable[dict]) -> list[dict]:

@@ -116,7 +116,7 @@ for archive in "$CACHE"/images/*.tar; do
     docker exec -i "$BUILDER" ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned \
         --all-platforms --no-unpack --digests - < "$archive" >/dev/null
 done
-say "images in the node's containerd: $(docker exec "$BUILDER" ctr --namespace=k8s.io images list -q | grep -v '^sha256:' | tr '\n' ' ')"
+say "images in the node's containerd: $(docker exec "$BUILDER" ctr --namespace=k8s.io images list -q | grep -v -e '^sha256:' -e '^import-' | tr '\n' ' ')"
 docker exec "$BUILDER" pkill containerd
 docker exec "$BUILDER" bash -c 'for i in $(seq 50); do pgrep -x containerd >/dev/null || exit 0; sleep 0.2; done'
 previous=$(docker image inspect --format '{{.Id}}' "$NODE_IMAGE" 2>/dev/null || true)

@@ -11,5 +11,9 @@ if [ "${kind_minor:-0}" -ge 30 ] && docker image inspect "$KIND_OFFICIAL_NODE_IM
     say "kind $(kind version | cut -d' ' -f2) and kind's official node image are here: nothing to build"
     exit 0
 fi
-say "building what is missing for kind offline (cold: about 40 minutes; then seconds) ..."
+if step_done node-image "$(cat "$CACHE/stamps/node-image" 2>/dev/null)" && [ -s "$CACHE/stamps/node-image" ]; then
+    say "kind's official node image is not here: checking the offline build (up to date: seconds) ..."
+else
+    say "kind's official node image is not here and nothing is built yet: make kind-offline (cold: about 35 minutes) ..."
+fi
 exec "$HERE/build.sh"

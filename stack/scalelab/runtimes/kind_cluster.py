@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
+from scalelab.runtimes import kind_host
 from scalelab.paths import REPO
 
 KIND_CONFIG = REPO / "kind-config.yaml"
@@ -168,6 +169,7 @@ class Cluster:
         created = False
         if not self.exists():
             image = node_image(client)
+            kind_host.record(self.name)          # what the nodes will change on the host, as it is now
             _run(["kind", "create", "cluster", "--name", self.name, "--config", str(KIND_CONFIG),
                   "--image", image, "--wait", "180s", "--kubeconfig", str(self.kubeconfig)], timeout=600)
             created = True
@@ -200,8 +202,22 @@ class Cluster:
             self.load([METRICS_SERVER_IMAGE], log)
 
     def delete(self) -> None:
+        """Delete the cluster and kind's Docker network (when nothing else uses it), then put
+        back the host's kernel settings its nodes changed (kind_host)."""
         if self.exists():
             _run(["kind", "delete", "cluster", "--name", self.name], timeout=300)
+        network = _run(["docker", "network", "inspect", "kind", "--format", "{{len .Containers}}"],
+                       timeout=60, check=False)
+        if network.returncode == 0 and network.stdout.strip() == "0":
+            _run(["docker", "network", "rm", "kind"], timeout=60, check=False)
+        if not kind_host.recorded(self.name):
+            return
+        try:
+            kind_host.restore(self.name)
+        except PermissionError:
+            left = ", ".join(f"{name.replace('/', '.')}={value}" for name, value in kind_host.recorded(self.name).items())
+            raise ServiceFailed(f"cluster {self.name} deleted; putting back the host settings its nodes changed needs "
+                                f"root: sysctl -w {left}") from None
 
 
 def kustomize(directory: Path) -> str:
