@@ -20,20 +20,19 @@ class Plan:
 # runtime's, generated per stack). Later labs' plans include these settings too.
 AUTH = {"SHOP_AUTH_REQUIRED": "true"}
 
-# kind is lab 06's runtime: labs 01-03's checks name replicas users-N and run the learner's
-# nginx upstream, which a cluster does not (pods have generated names; nginx is the repo's).
 LOCAL_AND_COMPOSE = ("local", "compose")
+EVERYWHERE = ("local", "compose", "kind")
 
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
-            exercises=("user_queries", "pool"), runtimes=LOCAL_AND_COMPOSE),
+            exercises=("user_queries", "pool"), runtimes=EVERYWHERE),
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
             {"postgres": 1, "users": 3, "nginx": 1},
-            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=LOCAL_AND_COMPOSE),
+            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=EVERYWHERE),
     3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3, "nginx": 1},
             exercises=("user_cache", "rate_limit"),
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"},
-            runtimes=LOCAL_AND_COMPOSE),
+            runtimes=EVERYWHERE),
 }
 # Labs 04 and 05 run on local and compose (compose.yaml has their standby, orders and worker
 # services); lab 06 runs on every runtime.

@@ -1,6 +1,6 @@
 """Port-forwards from 127.0.0.1 to single pods (``kubectl port-forward``), one per member.
 
-The entry Service answers on the NodePort kind-config.yaml publishes; a single member
+An entry Service may answer on a NodePort (kind publishes them on 127.0.0.1); a single member
 (``stack.member_url("users-2")``), Postgres and Redis are reached through the API server,
 one forward per pod, started on first use and replaced when its pod is. A forward is a
 debugging path (one stream through the API server), not a load-test path: load goes to
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from scalelab.errors import ServiceFailed
 from scalelab.ports import free_port
-from scalelab.runtimes import kind_cluster
+from scalelab.runtimes.kubernetes.tools import tool
 
 
 class Forwards:
@@ -36,7 +36,7 @@ class Forwards:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log, "a") as out:
                 proc = subprocess.Popen(
-                    [kind_cluster.tool("kubectl") or "kubectl", "--kubeconfig", str(self.kubeconfig), "-n", self.namespace, "port-forward",
+                    [tool("kubectl") or "kubectl", "--kubeconfig", str(self.kubeconfig), "-n", self.namespace, "port-forward",
                      "--address", "127.0.0.1", f"pod/{pod}", f"{local}:{remote}"],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self._open[(pod, remote)] = (proc, local)
