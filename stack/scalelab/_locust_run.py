@@ -15,6 +15,7 @@ from the ``scalelab`` package is imported before gevent patches the process.
 import locust  # noqa: F401  -- must stay the first import: gevent patches the process here
 
 import json
+import os
 import random
 import sys
 import time
@@ -144,6 +145,14 @@ def run_spec(spec):
         for second in range(1, 10**6):
             gevent.sleep(max(0.0, start + second - time.time()))
             samples.append(snapshot(env, runner))
+
+    def stop_when_told():
+        while not os.path.exists(spec["stop_file"]):
+            gevent.sleep(0.05)
+        budget_reached.set()
+
+    if spec.get("stop_file"):   # the caller ends the load early by creating this file
+        gevent.spawn(stop_when_told)
 
     users = spec["users"]
     runner.start(users, spawn_rate=users)  # everybody at once

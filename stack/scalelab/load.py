@@ -145,6 +145,7 @@ def run(
     timeout: float = 10.0,
     expect_status: Collection[int] = (),
     label: str | None = None,
+    stop_file: str | None = None,
 ) -> LoadResult:
     """Send load to ``base_url`` and return what Locust measured.
 
@@ -159,6 +160,7 @@ def run(
     expect_status  status codes that count as success even though they are >= 400,
                    e.g. {429} when the point of the exercise is rate limiting
     label          name for this run in tables and plots
+    stop_file      the load also stops as soon as this file exists (``duration`` stays the bound)
 
     A response counts as failed if its status is not 2xx/3xx (and not in
     ``expect_status``), or if no response arrived at all.
@@ -179,6 +181,7 @@ def run(
         "headers": dict(headers or {}),
         "timeout": float(timeout),
         "expect_status": sorted(int(s) for s in expect_status),
+        "stop_file": stop_file,
     }
     out = _run_child(spec)
     label = label or f"{spec['method']} {_describe(paths)} x{users}"

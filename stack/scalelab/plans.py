@@ -39,7 +39,7 @@ PLANS = {
 PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, races",
                 {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
                 exercises=("replication", "read_routing", "sharding", "debit"),
-                settings={**AUTH}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH}, runtimes=EVERYWHERE)
 # Orders (lab 05 on): a short visibility timeout (default 1 h) so a killed worker's order is
 # redelivered within the notebook; every task and retry countdown is shorter.
 ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5",
@@ -47,7 +47,7 @@ ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5"
 PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency"),
-                settings={**AUTH, **ORDERS}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH, **ORDERS}, runtimes=EVERYWHERE)
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),
@@ -58,12 +58,12 @@ PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit bre
                  "prometheus": 1},
                 exercises=("alert_rules", "circuit_breaker"),
                 settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1", "SHOP_ACCESS_LOG": "true"},
-                runtimes=LOCAL_AND_COMPOSE)
+                runtimes=EVERYWHERE)
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},
                 exercises=("projector",),
-                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=EVERYWHERE)
 
 
 

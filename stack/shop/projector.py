@@ -33,7 +33,7 @@ import asyncpg
 import redis
 import redis.asyncio as aioredis
 
-from shop import events
+from shop import events, readiness
 from shop.config import Settings
 from shop.exercises import Exercises
 
@@ -136,6 +136,7 @@ class Projector:
     def consume_forever(self) -> None:
         self.ensure_group()
         self.redis.hset(MEMBERS, self.member, os.getpid())
+        readiness.mark(True)
         claimed = self.reclaim()
         log.info("%s: consumer %s ready; %d pending entries reclaimed", self.member, self.consumer, claimed)
         while not self.stopping.is_set():
@@ -165,12 +166,14 @@ def main() -> int:
     try:
         if role == "relay":
             projector.redis.hset(MEMBERS, projector.member, os.getpid())
+            readiness.mark(True)
             projector.relay_forever()
             return 0
         if role == "both":
             threading.Thread(target=projector.relay_forever, name="relay", daemon=True).start()
         projector.consume_forever()
     finally:
+        readiness.mark(False)
         try:
             projector.redis.hdel(MEMBERS, projector.member)
         except redis.RedisError:

@@ -63,6 +63,11 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: docker-entrypoint.py COMMAND [ARGS...]")
     service = os.environ.get("SHOP_SERVICE")
+    if ready := os.environ.get("SHOP_READY_FILE"):   # a container restarted in its pod: not ready yet
+        try:
+            os.unlink(ready)
+        except FileNotFoundError:
+            pass
     if path := os.environ.get("SHOP_INSTANCE_FILE"):
         name = given_name(path, float(os.environ.get("SHOP_INSTANCE_WAIT_S", "120")))
         if name:

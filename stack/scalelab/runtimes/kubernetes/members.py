@@ -15,6 +15,7 @@ Prometheus (lab 07) reads the label.
 INSTANCE_FILE = "/run/scalelab/instance"     # an emptyDir in every shop pod (stack/deploy/k8s)
 MEMBER_LABEL = "scalelab.io/member"
 SHOP_SERVICES = ("users", "orders", "worker", "relay", "projector")
+QUEUE_SERVICES = ("worker", "relay", "projector")       # ready when announced in Redis
 
 
 def member_name(service: str, number: int) -> str:
@@ -100,6 +101,9 @@ def tell(rt, pod, member: str) -> None:
     """Label the pod with its member name; a shop pod also gets it in its instance file."""
     rt.core.patch_namespaced_pod(pod.metadata.name, rt.namespace, {"metadata": {"labels": {MEMBER_LABEL: member}}})
     service = pod.metadata.labels.get("app.kubernetes.io/name")
+    if service in QUEUE_SERVICES:      # an announcement left by an earlier pod of the name is not this one's
+        from scalelab.runtimes import compose_queue
+        compose_queue.forget(rt, member)
     if service in SHOP_SERVICES:
         code, output = rt.api.exec(rt.namespace, pod.metadata.name, service,
                                    ["python3", "-c", "import os, sys; open(sys.argv[1] + '.tmp', 'w').write(sys.argv[2]); "

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from scalelab.plans import Plan
-from scalelab.runtimes import compose_env
+from scalelab.runtimes import compose_env, local_standby
 from scalelab.runtimes.compose_images import IMAGES
 from scalelab.paths import REPO
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
@@ -62,8 +62,9 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     passwords = compose_env.passwords(home)          # created once per state dir, 0600
-    _private_write(directory / "secrets.env",
-                   "".join(f"{key}={passwords[name]}\n" for name, key in SECRET_KEYS.items()))
+    secrets = {key: passwords[name] for name, key in SECRET_KEYS.items()}
+    secrets["replication-password"] = local_standby.password_in(home / "standby")   # lab 04's standby
+    _private_write(directory / "secrets.env", "".join(f"{key}={value}\n" for key, value in secrets.items()))
     # The learner's files, copied below the kustomization (kustomize reads nothing outside it).
     files_dir = directory / "workspace"
     files_dir.mkdir(exist_ok=True)
@@ -75,10 +76,16 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
             if source.is_file() and source.suffix in WORKSPACE_SUFFIXES:
                 (files_dir / source.name).write_bytes(source.read_bytes())
                 files.append(f"workspace/{source.name}")
-    # The shop's pods wait for the member name the driver gives them (members.tell).
+    # The plan's settings (the overlay has them too, for `kubectl apply -k`: a test checks they
+    # agree); the shop's pods wait for the member name the driver gives them (members.tell).
     generators = [{"name": "shop-settings", "behavior": "merge", "options": {"disableNameSuffixHash": True},
                    "literals": [f"SHOP_EXERCISES={json.dumps(list(plan.exercises))}",
-                                f"SHOP_INSTANCE_FILE={INSTANCE_FILE}"]}]
+                                f"SHOP_INSTANCE_FILE={INSTANCE_FILE}",
+                                *(f"{key}={value}" for key, value in plan.settings.items())]}]
+    if plan.has("prometheus"):   # lab 07: service discovery in the stack's own namespace
+        (directory / "prometheus.yml").write_text(prometheus_config(namespace))
+        generators.append({"name": "prometheus-config", "behavior": "replace", "files": ["prometheus.yml"],
+                           "options": {"disableNameSuffixHash": True}})
     if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
         generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
     kustomization = {
@@ -100,6 +107,17 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
               "# secrets.env (0600) holds the stack's passwords: never commit or print it.\n")
     (directory / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
     return directory
+
+
+def prometheus_config(namespace: str) -> str:
+    """components/prometheus/prometheus.yml, watching ``namespace`` instead of ``scalelab``."""
+    text = (K8S / "components" / "prometheus" / "prometheus.yml").read_text()
+    watched = "          names: [scalelab]"
+    if watched not in text:
+        from scalelab.errors import ServiceFailed
+        raise ServiceFailed("components/prometheus/prometheus.yml no longer names its namespace as "
+                            f"`{watched.strip()}`: update render.prometheus_config")
+    return text.replace(watched, f"          names: [{namespace}]")
 
 
 def render(directory: Path) -> list[dict]:

@@ -42,7 +42,7 @@ from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.runtimes import compose_env, compose_images
 from scalelab.runtimes.kubernetes import members as naming
-from scalelab.runtimes.kubernetes import nginx, render
+from scalelab.runtimes.kubernetes import nginx, prometheus, render, standby
 from scalelab.runtimes.kubernetes.api import Api, cores, kube, not_found, ready
 from scalelab.runtimes.kubernetes.forward import Forwards
 
@@ -167,11 +167,19 @@ class KubernetesRuntime:
             self._wait_namespace_gone()                # a namespace still terminating (a recent down()) first
             self.names = naming.Names()
         objects = self._render(plan)
+        if not started:                                # a stack that runs keeps its scale (scale(), kill(), the HPA)
+            for obj in objects:
+                if obj["kind"] in ("Deployment", "StatefulSet"):
+                    obj["spec"].pop("replicas", None)
         before = self._generations()
         self.apply([o for o in objects if o["kind"] != "HorizontalPodAutoscaler"])   # the HPA: autoscaler()
         self._prune(objects)
         started |= before != self._generations()
         self.wait_ready()
+        if plan.has("standby"):                        # after the primary: its side of replication first
+            started |= standby.ensure(self, plan.replicas["standby"])
+        if plan.has("prometheus"):
+            prometheus.ensure(self)
         if plan.has("nginx"):
             nginx.configure(self, strict=False)
         self._save()
@@ -276,7 +284,7 @@ class KubernetesRuntime:
     def wipe(self) -> None:
         """``down(purge=True)``: also forget this stack's passwords and rendered files."""
         import shutil
-        for path in (self.home / "kustomize", self.home / "secrets.json", self.home / "state.json"):
+        for path in (self.home / "kustomize", self.home / "secrets.json", self.home / "state.json", self.home / "logs"):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -315,6 +323,20 @@ class KubernetesRuntime:
         if role == "app":
             return f"postgresql://shop:{pw['shop']}@127.0.0.1:{port}/shop"
         return f"postgresql://postgres:{pw['postgres']}@127.0.0.1:{port}/postgres"
+
+    # -- lab 04: the standby made by base backup (standby.py) --------------------------------
+    def configure_replication(self, config) -> dict:
+        return standby.configure(self, config)
+
+    def rebuild_standby(self, member: str) -> float:
+        return standby.rebuild(self, member)
+
+    # -- lab 07: Prometheus' alert rules (prometheus.py) ----------------------------------------
+    def check_alert_rules(self, path: Path) -> str | None:
+        return prometheus.check_rules(self, path)
+
+    def install_alert_rules(self, path: Path | None) -> None:
+        prometheus.install_rules(self, path)
 
     def redis_url(self) -> str:
         port = self.forwards.port(self.pod("redis-1"), PORTS["redis"])
@@ -412,8 +434,9 @@ class KubernetesRuntime:
         self._set_replicas(service, max(replicas - 1, 0))     # it stays down until start()
         if signal == "KILL":
             self._kill_containers(pod)                        # SIGKILL now, before any preStop or SIGTERM
+        log = self._log_of(pod, service)                      # (a pod deleted with no grace vanishes at once)
         self._delete_pod(pod, 0 if signal == "KILL" else None)   # None: its terminationGracePeriodSeconds
-        self._wait_pod_gone(pod)
+        self._wait_pod_gone(pod, keep_log_of=member, log=log)
 
     def _kill_containers(self, pod: str) -> None:
         """SIGKILL the pod's processes where the runtime reaches its node (kind). Elsewhere the pod
@@ -427,9 +450,41 @@ class KubernetesRuntime:
             if not not_found(exc):
                 raise
 
-    def _wait_pod_gone(self, pod: str, timeout: float = 60) -> None:
-        self.api.wait(lambda **kw: self.core.list_namespaced_pod(self.namespace, **kw), lambda items: not items,
-                      timeout, f"pod {pod} gone", field_selector=f"metadata.name={pod}")
+    def _log_of(self, pod: str, service: str, tail: int = 400) -> str:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            text = self.core.read_namespaced_pod_log(pod, self.namespace, container=service, tail_lines=tail) or ""
+        except ApiException:
+            return ""
+        return "" if text.startswith("unable to retrieve container logs") else text
+
+    def _wait_pod_gone(self, pod: str, keep_log_of: str | None = None, log: str = "", timeout: float = 90) -> None:
+        """Until the pod object is gone: its containers have exited. With ``keep_log_of``, its log
+        is read until then and kept as the member's earlier log (``logs()`` shows it before the
+        new pod's, as a process's log file spans its restarts on local)."""
+        from kubernetes.client.exceptions import ApiException
+        service = self._service(keep_log_of) if keep_log_of else None
+        last = log
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if service:
+                    text = self.core.read_namespaced_pod_log(pod, self.namespace, container=service, tail_lines=400)
+                    if text and not text.startswith("unable to retrieve container logs"):   # (its container is gone)
+                        last = text
+                self.core.read_namespaced_pod(pod, self.namespace)
+            except ApiException as exc:
+                if not_found(exc):
+                    break
+                if exc.status != 400:                    # 400: its container is not running any more
+                    raise
+            if time.monotonic() > deadline:
+                raise ServiceFailed(f"pod {pod} still there {timeout:.0f}s after its deletion")
+            time.sleep(0.25)                                 # polling the pod's end (and its log till then)
+        if keep_log_of and last:
+            earlier = self.home / "logs" / f"{keep_log_of}.earlier.log"
+            earlier.parent.mkdir(parents=True, exist_ok=True)
+            earlier.write_text((earlier.read_text() if earlier.exists() else "")[-200_000:] + last)
 
     def start(self, member: str) -> None:
         """Bring a killed member back (its workload scaled up again: a new pod takes its name) or
@@ -464,6 +519,7 @@ class KubernetesRuntime:
         self.names.starting(service, member)
         self._save()
         self._delete_pod(pod, None)
+        self._wait_pod_gone(pod, keep_log_of=member)   # its log read till the end (its replacement starts meanwhile)
         self._wait_member_ready(member, not_pod=pod)
         self._members_changed(service, restarted=member)
 
@@ -513,8 +569,17 @@ class KubernetesRuntime:
                 raise
 
     def logs(self, member: str, tail: int = 40) -> str:
-        return self.core.read_namespaced_pod_log(self.pod(member), self.namespace, container=self._service(member),
-                                                 tail_lines=tail).rstrip("\n")
+        """The member's log: its earlier pods' (kept when they ended), then its pod's now."""
+        earlier = self.home / "logs" / f"{member}.earlier.log"
+        lines = earlier.read_text().splitlines() if earlier.exists() else []
+        found = self._members_of(self._service(member))
+        if found.get(member):
+            now = self.core.read_namespaced_pod_log(found[member], self.namespace, container=self._service(member),
+                                                    tail_lines=tail)
+            lines += (now or "").splitlines()
+        elif member not in found:
+            self.pod(member)                                  # no such member: its one-line error
+        return "\n".join(lines[-tail:])
 
     def status(self) -> pd.DataFrame:
         rows = []
