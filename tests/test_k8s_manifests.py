@@ -198,14 +198,17 @@ def test_workloads_and_pods_carry_the_recommended_labels(rendered):
 
 
 @needs_kubectl
-def test_one_entry_nodeport_per_lab_equal_to_kind_configs_mapped_container_port(rendered):
-    mapped = [m["containerPort"] for n in KIND_CONFIG["nodes"] for m in n.get("extraPortMappings", [])]
+def test_entry_nodeports_per_lab_are_the_ones_kind_config_publishes(rendered):
+    """The main entry (nginx, or the user service without it) on 30080; the order service on 30081."""
+    from scalelab.runtimes.kubernetes.render import NODE_PORTS
+    mapped = {m["containerPort"] for n in KIND_CONFIG["nodes"] for m in n.get("extraPortMappings", [])}
     for lab, path in LABS.items():
         services = by_kind(rendered[path.name], "Service").values()
-        node_ports = [(s["metadata"]["name"], p["nodePort"]) for s in services if s["spec"].get("type") == "NodePort"
-                      for p in s["spec"]["ports"]]
-        entry = "nginx" if PLANS[lab].has("nginx") else "users"
-        assert node_ports == [(entry, mapped[0])], (path.name, node_ports)
+        node_ports = sorted((s["metadata"]["name"], p["nodePort"]) for s in services if s["spec"].get("type") == "NodePort"
+                            for p in s["spec"]["ports"])
+        entries = ["nginx" if PLANS[lab].has("nginx") else "users"] + (["orders"] if PLANS[lab].has("orders") else [])
+        assert node_ports == sorted((entry, NODE_PORTS[entry]) for entry in entries), (path.name, node_ports)
+        assert {port for _, port in node_ports} <= mapped, "kind-config.yaml publishes every entry NodePort"
 
 
 @needs_kubectl
@@ -218,7 +221,9 @@ def test_each_overlay_runs_its_plans_services_replicas_and_settings(rendered):
         assert workloads["users"]["spec"]["replicas"] == plan.replicas["users"], path.name
         settings = by_kind(objects, "ConfigMap")["shop-settings"]
         extra = {k: v for k, v in settings["data"].items() if k not in base_settings}
-        assert extra == plan.settings, f"{path.name}: settings differ from scalelab.plans.PLANS[{lab}]"
+        # (derived, as compose_env derives it: the order service calls the user service through nginx)
+        derived = {"SHOP_USERS_URL": "http://nginx:8080"} if all(map(plan.has, ("orders", "users", "nginx"))) else {}
+        assert extra == {**plan.settings, **derived}, f"{path.name}: settings differ from scalelab.plans.PLANS[{lab}]"
 
 
 @needs_kubectl
@@ -230,7 +235,7 @@ def test_no_secret_is_in_the_repository_and_every_secret_ref_names_the_runtimes_
         keys |= set(re.findall(r"secretKeyRef:\s*\n\s*key: ([\w-]+)\n\s*name: scalelab-secrets", text))
         assert not re.search(r"secretKeyRef:\s*\n\s*key: [\w-]+\n\s*name: (?!scalelab-secrets)", text), name
     from scalelab.runtimes.kubernetes.render import SECRET_KEYS
-    assert keys == set(SECRET_KEYS.values())
+    assert keys == {*SECRET_KEYS.values(), "replication-password"}
 
 
 @needs_kubectl
@@ -308,7 +313,7 @@ def test_the_drivers_generated_kustomization_sets_namespace_tags_secret_and_work
     assert images == {f"scalelab/{n}:{compose_images.tag()}" for n in ("shop", "postgres", "valkey", "nginx")}
     (secret,) = by_kind(objects, "Secret").values()
     assert secret["metadata"]["name"] == "scalelab-secrets", "the plain name lab 06's exercise YAML refers to"
-    assert set(secret["data"]) == set(SECRET_KEYS.values())
+    assert set(secret["data"]) == {*SECRET_KEYS.values(), "replication-password"}
     assert "shop-settings" in by_kind(objects, "ConfigMap")
     workspace_cm = by_kind(objects, "ConfigMap")["workspace"]   # a plain name: updated in place
     assert workspace_cm["data"]["hpa.py"].startswith("def desired_replicas")

@@ -63,6 +63,7 @@ class Projector:
         client = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         conn = None
         while not self.stopping.is_set():
+            readiness.beat()
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.settings.database_url, timeout=5)
@@ -140,6 +141,7 @@ class Projector:
         claimed = self.reclaim()
         log.info("%s: consumer %s ready; %d pending entries reclaimed", self.member, self.consumer, claimed)
         while not self.stopping.is_set():
+            readiness.beat()
             batches = self.redis.xreadgroup(events.GROUP, self.consumer, {events.STREAM: ">"},
                                             count=BATCH, block=200)
             for _stream, entries in batches or []:

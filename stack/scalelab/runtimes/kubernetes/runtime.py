@@ -432,11 +432,11 @@ class KubernetesRuntime:
         self.names.down(service, member)
         self._save()
         self._set_replicas(service, max(replicas - 1, 0))     # it stays down until start()
+        follower = self._follow_log(pod, service)
         if signal == "KILL":
             self._kill_containers(pod)                        # SIGKILL now, before any preStop or SIGTERM
-        log = self._log_of(pod, service)                      # (a pod deleted with no grace vanishes at once)
         self._delete_pod(pod, 0 if signal == "KILL" else None)   # None: its terminationGracePeriodSeconds
-        self._wait_pod_gone(pod, keep_log_of=member, log=log)
+        self._wait_pod_gone(pod, keep_log_of=member, follower=follower)
 
     def _kill_containers(self, pod: str) -> None:
         """SIGKILL the pod's processes where the runtime reaches its node (kind). Elsewhere the pod
@@ -450,41 +450,33 @@ class KubernetesRuntime:
             if not not_found(exc):
                 raise
 
-    def _log_of(self, pod: str, service: str, tail: int = 400) -> str:
-        from kubernetes.client.exceptions import ApiException
-        try:
-            text = self.core.read_namespaced_pod_log(pod, self.namespace, container=service, tail_lines=tail) or ""
-        except ApiException:
-            return ""
-        return "" if text.startswith("unable to retrieve container logs") else text
+    def _follow_log(self, pod: str, service: str, tail: int = 400) -> "LogFollower":
+        """Start reading the pod's log to its end (``kubectl logs -f``), before the pod is stopped:
+        its last lines (a graceful shutdown's) come just before its container goes."""
+        return LogFollower(self.core, self.namespace, pod, service, tail)
 
-    def _wait_pod_gone(self, pod: str, keep_log_of: str | None = None, log: str = "", timeout: float = 90) -> None:
-        """Until the pod object is gone: its containers have exited. With ``keep_log_of``, its log
-        is read until then and kept as the member's earlier log (``logs()`` shows it before the
-        new pod's, as a process's log file spans its restarts on local)."""
+    def _wait_pod_gone(self, pod: str, keep_log_of: str | None = None, follower: "LogFollower | None" = None,
+                       timeout: float = 90) -> None:
+        """Until the pod object is gone (its containers have exited). With ``keep_log_of``, what
+        ``follower`` read of its log is kept as the member's earlier log: ``logs()`` shows it
+        before the new pod's, as a process's log file spans its restarts on local."""
         from kubernetes.client.exceptions import ApiException
-        service = self._service(keep_log_of) if keep_log_of else None
-        last = log
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if service:
-                    text = self.core.read_namespaced_pod_log(pod, self.namespace, container=service, tail_lines=400)
-                    if text and not text.startswith("unable to retrieve container logs"):   # (its container is gone)
-                        last = text
                 self.core.read_namespaced_pod(pod, self.namespace)
             except ApiException as exc:
                 if not_found(exc):
                     break
-                if exc.status != 400:                    # 400: its container is not running any more
-                    raise
+                raise
             if time.monotonic() > deadline:
                 raise ServiceFailed(f"pod {pod} still there {timeout:.0f}s after its deletion")
-            time.sleep(0.25)                                 # polling the pod's end (and its log till then)
-        if keep_log_of and last:
+            time.sleep(0.25)                                 # polling the pod's end (bounded)
+        text = follower.result() if follower else ""
+        if keep_log_of and text:
             earlier = self.home / "logs" / f"{keep_log_of}.earlier.log"
             earlier.parent.mkdir(parents=True, exist_ok=True)
-            earlier.write_text((earlier.read_text() if earlier.exists() else "")[-200_000:] + last)
+            earlier.write_text((earlier.read_text() if earlier.exists() else "")[-200_000:] + text)
 
     def start(self, member: str) -> None:
         """Bring a killed member back (its workload scaled up again: a new pod takes its name) or
@@ -518,8 +510,9 @@ class KubernetesRuntime:
         self._sync_workspace()                       # the replacement mounts the learner's files as they are now
         self.names.starting(service, member)
         self._save()
+        follower = self._follow_log(pod, service)
         self._delete_pod(pod, None)
-        self._wait_pod_gone(pod, keep_log_of=member)   # its log read till the end (its replacement starts meanwhile)
+        self._wait_pod_gone(pod, keep_log_of=member, follower=follower)   # (its replacement starts meanwhile)
         self._wait_member_ready(member, not_pod=pod)
         self._members_changed(service, restarted=member)
 
@@ -668,6 +661,31 @@ class KubernetesRuntime:
         """The real HorizontalPodAutoscaler, built from overlays/lab06/hpa.yaml with ``spec``'s numbers."""
         from scalelab.runtimes.kubernetes.hpa import KubernetesAutoscaler
         return KubernetesAutoscaler(self, spec, desired_replicas)
+
+
+class LogFollower:
+    """A pod's log read in a thread from ``tail`` lines back to its end (the container exits)."""
+
+    def __init__(self, core, namespace: str, pod: str, container: str, tail: int):
+        import threading
+        self._chunks: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(core, namespace, pod, container, tail),
+                                        name=f"log-{pod}", daemon=True)
+        self._thread.start()
+
+    def _read(self, core, namespace, pod, container, tail) -> None:
+        try:
+            stream = core.read_namespaced_pod_log(pod, namespace, container=container, tail_lines=tail, follow=True,
+                                                  _preload_content=False, _request_timeout=120)
+            for chunk in stream.stream(4096):
+                self._chunks.append(chunk.decode(errors="replace"))
+        except Exception:            # the pod went before its log could be read: what was read stays
+            pass
+
+    def result(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        text = "".join(self._chunks)
+        return "" if text.startswith("unable to retrieve container logs") else text
 
 
 def _pods_of(service: str) -> str:

@@ -102,11 +102,11 @@ def rebuild(rt, member: str) -> float:
     from kubernetes.client.exceptions import ApiException
     if member != MEMBER:
         raise ServiceFailed(f"no standby {member!r}: the lab runs {MEMBER}")
-    pods = [p.metadata.name for p in rt._pods("standby")]
+    followers = {p.metadata.name: rt._follow_log(p.metadata.name, "standby") for p in rt._pods("standby")}
     rt.names.down("standby", member)
     rt._set_replicas("standby", 0)
-    for pod in pods:
-        rt._wait_pod_gone(pod, keep_log_of=member)
+    for pod, follower in followers.items():
+        rt._wait_pod_gone(pod, keep_log_of=member, follower=follower)
     try:
         rt.core.delete_namespaced_persistent_volume_claim(CLAIM, rt.namespace)
     except ApiException as exc:
