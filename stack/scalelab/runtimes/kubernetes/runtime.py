@@ -405,10 +405,16 @@ class KubernetesRuntime:
         leaving = current[replicas:]
         if leaving and service == FRONTS.get("nginx"):
             nginx.members_changed(self, service, without=set(leaving))   # out of rotation first
+        followers = {}
         for member in leaving:
-            self._mark_for_deletion(self.pod(member))
+            pod = self.pod(member)
+            self._mark_for_deletion(pod)
+            followers[pod] = (member, self._follow_log(pod, service))
         self.names.forget_down(service)
         self._set_replicas(service, replicas)
+        for pod, (member, follower) in followers.items():    # scaled in: gone (as a stopped process is)
+            self.forwards.drop(pod)
+            self._wait_pod_gone(pod, keep_log_of=member, follower=follower)
         self.wait_ready([service])
         self._members_changed(service)
 
