@@ -315,11 +315,16 @@ class KubernetesRuntime:
         port = PORTS[self._service(member)]
         if port is None:
             raise ScalelabError(f"{member} listens on no port")
-        return f"http://127.0.0.1:{self.forwards.port(self.pod(member), port)}"
+        return f"http://127.0.0.1:{self._forward(member, port)}"
+
+    def _forward(self, member: str, port: int) -> int:
+        """A local port forwarded to the member's pod, kept across its pods (forward.py)."""
+        self.pod(member)                          # no such member, or down: its one-line error now
+        return self.forwards.port(member, port, lambda: self.pod(member))
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         pw = compose_env.passwords(self.home)
-        port = self.forwards.port(self.pod(member or "postgres"), PORTS["postgres"])
+        port = self._forward(member or "postgres", PORTS["postgres"])
         if role == "app":
             return f"postgresql://shop:{pw['shop']}@127.0.0.1:{port}/shop"
         return f"postgresql://postgres:{pw['postgres']}@127.0.0.1:{port}/postgres"
@@ -339,7 +344,7 @@ class KubernetesRuntime:
         prometheus.install_rules(self, path)
 
     def redis_url(self) -> str:
-        port = self.forwards.port(self.pod("redis-1"), PORTS["redis"])
+        port = self._forward("redis-1", PORTS["redis"])
         return f"redis://:{compose_env.passwords(self.home)['redis']}@127.0.0.1:{port}/0"
 
     # -- members ----------------------------------------------------------------------------
@@ -413,7 +418,7 @@ class KubernetesRuntime:
         self.names.forget_down(service)
         self._set_replicas(service, replicas)
         for pod, (member, follower) in followers.items():    # scaled in: gone (as a stopped process is)
-            self.forwards.drop(pod)
+            self.forwards.drop(member)
             self._wait_pod_gone(pod, keep_log_of=member, follower=follower)
         self.wait_ready([service])
         self._members_changed(service)
@@ -431,7 +436,6 @@ class KubernetesRuntime:
             self._freeze(self.pod(member), frozen=signal == "STOP")
             return
         pod = self.pod(member)
-        self.forwards.drop(pod)
         replicas = self._workload(service).spec.replicas or 0
         if service not in STATEFUL:
             self._mark_for_deletion(pod)
@@ -512,7 +516,6 @@ class KubernetesRuntime:
         pod = self.pod(member)
         if service == FRONTS.get("nginx"):
             nginx.members_changed(self, service, without={member})
-        self.forwards.drop(pod)
         self._sync_workspace()                       # the replacement mounts the learner's files as they are now
         self.names.starting(service, member)
         self._save()
@@ -592,7 +595,7 @@ class KubernetesRuntime:
                 if running and self._frozen(pod):
                     state = "paused"
                 rows.append({"member": member, "pid": None,
-                             "port": self.forwards.known(pod, PORTS[service]) if pod and PORTS[service] else None,
+                             "port": self.forwards.known(member, PORTS[service]) if PORTS[service] else None,
                              "state": state, "log": f"kubectl -n {self.namespace} logs {pod}" if pod else None,
                              "started": pd.Timestamp(status.start_time) if running and status.start_time else None})
         return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log", "started"])
