@@ -194,6 +194,7 @@ def test_a_lab_refuses_a_runtime_it_does_not_run_on_in_one_line_naming_those_it_
     message = str(raised.value)
     assert "lab 1" in message and "local and compose" in message and 'runtime="local"' in message
     assert "\n" not in message
+    assert not (tmp_path / "kind").exists(), "nothing was created for a refused runtime"
 
 
 def test_doctor_names_each_binary_and_its_origin(tmp_path):
