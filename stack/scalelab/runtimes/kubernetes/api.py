@@ -51,6 +51,9 @@ def ready(pod) -> bool:
                 and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []))
 
 
+EXEC_ATTEMPTS = 3        # tries to open an exec stream (never to re-run a command that ran)
+
+
 class Api:
     def __init__(self, kubeconfig: Path, context: str | None = None):
         client, config, _, DynamicClient = kube()
@@ -76,11 +79,17 @@ class Api:
     def exec(self, namespace: str, pod: str, container: str, argv: list[str], timeout: float = 60) -> tuple[int, str]:
         """Run ``argv`` in a container (``kubectl exec``): (exit code, stdout + stderr)."""
         from kubernetes.stream import stream
-        try:
-            session = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                             command=argv, stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
-        except Exception as exc:
-            raise ServiceFailed(f"exec in {pod}/{container} failed: {reason(exc)}") from exc
+        for attempt in range(EXEC_ATTEMPTS):   # opening the stream can fail on a busy API server
+            try:                               # (a TLS EOF): nothing ran yet, so open it again
+                session = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                                 command=argv, stderr=True, stdin=False, stdout=True, tty=False,
+                                 _preload_content=False)
+                break
+            except Exception as exc:
+                transient = "EOF" in str(exc) or "Connection reset" in str(exc) or "timed out" in str(exc)
+                if not transient or attempt == EXEC_ATTEMPTS - 1:
+                    raise ServiceFailed(f"exec in {pod}/{container} failed: {reason(exc)}") from exc
+                time.sleep(0.5 * (attempt + 1))
         output = []
         deadline = time.monotonic() + timeout
         try:
