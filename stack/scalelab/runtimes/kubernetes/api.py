@@ -10,6 +10,7 @@ body: a Secret's would be printed).
 """
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +62,12 @@ class Api:
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
         self.dynamic = DynamicClient(self.client)
+        # exec has a client of its own: kubernetes.stream.stream() swaps its client's request
+        # method for a websocket one while it opens the stream, and a call from another thread
+        # (a port-forward watcher, a log follower) on the same client would go out as a websocket.
+        self._exec_core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig),
+                                                                          context=context))
+        self._exec_lock = threading.Lock()
 
     def apply(self, objects: list[dict], dry_run: bool = False, field_manager: str = FIELD_MANAGER) -> None:
         """Server-side apply, in dependency order (namespace, RBAC, config, services, workloads).
@@ -81,9 +88,10 @@ class Api:
         from kubernetes.stream import stream
         for attempt in range(EXEC_ATTEMPTS):   # opening the stream can fail on a busy API server
             try:                               # (a TLS EOF): nothing ran yet, so open it again
-                session = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                                 command=argv, stderr=True, stdin=False, stdout=True, tty=False,
-                                 _preload_content=False)
+                with self._exec_lock:
+                    session = stream(self._exec_core.connect_get_namespaced_pod_exec, pod, namespace,
+                                     container=container, command=argv, stderr=True, stdin=False, stdout=True,
+                                     tty=False, _preload_content=False)
                 break
             except Exception as exc:
                 transient = "EOF" in str(exc) or "Connection reset" in str(exc) or "timed out" in str(exc)
