@@ -25,9 +25,13 @@ SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
 LABS = sorted((REPO / "labs").glob("*.ipynb"))
 
 pytestmark = pytest.mark.notebook
+KIND_NOTEBOOK_TIMEOUT_S = 2700
 # Solutions run on every runtime the machine has; compose ones only under `-m compose`.
 RUNTIMES = [pytest.param("local", id="local"), pytest.param("compose", id="compose", marks=pytest.mark.compose),
-            pytest.param("kind", id="kind", marks=pytest.mark.kind)]   # kind ones only under `-m kind` (make test-kind)
+            pytest.param("kind", id="kind", marks=[pytest.mark.kind, pytest.mark.timeout(KIND_NOTEBOOK_TIMEOUT_S)])]
+# kind ones only under `-m kind` (make test-kind). On kind a lab's stack starts in minutes and
+# every single-member call goes through the API server: a notebook takes several times as long.
+
 
 
 
