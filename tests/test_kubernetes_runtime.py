@@ -17,6 +17,7 @@ import yaml
 from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
+from scalelab.references import solve
 from scalelab.runtimes.kubernetes import render
 
 
@@ -69,7 +70,9 @@ def lab2(kind_as_any_cluster, tmp_path_factory):
     mp.setenv("KUBECONFIG", str(kind_as_any_cluster))
     mp.delenv("SCALELAB_KUBE_CONTEXT", raising=False)
     mp.delenv("SCALELAB_REGISTRY", raising=False)
-    stack = Stack(lab=2, runtime="kubernetes", state_dir=tmp_path_factory.mktemp("any-cluster")).up()
+    stack = Stack(lab=2, runtime="kubernetes", state_dir=tmp_path_factory.mktemp("any-cluster"))
+    solve(stack)                                          # the learner's upstream and tokens: the reference
+    stack.up()
     yield stack
     stack.down(purge=True)
     mp.undo()
