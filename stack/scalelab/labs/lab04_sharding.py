@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 
@@ -83,12 +84,25 @@ def hammer(url: str, account_id: int, requests: int = 50, amount: int = 10, stra
     return pd.DataFrame(aio.run(go()))
 
 
+def balance_of(api: httpx.Client, account_id: int, attempts: int = 5) -> int:
+    """The account's balance; asked again (bounded) while the service is still busy from a burst
+    (503 after its pool wait), never read out of an error body."""
+    for _ in range(attempts):
+        answer = api.get(f"/accounts/{account_id}")
+        if answer.status_code == 200:
+            return answer.json()["balance"]
+        if answer.status_code not in (502, 503, 504):
+            break
+        time.sleep(0.5)   # the burst's requests still hold the pool: let them finish
+    raise CheckFailed(f"GET /accounts/{account_id} answered {answer.status_code} {answer.text[:200]}")
+
+
 def race(stack, strategy: str, balance: int = 100, requests: int = 50, amount: int = 10) -> dict:
     """One account of ``balance``, ``requests`` concurrent debits of ``amount``: what came out."""
     with httpx.Client(base_url=stack.url("users"), timeout=10) as api:
         account = new_account(api, balance)
         frame = hammer(stack.url("users"), account["id"], requests, amount, strategy)
-        final = api.get(f"/accounts/{account['id']}").json()["balance"]
+        final = balance_of(api, account["id"])
     ok = frame[frame.status == 200]
     return {"strategy": strategy, "requests": requests, "succeeded": len(ok),
             "refused (409)": int((frame.status == 409).sum()),
