@@ -252,6 +252,8 @@ def test_chaos_drill_loses_no_acknowledged_order(lab7, buyer):
     drill = ChaosDrill(lab7, buyer, rate_per_s=3, duration_s=16, schedule=schedule)
     requests = drill.run()
     assert len(requests) >= 40 and set(drill.events.action) == {"kill", "start"}
+    outages = drill.outages()
+    assert (outages.down_s >= outages.planned_down_s).all(), outages   # each fault got its whole outage
     acknowledged = drill.acknowledged()
     assert len(acknowledged) >= 30
     orders = drill.settle(timeout=40)

@@ -8,9 +8,11 @@
 The load is open-loop: one POST /orders every ``1/rate_per_s`` seconds whatever the
 answers take (a slow answer does not slow the load down, as real clients would not wait
 for each other). Every request is recorded (when, status, error, the order id, the
-``X-Order-Queued`` header). The schedule's actions run in this thread at their offsets
-(``stack.kill`` then, after ``down_s``, ``stack.start``, which waits until the member is
-ready); what was done when is recorded in ``events``.
+``X-Order-Queued`` header). The schedule's actions run in this thread: each fault's
+``stack.kill`` at its offset, its ``stack.start`` (which waits until the member is ready)
+``down_s`` after that kill took effect — every fault gets its whole outage, however long
+another member took to come back; what was done when is recorded in ``events`` and
+``outages()`` gives each member's measured time down.
 """
 
 import asyncio
@@ -111,9 +113,13 @@ class ChaosDrill:
         thread = threading.Thread(target=load, name="chaos-load", daemon=True)
         thread.start()
         try:
-            actions = sorted([(f.at_s, "kill", f) for f in self.schedule] +
-                             [(f.at_s + f.down_s, "start", f) for f in self.schedule], key=lambda a: a[0])
-            for at_s, action, fault in actions:
+            # Each fault keeps its own clock: its kill at its at_s (or as soon as the action before
+            # it returned), its start down_s after the kill took effect — so a slow start of one
+            # member (a restart that takes seconds) never shortens another's outage.
+            due = [(f.at_s, i, "kill", f) for i, f in enumerate(self.schedule)]
+            while due:
+                due.sort(key=lambda a: (a[0], a[1]))
+                at_s, i, action, fault = due.pop(0)
                 if (wait := self._t0 + at_s - time.perf_counter()) > 0:
                     time.sleep(wait)
                 started = time.perf_counter() - self._t0
@@ -121,8 +127,10 @@ class ChaosDrill:
                     self.stack.kill(fault.member, fault.signal)
                 else:
                     self.stack.start(fault.member)
-                events.append({"member": fault.member, "action": action, "t_s": started,
-                               "took_s": time.perf_counter() - self._t0 - started})
+                took = time.perf_counter() - self._t0 - started
+                if action == "kill":
+                    due.append((started + took + fault.down_s, i, "start", fault))
+                events.append({"member": fault.member, "action": action, "t_s": started, "took_s": took})
         finally:
             thread.join(self.duration_s + self.timeout_s + 30)
             stop.set()
@@ -136,6 +144,20 @@ class ChaosDrill:
         return self.requests
 
     # -- after the drill ------------------------------------------------------------------------
+    def outages(self) -> pd.DataFrame:
+        """Per fault: when its kill took effect, when its member was ready again, and the
+        seconds between — what the drill really did, to compare with the schedule."""
+        if self.events is None:
+            raise ScalelabError("run() the drill first")
+        kills = self.events.query("action == 'kill'").set_index("member")
+        starts = self.events.query("action == 'start'").set_index("member")
+        rows = [{"member": f.member, "planned_down_s": f.down_s,
+                 "down_at_s": kills.t_s[f.member] + kills.took_s[f.member],
+                 "back_at_s": starts.t_s[f.member] + starts.took_s[f.member]} for f in self.schedule]
+        frame = pd.DataFrame(rows)
+        frame["down_s"] = frame.back_at_s - frame.down_at_s
+        return frame
+
     def acknowledged(self) -> list[int]:
         """The orders the service acknowledged (202): each must reach ``done``."""
         if self.requests is None:
