@@ -85,13 +85,18 @@ class ProcessRecord:
 
     def _kill_group(self) -> None:
         # The process led its own session: whatever is left in it (e.g. Postgres
-        # backends after a SIGKILLed postmaster) goes too, so nothing is orphaned.
+        # backends after a SIGKILLed postmaster, the Erlang VM under RabbitMQ's start
+        # script) goes too, so nothing is orphaned — and only once all of it has exited
+        # does stop() return: a restart finds the member's port free again.
         if self.pid is None:
             return
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
+            return
+        deadline = time.monotonic() + 5
+        while _group_alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _reap(self) -> None:
         popen = getattr(self, "_popen", None)
@@ -129,3 +134,14 @@ class ProcessRecord:
     @classmethod
     def from_json(cls, data: dict) -> "ProcessRecord":
         return cls(**data)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies waiting to be reaped do not)."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return False
