@@ -19,6 +19,7 @@ from scalelab.runtimes import local_nginx, local_redis, local_standby, local_use
 from scalelab.runtimes import local_orders, local_worker
 from scalelab.runtimes import local_projector
 from scalelab.runtimes import local_prometheus
+from scalelab.runtimes import local_rabbitmq
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
@@ -31,7 +32,9 @@ SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "s
 SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 SERVICES.update({"relay": local_projector.relay, "projector": local_projector})   # lab 08
 SERVICES.update({"prometheus": local_prometheus})                  # lab 07
+SERVICES.update({"rabbitmq": local_rabbitmq})                      # labs 05, 07, 08: the durable broker
 
+STORES = ("postgres", "standby", "redis", "rabbitmq")   # stopped last, after the services that use them
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
 
@@ -95,7 +98,7 @@ class LocalRuntime:
     def down(self) -> None:
         # Entry points first, then apps, then stores: nothing is cut off mid-request.
         order = sorted(self.procs.values(), key=lambda rec: (not self._is_front(rec.name),
-                                                             rec.name.startswith(("postgres", "standby", "redis"))))
+                                                             rec.name.startswith(STORES)))
         for rec in order:
             rec.stop()
         self.procs.clear()
@@ -138,6 +141,9 @@ class LocalRuntime:
 
     def redis_url(self) -> str:
         return local_redis.url(self, self._record("redis-1"))
+
+    def rabbitmq_url(self) -> str:
+        return local_rabbitmq.url(self, self._record("rabbitmq-1"))
 
     def members(self, service: str) -> list[str]:
         names = [n for n in self.procs if n == service or n.startswith(service + "-")]
@@ -294,13 +300,15 @@ class LocalRuntime:
             rec.wait_ready(lambda: module.ready(self, rec), timeout=60, what="ready")
 
     def wipe(self) -> None:
-        """Delete the database cluster, its passwords, Prometheus' stored series, the logs and
-        any scratch dirs (stack down)."""
+        """Delete the database cluster, its passwords, Prometheus' stored series, RabbitMQ's and
+        Redis' data, the logs and any scratch dirs (stack down)."""
         import shutil
         self.pg.remove_data()
         purge_scratch(self.home)
         shutil.rmtree(self.home / "postgres", ignore_errors=True)
         shutil.rmtree(local_standby.home(self), ignore_errors=True)
         shutil.rmtree(self.home / "prometheus", ignore_errors=True)   # lab 07: its TSDB and rule files
+        shutil.rmtree(self.home / "rabbitmq", ignore_errors=True)     # its queues and messages, cookie, password
+        shutil.rmtree(self.home / "redis", ignore_errors=True)        # the append-only file (broker.yaml), password
         shutil.rmtree(self.home / "logs", ignore_errors=True)
         self._pg = None
