@@ -27,6 +27,7 @@ class ProcessRecord:
     stop_signal: int = signal.SIGTERM
     run_as_nobody: bool = False
     meta: dict = field(default_factory=dict)
+    cwd: str | None = None            # where it runs (and writes crash dumps); None: the caller's
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -43,7 +44,7 @@ class ProcessRecord:
             log.flush()
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, start_new_session=True,
+                env={**os.environ, **self.env}, start_new_session=True, cwd=self.cwd,
             )
         self.pid = proc.pid
         self.started_at = psutil.Process(proc.pid).create_time()

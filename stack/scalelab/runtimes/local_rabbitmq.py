@@ -9,7 +9,9 @@ driver runs a node of its own, everything under ``<state>/local/rabbitmq/<member
   node on 5672/25672/4369, nor another stack's;
 * its own Erlang cookie (``home/.erlang.cookie``, 0400) and its own user and password
   (``rabbitmq.conf``, 0600: never on a command line);
-* its data (``mnesia/``: queue definitions and persistent messages), deleted with the stack's data.
+* its data (``mnesia/``: queue definitions and persistent messages), deleted with the stack's data;
+* its working directory, where a dying Erlang VM writes ``erl_crash.dump`` and Mnesia its
+  ``MnesiaCore.*`` dumps: never the caller's (a notebook's cwd is ``solutions/`` or ``labs/``).
 
 Erlang nodes register with epmd, which a node starts as a daemon that outlives it. Here the
 member starts its own epmd first, in the member's process group, and the node (``-start_epmd
@@ -75,14 +77,14 @@ def record(rt, name: str, port: int) -> ProcessRecord:
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(home / "advanced.config"),   # none (not /etc/rabbitmq's)
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
         "RABBITMQ_MNESIA_BASE": str(home / "mnesia"), "RABBITMQ_LOG_BASE": str(home / "log"),
-        "RABBITMQ_PID_FILE": str(home / "pid"),
+        "RABBITMQ_PID_FILE": str(home / "pid"), "ERL_CRASH_DUMP": str(home / "erl_crash.dump"),
         "RABBITMQ_DIST_PORT": str(free_port()), "ERL_EPMD_PORT": str(free_port()), "ERL_EPMD_ADDRESS": "127.0.0.1",
         # Distribution on loopback, our epmd only, and no busy-waiting schedulers on a shared machine.
         "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false "
                                                "+sbwt none +sbwtdcpu none +sbwtdio none",
     }
     return ProcessRecord(name=name, argv=["sh", "-c", START], log=str(rt.home / f"logs/{name}.log"), port=port,
-                         env=env)
+                         env=env, cwd=str(home))   # crash dumps land here, with the node's data
 
 
 def ready(rt, rec: ProcessRecord) -> bool:
