@@ -42,9 +42,13 @@ def rabbitmq_version(server: Path) -> str:
     """RabbitMQ's version from its install dir (``rabbitmq_server-3.10.8/sbin``), else its CLI's."""
     install = server.resolve().parent.parent.name
     if install.startswith("rabbitmq_server-"):
-        return "RabbitMQ " + install.split("-", 1)[1]
-    out = subprocess.run([str(server.with_name("rabbitmqctl")), "version"], capture_output=True, text=True, timeout=30)
-    return "RabbitMQ " + (out.stdout.strip() or "(version unknown)")
+        version = install.split("-", 1)[1]
+    else:
+        out = subprocess.run([str(server.with_name("rabbitmqctl")), "version"], capture_output=True, text=True,
+                             timeout=30)
+        version = out.stdout.strip() or "(version unknown)"
+    otp = sorted(Path("/usr/lib/erlang/releases").glob("*/OTP_VERSION"))   # Debian's Erlang
+    return f"RabbitMQ {version}" + (f" on Erlang/OTP {otp[-1].read_text().strip()}" if otp else "")
 
 
 def _package_dir(module: str) -> Path | None:
