@@ -90,8 +90,7 @@ class LocalRuntime:
         for service, replicas in plan.replicas.items():
             if service == "postgres":
                 continue
-            for index in range(1, replicas + 1):
-                started |= self._ensure_member(service, index)
+            started |= self._ensure_members(service, range(1, replicas + 1))
         self._save()
         return started
 
@@ -155,8 +154,7 @@ class LocalRuntime:
         if replicas < 0:
             raise ScalelabError(f"replicas must be >= 0, got {replicas}")
         current = self.members(service)
-        for index in range(1, replicas + 1):
-            self._ensure_member(service, index)
+        self._ensure_members(service, range(1, replicas + 1))
         # Scaling in: take members out of rotation first (reload), then stop them.
         removed = [self.procs.pop(name) for name in current[replicas:]]
         self._save()
@@ -272,15 +270,26 @@ class LocalRuntime:
         return True
 
     def _ensure_member(self, service: str, index: int) -> bool:
-        name = f"{service}-{index}"
-        rec = self.procs.get(name)
-        if rec is not None and rec.alive():
-            return False
-        # Keep a member's port across restarts unless something else took it meanwhile.
-        port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
-        rec = self.procs[name] = self._service_record(service, name, port)
-        self._start(rec)
-        return True
+        return self._ensure_members(service, [index])
+
+    def _ensure_members(self, service: str, indexes) -> bool:
+        """Members ``indexes`` of ``service`` running and ready; True when any was started. The
+        missing ones start together, then each is waited for (four workers boot in the time of one)."""
+        started = []
+        for index in indexes:
+            name = f"{service}-{index}"
+            rec = self.procs.get(name)
+            if rec is not None and rec.alive():
+                continue
+            # Keep a member's port across restarts unless something else took it meanwhile.
+            port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
+            rec = self.procs[name] = self._service_record(service, name, port)
+            rec.start()
+            started.append(rec)
+        self._save()   # another process (the CLI's down) finds them even if one never gets ready
+        for rec in started:
+            self._wait_ready(rec)
+        return bool(started)
 
     def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
         if service not in SERVICES:
@@ -293,6 +302,9 @@ class LocalRuntime:
 
     def _start(self, rec: ProcessRecord) -> None:
         rec.start()
+        self._wait_ready(rec)
+
+    def _wait_ready(self, rec: ProcessRecord) -> None:
         if rec.name == "postgres":
             rec.wait_ready(lambda: self.pg.accepts_connections(rec.port), timeout=60, what="accepting connections")
         else:
