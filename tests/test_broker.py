@@ -164,3 +164,10 @@ def test_an_erlang_crash_dump_can_never_be_committed():
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "solutions/MnesiaCore.rabbitmq-1@localhost_1_2_3",
                               "labs/erl_crash.dump"], cwd=REPO, capture_output=True, text=True)
     assert ignored.stdout.split() == ["solutions/MnesiaCore.rabbitmq-1@localhost_1_2_3", "labs/erl_crash.dump"]
+
+
+def test_a_servers_port_is_below_the_ephemeral_range_so_no_reconnecting_client_can_take_it():
+    from scalelab import ports
+    picked = {ports.free_port() for _ in range(20)}
+    assert all(ports.LOWEST <= port < ports._ephemeral_start() for port in picked), picked
+    assert len(picked) > 1 and not any(port_busy(port) for port in picked)
