@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 import asyncpg
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -11,6 +12,7 @@ from shop.db import connection
 from shop.errors import Conflict, DomainError, NotFound, Unavailable
 from shop.models import OrderCreate, OrderOut
 
+log = logging.getLogger("uvicorn.error")   # in the service's log, as its other lines
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 BIGINT_MAX = 2**63 - 1
@@ -71,6 +73,7 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
         await asyncio.to_thread(broker.publish, request.app.state.celery, row["id"],
                                 request.app.state.settings.broker_confirm_timeout_s)
     except broker.PUBLISH_ERRORS as exc:
+        log.warning("order %s not queued: %s: %s", row["id"], type(exc).__name__, exc)
         if request.app.state.settings.outbox_sweep_s:
             # Lab 07: the order is safe in Postgres (the outbox); the sweep publishes it once the broker is back.
             response.headers["X-Order-Queued"] = "deferred"
