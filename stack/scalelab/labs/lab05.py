@@ -408,8 +408,9 @@ CRASH_LOSES = {
     ("rabbitmq", "persistent", False): "persistent: false — transient messages are never written to disk: a "
                                        "restarted RabbitMQ drops them, even from a durable queue",
 }
-# Risks a killed process cannot show (the page cache survives it; a publish is lost only in a
-# window of milliseconds): the check names them instead of pretending a drill proved them.
+# Risks the check names before any drill: a killed process cannot show the fsync ones (the page
+# cache survives it), and what RabbitMQ without confirms loses varies from drill to drill (step
+# 11 measures it) — a setting is not right because one drill happened to lose nothing.
 UNSEEN_RISK = {
     ("redis", "appendfsync", "everysec"):
         "appendfsync everysec: Valkey writes each message to the append-only file before it answers but forces "
@@ -419,9 +420,10 @@ UNSEEN_RISK = {
         "appendfsync no: the kernel decides when the append-only file reaches the disk (within about 30 s): a "
         "power cut loses whatever it had not written yet. The disk before the 202: always",
     ("rabbitmq", "confirm_publish", False):
-        "confirm_publish: false — the publish returns once the message is on its way, before RabbitMQ has it, "
-        "and the order service answers 202: a broker that dies in that moment loses it. A drill can miss a "
-        "window of milliseconds; the confirm closes it: confirm_publish: true",
+        "confirm_publish: false — the publish returns before RabbitMQ has the message on disk (it writes "
+        "persistent messages when it must, not for each one), and the order service answers 202: a broker "
+        "killed then loses what it had not written yet, and a publish into a connection that just died can "
+        "still be answered 202 (step 11 counts both). The confirm closes it: confirm_publish: true",
 }
 
 
