@@ -170,8 +170,13 @@ def crash_drill(stack, before: int = 40, after: int = 20, clients: int = 4, stop
         dead_s = load.now()
         stack.start(target)
         back_s, back_at = load.now(), load.accepted()
-        load.wait_accepted(back_at + after, timeout_s, f"{after} orders were not accepted within {timeout_s:.0f} s "
-                                                       f"after {target} came back: stack.logs('orders-1')")
+        try:
+            load.wait_accepted(back_at + after, timeout_s, f"{after} orders were not accepted within {timeout_s:.0f} s "
+                                                           f"after {target} came back")
+        except ScalelabError as exc:   # say what the order service says
+            said = [line for line in stack.logs("orders-1", 200).splitlines() if "not queued" in line]
+            raise ScalelabError(f"{exc}: orders-1 logs {said[-1].strip() if said else 'no failed publish'} "
+                                "(stack.logs('orders-1'))") from None
     finally:
         load.stop()
     if waiting == 0:   # what the drill is about must have happened before it claims anything

@@ -6,6 +6,7 @@ Python process (the CLI, a notebook kernel) finds a running stack there and re-u
 
 import json
 import signal as signals
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -281,8 +282,7 @@ class LocalRuntime:
             rec = self.procs.get(name)
             if rec is not None and rec.alive():
                 continue
-            # Keep a member's port across restarts unless something else took it meanwhile.
-            port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
+            port = self._port_again(rec) if rec is not None else free_port()
             rec = self.procs[name] = self._service_record(service, name, port)
             rec.start()
             started.append(rec)
@@ -290,6 +290,21 @@ class LocalRuntime:
         for rec in started:
             self._wait_ready(rec)
         return bool(started)
+
+    @staticmethod
+    def _port_again(rec: ProcessRecord, wait_s: float = 20.0) -> int:
+        """A restarted member keeps its port: its clients hold that address (the order service its
+        broker's URL) and would knock on the old one forever. A port still held — the killed
+        process's sockets not closed yet on a busy machine — is waited for; only one taken for
+        good (after ``wait_s``) is traded for a new one."""
+        if rec.port is None:
+            return free_port()
+        deadline = time.monotonic() + wait_s
+        while port_busy(rec.port):
+            if time.monotonic() > deadline:
+                return free_port()
+            time.sleep(0.1)
+        return rec.port
 
     def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
         if service not in SERVICES:
