@@ -38,7 +38,7 @@ import redis
 from celery import Celery, bootsteps, signals
 from celery.exceptions import Reject
 
-from shop import metrics, orders
+from shop import metrics, orders, readiness
 from shop.broker import BrokerSettings, celery_config, dead_letter_queue, declare
 from shop.broker import load as load_broker
 from shop.broker import url as broker_url
@@ -159,10 +159,12 @@ def _announce_ready(sender=None, **_):
         client.hset(orders.WORKERS, sender.hostname, os.getpid())
     finally:
         client.close()
+    readiness.mark(True)
 
 
 @signals.worker_shutdown.connect
 def _announce_gone(sender=None, **_):
+    readiness.mark(False)
     settings = _settings()
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
