@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% tools-lab7 test test-fast test-compose test-kind kind-offline kind-delete images images-offline bench down status doctor jupyter labs clean
+.PHONY: help setup lab-% tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline kind-delete images images-offline bench down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -40,10 +40,14 @@ lab-%-reset: $(STAMP)  ## return lab N's stack to its starting state (fresh data
 lab-%: $(STAMP)  ## bring lab N's stack up (re-uses a running one), e.g. make lab-1
 	$(SCALELAB) up --lab $*
 
-lab-7: tools-lab7   # lab 07's stack runs a Prometheus server (the recipe is lab-%'s)
+lab-7: tools-lab7 tools-rabbitmq   # lab 07's stack runs a Prometheus server and RabbitMQ (the recipe is lab-%'s)
+lab-5 lab-8: tools-rabbitmq        # labs 05 and 08 run RabbitMQ
 
 tools-lab7:  ## make a Prometheus server available for lab 07 (as root on Debian: apt-get install prometheus)
 	stack/deploy/ensure-prometheus.sh
+
+tools-rabbitmq:  ## make a RabbitMQ server available for labs 05, 07, 08 (as root on Debian: apt-get install rabbitmq-server)
+	stack/deploy/ensure-rabbitmq.sh
 
 down: ## stop every process the lab started
 	@if [ -x $(BIN)/scalelab ]; then $(SCALELAB) down; else echo "nothing to stop (not set up)"; fi
@@ -60,7 +64,7 @@ jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the labs/ folder
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py
 
-test: $(STAMP) tools-lab7  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
+test: $(STAMP) tools-lab7 tools-rabbitmq  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
 	$(BIN)/python -m pytest -m "not compose and not kind"
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test: the kind suite was NOT run either — it needs the same Docker engine"; exit 0; \

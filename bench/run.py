@@ -11,7 +11,10 @@ request: what "the cache makes a read N times faster" means). The hit-vs-DB late
 compares rungs 3 and 4 at concurrency 1 (same nginx, same replicas, only the store differs).
 Lab economics: cold/warm ``up()``, ``down()``, memory (PSS) of each lab's stack (every lab
 that runs locally), and the wall time of the solution notebooks of labs 01-03 with FAST on
-(``--notebook-labs all`` times every lab's; later labs take minutes each, past bench's 10). Results: bench/results/<date>.{json,md,png};
+(``--notebook-labs all`` times every lab's; later labs take minutes each, past bench's 10).
+Durability (bench/durability.py): accepted orders/s of lab 05's POST /orders on each broker
+setting (Redis in memory, AOF everysec, AOF always, RabbitMQ without and with confirms), the
+median of repeated bursts. Results: bench/results/<date>.{json,md,png};
 the README's table is replaced with the latest. Nothing here is asserted: it reports ratios
 and says which of issue 7's targets the run met.
 """
@@ -35,6 +38,7 @@ import httpx
 import pandas as pd
 import psutil
 
+from bench.durability import durability
 from scalelab import Stack, db, load
 from scalelab.plans import PLANS
 from scalelab.ports import free_port
@@ -336,7 +340,8 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
-def markdown(table: pd.DataFrame, econ: pd.DataFrame, goals: pd.DataFrame, meta: dict) -> str:
+def markdown(table: pd.DataFrame, econ: pd.DataFrame, goals: pd.DataFrame, meta: dict,
+             durable: pd.DataFrame | None = None) -> str:
     cols = ["rung", "concurrency", "loadgen", "rps", "p50_ms", "p95_ms", "p99_ms", "failures", "server CPU ms/req",
             "cache hit %", "x hello", "x store ceiling"]
     return "\n".join([
@@ -347,17 +352,23 @@ def markdown(table: pd.DataFrame, econ: pd.DataFrame, goals: pd.DataFrame, meta:
         "\"server CPU ms/req\": CPU time of every process of the stack under test (nginx, replicas, stores) per request.",
         "", table[[c for c in cols if c in table]].to_markdown(index=False, floatfmt=".2f"),
         "", econ.to_markdown(index=False, floatfmt=".2f"),
+        *(["", "What durability costs: lab 05's POST /orders, 4 clients, no worker running, each setting's median "
+           "burst (the losses when the broker is SIGKILLed are the notebook's, step 11):", "",
+           durable.to_markdown(index=False, floatfmt=".1f")] if durable is not None and len(durable) else []),
         "", goals.to_markdown(index=False, floatfmt=".2f"), ""])
 
 
-def plot(table: pd.DataFrame, path: Path) -> None:
+def plot(table: pd.DataFrame, path: Path, durable: pd.DataFrame | None = None) -> None:
     import matplotlib.pyplot as plt
     rungs = table[table.loadgen.isin(["wrk", "locust"])]
     fast, slow = rungs[rungs.concurrency == CONCURRENCY], rungs[rungs.concurrency == LATENCY_CONCURRENCY]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
-    for ax, df, y, title in ((left, fast, "rps", f"throughput: requests/s at concurrency {CONCURRENCY}"),
-                             (right, slow, "p50_ms", f"latency: p50 ms at concurrency {LATENCY_CONCURRENCY}")):
-        ax.bar(df.rung.str.replace(", ", "\n"), df[y], color="tab:blue")
+    panels = [(fast.rung, fast.rps, "rps", f"throughput: requests/s at concurrency {CONCURRENCY}"),
+              (slow.rung, slow.p50_ms, "p50_ms", f"latency: p50 ms at concurrency {LATENCY_CONCURRENCY}")]
+    if durable is not None and len(durable):
+        panels.append((durable.setting, durable["orders/s"], "rps", "durability: accepted orders/s (lab 05)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5))
+    for ax, (names, values, y, title) in zip(axes, panels):
+        ax.bar(names.str.replace(", ", "\n"), values, color="tab:blue")
         ax.bar_label(ax.containers[0], fmt="%.0f" if y == "rps" else "%.3f", fontsize="small")
         ax.set(ylabel=y, title=title)
         ax.tick_params(axis="x", labelsize="small")
@@ -384,6 +395,7 @@ def main() -> int:
     parser.add_argument("--notebook-labs", default=",".join(map(str, NOTEBOOK_LABS)),
                         help="labs whose FAST solution notebook is timed (default: %(default)s; 'all' for every lab)")
     parser.add_argument("--no-economics", action="store_true", help="the request ladder only (no up/down, notebooks)")
+    parser.add_argument("--no-durability", action="store_true", help="skip the broker settings' orders/s")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scalelab-bench-") as tmp:
@@ -392,18 +404,19 @@ def main() -> int:
         notebook_labs = () if args.no_notebooks else (
             tuple(PLANS) if args.notebook_labs == "all" else tuple(int(n) for n in args.notebook_labs.split(",") if n))
         econ = pd.DataFrame([] if args.no_economics else economics(workdir, notebook_labs))
+        durable = pd.DataFrame([] if args.no_durability else durability(workdir))
     meta = {"date": date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
             "concurrency": CONCURRENCY, "latency_concurrency": LATENCY_CONCURRENCY, "pinned": bool(_pinning()),
-            "complete": not (args.no_economics or args.no_notebooks)}
+            "complete": not (args.no_economics or args.no_notebooks or args.no_durability)}
     wall = time.perf_counter() - started
     goals = targets(table, econ, wall if meta["complete"] else None)
     stem = RESULTS / meta["date"]
     stem.with_suffix(".json").write_text(json.dumps(
         {**meta, "wall_s": wall, "ladder": table.to_dict("records"), "economics": econ.to_dict("records"),
-         "targets": goals.to_dict("records")}, indent=1, default=str))
-    md = markdown(table, econ, goals, meta)
+         "durability": durable.to_dict("records"), "targets": goals.to_dict("records")}, indent=1, default=str))
+    md = markdown(table, econ, goals, meta, durable)
     stem.with_suffix(".md").write_text(md)
-    plot(table, stem.with_suffix(".png"))
+    plot(table, stem.with_suffix(".png"), durable)
     if meta["complete"]:
         update_readme(md)
     print(md)

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scalelab import Stack
+from scalelab import Stack, broker
 from scalelab.errors import RuntimeUnavailable
 from scalelab.references import solve
 
@@ -44,6 +44,16 @@ def solved_stack(lab: int, runtime: str = "local", scope: str = "module"):
         yield stack
         stack.down(purge=True)
     return fixture
+
+
+def broker_kill_loses_no_accepted_order(stack, before: int = 20, after: int = 10) -> dict:
+    """The promise of a solved stack (labs 05, 07, 08): clients place orders while the workers run,
+    the broker gets SIGKILL and is started again; every accepted order (202) ends done."""
+    drill = broker.crash_drill(stack, before=before, after=after, stop_workers=False)
+    assert drill["member"] == "rabbitmq-1" and drill["waiting_at_kill"] > 0, "messages waited in the broker it killed"
+    assert drill["accepted"] >= before + after
+    assert drill["lost"] == 0, f"accepted orders never done: {drill['lost_ids']} ({drill['statuses']})"
+    return drill
 
 
 stack = solved_stack(1, scope="session")

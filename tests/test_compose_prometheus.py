@@ -1,5 +1,6 @@
 """Lab 07's Prometheus on the compose runtime: a container from scalelab/prometheus (Debian's
-package) scraping every shop container over the Compose network (runtimes/compose_prometheus.py)."""
+package) scraping every shop container over the Compose network (runtimes/compose_prometheus.py);
+and lab 07's stack keeping its promise when its broker container is SIGKILLed."""
 
 import time
 
@@ -8,7 +9,7 @@ import pytest
 from scalelab.labs import lab07
 from scalelab.references import reference_file
 
-from conftest import solved_stack
+from conftest import broker_kill_loses_no_accepted_order, solved_stack
 
 pytestmark = pytest.mark.compose
 
@@ -77,3 +78,8 @@ def test_promtool_in_the_container_rejects_a_bad_rule_file_and_the_reference_loa
     assert set(lab07.ALERTS) <= set(rules.name)
     c7.runtime.install_alert_rules(None)
     prom.wait_for(lambda p: p.rules().empty or None, timeout=20, what="rules removed")
+
+
+def test_lab7s_rabbitmq_container_killed_under_load_loses_no_accepted_order(c7):
+    drill = broker_kill_loses_no_accepted_order(c7)
+    assert drill["during_outage"] > 0, "while RabbitMQ was down, orders were still accepted (the outbox)"

@@ -1,14 +1,17 @@
 """Labs 05 and 08's members on the compose runtime: the order service, Celery workers, the
-relay and the projector as containers (compose.yaml; readiness in runtimes/compose_queue.py)."""
+relay and the projector as containers (compose.yaml; readiness in runtimes/compose_queue.py),
+and the broker they keep their promise on (the rabbitmq container)."""
 
 import httpx
 import pytest
 import redis
 
+from scalelab import broker
 from scalelab.labs import lab05, lab08
+from scalelab.references import solve
 from scalelab.runtimes import compose_queue
 
-from conftest import solved_stack
+from conftest import broker_kill_loses_no_accepted_order, solved_stack
 
 pytestmark = pytest.mark.compose
 
@@ -94,3 +97,30 @@ def test_the_projector_killed_on_compose_catches_up_as_a_new_consumer(c8):
     after = {c["name"] for c in lab08.redis_client(c8).xinfo_consumers(lab08.STREAM, lab08.GROUP)}
     assert len(after) == 1 and not after & before, (before, after)   # same pid in the container, new consumer
     assert lab08.dump_read_model(c8) == lab08.expected_read_model(c8)
+
+
+@pytest.mark.parametrize("lab", [5, 8])
+def test_the_rabbitmq_container_killed_under_load_loses_no_accepted_order(c5, c8, lab):
+    stack = {5: c5, 8: c8}[lab]
+    assert broker.settings(stack).broker == "rabbitmq" and stack.status().set_index("member").state["rabbitmq-1"] == "running"
+    stack.scale("worker", 2)
+    broker_kill_loses_no_accepted_order(stack)
+    stack.scale("worker", 1)
+
+
+def test_the_redis_container_keeps_the_append_only_settings_broker_yaml_gives_it(c5):
+    try:
+        broker.apply(c5, "broker: redis\nappendonly: yes\nappendfsync: always\n", workers=0)
+        client = redis.Redis.from_url(c5.redis_url(), decode_responses=True)
+        assert client.config_get("append*").items() >= {"appendonly": "yes", "appendfsync": "always"}.items()
+        user = lab05.new_user(c5, "AOF Buyer")
+        with httpx.Client(base_url=c5.url("orders"), timeout=10) as api:
+            ids = [lab05.place(api, user)["id"] for _ in range(5)]
+        c5.kill("redis-1", "KILL")
+        c5.start("redis-1")                                  # the same container: its append-only file replayed
+        assert lab05.queue_depth(c5) == 5
+        c5.scale("worker", 1)
+        assert (lab05.wait_orders(c5, ids, timeout=60).status == "done").all()
+    finally:
+        solve(c5)                                            # the reference broker.yaml: RabbitMQ with confirms
+        broker.apply(c5, workers=1)

@@ -6,12 +6,12 @@ import uuid
 import httpx
 import pytest
 
-from scalelab import db
-from scalelab.exercise import CheckFailed
+from scalelab import broker, db
+from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab05
 from scalelab.references import solve
 
-from conftest import solved_stack
+from conftest import broker_kill_loses_no_accepted_order, solved_stack
 
 lab5 = solved_stack(5)   # Postgres, Redis, users, orders, a worker
 
@@ -147,7 +147,10 @@ def test_a_transient_failure_is_retried_with_growing_gaps_and_a_poison_order_end
     assert final.loc[poison["id"], "status"] == "dead" and final.loc[poison["id"], "attempts"] == 4
     got = orders_api.get(f"/orders/{poison['id']}").json()
     assert got["status"] == "dead" and "PaymentUnavailable" in got["last_error"]
-    assert poison["id"] in [entry["order_id"] for entry in lab05.dead_letter(lab5)]
+    letters = [entry for entry in lab05.dead_letter(lab5) if entry["order_id"] == poison["id"]]
+    assert len(letters) == 1 and "PaymentUnavailable" in letters[0]["error"]
+    assert letters[0]["reason"] == "rejected", "RabbitMQ's dead-letter exchange routed the rejected message"
+    assert len(lab05.dead_letter(lab5)) >= 1, "reading the dead-letter queue takes nothing from it"
     assert lab05.effects(lab5, [poison["id"]]) == 0
 
 
@@ -208,9 +211,47 @@ def test_a_wrong_answer_fails_its_check_saying_what_is_wrong(lab5, workspace, na
         getattr(lab05, exercise).check(lab5)
 
 
+@pytest.fixture
+def broker_file(lab5, request):
+    yield lab5.workspace / "broker.yaml"
+    solve(lab5)
+    if request.node.callspec.params.get("live"):   # the check ran the stack on the wrong settings
+        broker.apply(lab5, workers=1)               # the reference settings again, running
+
+
+# (broker.yaml, what the check says, whether a live crash drill showed it)
+WRONG_BROKERS = [
+    ("# YOUR CODE HERE\n", "not attempted yet", False),
+    ("broker: rabbitmq\nconfirm: true\n", "unknown setting 'confirm'", False),
+    ("broker: redis\nappendonly: yes\n", "appendfsync everysec", False),
+    ("broker: redis\nappendonly: yes\nappendfsync: no\n", "appendfsync no", False),
+    ("broker: rabbitmq\ndurable: true\npersistent: true\n", "confirm_publish: false", False),
+    ("broker: redis\n", "appendonly no: Redis keeps the queue only in memory", True),
+    ("broker: rabbitmq\nconfirm_publish: true\npersistent: false\n", "persistent: false", True),
+]
+
+
+@pytest.mark.parametrize("text, expected, live", WRONG_BROKERS,
+                         ids=["stub", "unknown-setting", "everysec", "fsync-no", "no-confirms", "in-memory", "transient"])
+def test_a_broker_that_breaks_the_promise_fails_its_check_naming_the_setting(lab5, broker_file, text, expected, live):
+    broker_file.write_text(text)
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        lab05.broker_settings.check(lab5)
+    assert isinstance(failed.value, NotAttempted) == (expected == "not attempted yet")
+    assert ("accepted orders never done" in str(failed.value)) == live, "a live loss is reported as measured"
+
+
+def test_the_solved_stack_runs_rabbitmq_with_confirms_and_a_broker_kill_under_load_loses_no_accepted_order(lab5):
+    assert broker.settings(lab5).label() == "rabbitmq, durable true, persistent true, confirm_publish true"
+    lab5.scale("worker", 2)
+    drill = broker_kill_loses_no_accepted_order(lab5)
+    assert drill["refused"] > 0, "orders placed while RabbitMQ was down were refused (503), not accepted"
+
+
 def test_with_the_broker_down_a_post_is_a_503_and_the_order_says_it_was_not_queued(lab5, orders_api, user):
-    """Last in this module: Redis comes back empty, and the workers must reconnect."""
-    lab5.kill("redis-1")
+    """Late in this module: the broker restarts, and the workers must reconnect."""
+    member = broker.member(lab5)
+    lab5.kill(member)
     try:
         started = time.perf_counter()
         r = orders_api.post("/orders", json={"user_id": user, "items": lab05.ITEMS})
@@ -221,7 +262,7 @@ def test_with_the_broker_down_a_post_is_a_503_and_the_order_says_it_was_not_queu
         stored = db.fetch(lab5.database_url(), "SELECT status, last_error FROM orders ORDER BY id DESC LIMIT 1")[0]
         assert stored["status"] == "failed" and "not queued" in stored["last_error"]
     finally:
-        lab5.start("redis-1")
+        lab5.start(member)
     assert orders_api.get("/ready").status_code == 200
     after = lab05.place(orders_api, user)                # the workers reconnected on their own
     assert lab05.wait_orders(lab5, [after["id"]], timeout=60).status.tolist() == ["done"]

@@ -176,25 +176,3 @@ def test_grafana_provisioning_points_at_the_dashboard_and_its_datasource():
     assert source["type"] == "prometheus" and provider["type"] == "file"
     uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
     assert uids == {source["uid"]} and len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
-
-
-def test_no_prometheus_anywhere_is_one_line_naming_apt_brew_and_the_override(monkeypatch, tmp_path):
-    from scalelab import binaries
-    monkeypatch.delenv("PROMETHEUS_BIN", raising=False)
-    monkeypatch.setattr(binaries.shutil, "which", lambda name: None)
-    monkeypatch.setattr(binaries, "DEBIAN_PROMETHEUS", tmp_path / "prometheus")
-    with pytest.raises(RuntimeUnavailable) as raised:
-        binaries.prometheus()
-    message = str(raised.value)
-    assert "\n" not in message
-    assert all(fix in message for fix in ("apt-get install prometheus", "brew install prometheus", "PROMETHEUS_BIN"))
-
-
-def test_ensure_prometheus_is_quick_and_quiet_when_a_binary_is_there(tmp_path):
-    import subprocess
-    fake = tmp_path / "prometheus"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    out = subprocess.run([str(REPO / "stack/deploy/ensure-prometheus.sh")], env={"PROMETHEUS_BIN": str(fake), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and out.stdout == "", out.stdout + out.stderr

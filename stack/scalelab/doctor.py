@@ -33,6 +33,7 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
             found.append((OK, name, f"{binary.version()} — {binary.path} ({binary.origin})"))
         except RuntimeUnavailable as exc:
             found.append((FAIL if name == "postgres" else WARN, name, str(exc)))
+    found.append(_broker_row(state_dir))
     if os.geteuid() == 0:
         found.append((OK if shutil.which("setpriv") else FAIL, "root",
                       "running as root: Postgres runs as `nobody` via setpriv"
@@ -59,6 +60,21 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
     free = shutil.disk_usage(state_dir).free
     found.append((OK if free > 2**30 else WARN, "disk", f"{free / 2**30:.1f} GiB free at {state_dir}"))
     return found
+
+
+def _broker_row(state_dir) -> tuple[str, str, str]:
+    """Which broker carries the orders: lab 05's broker.yaml (the learner's), the reference for labs
+    07 and 08; a bad setting in the learner's file is named in one line."""
+    from scalelab import broker
+    from scalelab.plans import plan_for
+    workspace = state_dir / "workspace" / "lab05"
+    try:
+        lab5 = broker.settings_in(plan_for(5), workspace)
+        later = broker.settings_in(plan_for(7), None)
+    except Exception as exc:   # ScalelabError: the learner's file names a bad setting
+        return WARN, "broker", f"lab 05: {exc}"
+    chosen = "broker.yaml" if (workspace / "broker.yaml").exists() else "no broker.yaml yet: the lab's starting broker"
+    return OK, "broker", f"lab 05: {lab5.label()} ({chosen}); labs 07, 08: {later.label()}"
 
 
 def report(state_dir) -> int:

@@ -27,6 +27,7 @@ class ProcessRecord:
     stop_signal: int = signal.SIGTERM
     run_as_nobody: bool = False
     meta: dict = field(default_factory=dict)
+    cwd: str | None = None            # where it runs (and writes crash dumps); None: the caller's
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -43,7 +44,7 @@ class ProcessRecord:
             log.flush()
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, start_new_session=True,
+                env={**os.environ, **self.env}, start_new_session=True, cwd=self.cwd,
             )
         self.pid = proc.pid
         self.started_at = psutil.Process(proc.pid).create_time()
@@ -85,13 +86,18 @@ class ProcessRecord:
 
     def _kill_group(self) -> None:
         # The process led its own session: whatever is left in it (e.g. Postgres
-        # backends after a SIGKILLed postmaster) goes too, so nothing is orphaned.
+        # backends after a SIGKILLed postmaster, the Erlang VM under RabbitMQ's start
+        # script) goes too, so nothing is orphaned — and only once all of it has exited
+        # does stop() return: a restart finds the member's port free again.
         if self.pid is None:
             return
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
+            return
+        deadline = time.monotonic() + 5
+        while _group_alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _reap(self) -> None:
         popen = getattr(self, "_popen", None)
@@ -129,3 +135,14 @@ class ProcessRecord:
     @classmethod
     def from_json(cls, data: dict) -> "ProcessRecord":
         return cls(**data)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies waiting to be reaped do not)."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scalelab import broker
 from scalelab.paths import default_state_dir
 from scalelab.plans import Plan, plan_for, require_runtime
 from scalelab.runtimes import get_runtime
@@ -38,6 +39,7 @@ class Stack:
         return path
 
     def up(self) -> "Stack":
+        broker.validate(self.plan, self.workspace)   # a bad broker.yaml: one line naming the setting, nothing started
         started = self.runtime.up(self.plan, self.workspace)
         if started and not self.detach and not self._owns:
             self._owns = True
@@ -108,6 +110,10 @@ class Stack:
 
     def redis_url(self) -> str:
         return self.runtime.redis_url()
+
+    def rabbitmq_url(self) -> str:
+        """``amqp://USER:PASSWORD@HOST:PORT//`` of the stack's RabbitMQ (labs 05, 07, 08)."""
+        return self.runtime.rabbitmq_url()
 
     def members(self, service: str = "users") -> list[str]:
         return self.runtime.members(service)

@@ -63,8 +63,11 @@ class Settings(BaseSettings):
     rate_limit_window_s: int = Field(1, ge=1)
     rate_limit_by_ip: bool = False
 
-    # Orders and Celery workers (lab 05). The broker is the stack's Redis unless set.
-    broker_url: str | None = None
+    # Orders and Celery workers (lab 05). Which broker carries them, and how it keeps them, is
+    # broker.yaml's call (shop/broker.py): the stack's Redis (redis_url) or its RabbitMQ (this URL).
+    rabbitmq_url: str | None = None
+    # With publisher confirms on, POST /orders waits at most this long for the broker's confirm.
+    broker_confirm_timeout_s: float = Field(5.0, gt=0, le=60)
     # Redis has no real acks: a message a worker took stays in an "unacked" set, and is
     # handed out again when it is not acked within this many seconds (the worker died).
     # It must be longer than any task (or countdown) runs, or a live task is run twice.

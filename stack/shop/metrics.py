@@ -45,7 +45,7 @@ POOL = Gauge("db_pool_connections", "Connections of the asyncpg pool, by state",
 POOL_MAX = Gauge("db_pool_max_connections", "The asyncpg pool's upper bound", ["pool"])
 CACHE = Counter("cache_requests_total", "Cache lookups by result (hit, miss, bypass)", ["cache", "result"])
 # Labelled, so that only the process that sets it exports it (an unlabelled gauge reads 0 everywhere).
-QUEUE_DEPTH = Gauge("orders_queue_depth", "Messages waiting in the Celery queue (a Redis list)", ["queue"])
+QUEUE_DEPTH = Gauge("orders_queue_depth", "Messages waiting in the Celery queue (a Redis list or a RabbitMQ queue)", ["queue"])
 ORDERS = Gauge("orders_by_status", "Orders in the database, by status", ["status"])
 TASKS = Counter("celery_tasks_total", "Celery task runs by outcome (processed, retried, failed)",
                 ["task", "outcome"])
@@ -116,8 +116,8 @@ async def _order_gauges(state) -> None:
     """Queue depth and orders by status, each bounded (a scrape never hangs on a dead store)."""
     from shop import orders
     try:
-        QUEUE_DEPTH.labels(orders.QUEUE).set(await asyncio.wait_for(state.redis.llen(orders.QUEUE), 0.5))
-    except Exception:   # Redis down: no fresh reading; Prometheus sees the series go stale below
+        QUEUE_DEPTH.labels(orders.QUEUE).set(await asyncio.wait_for(state.broker.depth(), 0.5))
+    except Exception:   # the broker down: no fresh reading; Prometheus sees the series go stale below
         QUEUE_DEPTH.labels(orders.QUEUE).set(float("nan"))
     try:
         async with state.pool.acquire(timeout=0.5) as conn:

@@ -4,17 +4,17 @@ The same package as the user service (config, db, errors, middleware), its own s
 app: it accepts orders and enqueues them; Celery workers (shop/tasks.py) process them.
 """
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
-from shop import metrics
+from shop import broker, metrics
 from shop import orders as order_flow
 from shop import tasks
+from shop.broker import BrokerClient, BrokerUnavailable
 from shop.api.routes import health, orders
 from shop.config import Settings
 from shop.db import close_pool, create_pool
@@ -34,28 +34,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.pool = await create_pool(settings, settings.pool_min_size, settings.pool_max_size,
                                            app_name=f"shop-orders:{settings.instance}")
-        app.state.celery = tasks.make_celery(settings)
-        app.state.redis = aioredis.from_url(settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0",
-                                            socket_timeout=settings.redis_timeout_s * 4,
-                                            socket_connect_timeout=settings.redis_timeout_s * 4)
+        app.state.celery = celery = tasks.make_celery(settings)
+        app.state.broker = BrokerClient(settings, celery.broker_settings)
+        try:   # RabbitMQ: the queues exist before the first order (a worker declares them too)
+            await asyncio.to_thread(broker.declare, celery, celery.broker_settings)
+        except broker.PUBLISH_ERRORS as exc:
+            log.warning("could not declare the broker's queues yet: %s: %s", type(exc).__name__, exc)
         # Lab 07: the buyer is checked with the user service (SHOP_USERS_URL), through a bulkhead
         # and the learner's circuit breaker; the outbox sweep publishes lost orders again.
         app.state.users_client = UsersClient(settings, Exercises(settings)) if settings.users_url else None
         app.state.outbox = None
         if settings.outbox_sweep_s:
-            celery = app.state.celery
-            app.state.outbox = OutboxSweep(app.state.pool, lambda order_id: celery.send_task(
-                order_flow.TASK, args=[order_id], queue=order_flow.QUEUE), settings.outbox_sweep_s,
-                settings.outbox_stale_s)
+            app.state.outbox = OutboxSweep(app.state.pool, lambda order_id: broker.publish(
+                celery, order_id, settings.broker_confirm_timeout_s), settings.outbox_sweep_s, settings.outbox_stale_s)
             app.state.outbox.start()
-        log.info("instance %s ready: orders go to queue %r", settings.instance, order_flow.QUEUE)
+        log.info("instance %s ready: orders go to queue %r on %s", settings.instance, order_flow.QUEUE,
+                 celery.broker_settings.label())
         yield
         if app.state.outbox is not None:
             await app.state.outbox.stop()
         if app.state.users_client is not None:
             await app.state.users_client.aclose()
         await close_pool(app.state.pool)
-        await app.state.redis.aclose()
+        await app.state.broker.aclose()
         app.state.celery.close()
 
     app = FastAPI(title="shop orders", lifespan=lifespan)
@@ -70,9 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(answer, JSONResponse):
             return answer
         try:
-            await request.app.state.redis.ping()
-        except (RedisError, OSError) as exc:
-            return JSONResponse(error_body("not_ready", f"broker: {type(exc).__name__}"), status_code=503)
+            await request.app.state.broker.ping()
+        except BrokerUnavailable as exc:
+            return JSONResponse(error_body("not_ready", f"broker: {exc}"), status_code=503)
         return answer
 
     @app.get("/stats", tags=["health"])

@@ -20,9 +20,8 @@ import time
 from typing import Awaitable, Callable
 
 import httpx
-from kombu.exceptions import OperationalError
-from redis.exceptions import RedisError
 
+from shop.broker import PUBLISH_ERRORS
 from shop.db import DB_UNAVAILABLE
 from shop.errors import DomainError
 
@@ -129,7 +128,7 @@ class OutboxSweep:
             await asyncio.sleep(self.every_s)
             try:
                 await self.sweep_once()
-            except (*DB_UNAVAILABLE, OperationalError, RedisError) as exc:
+            except (*DB_UNAVAILABLE, *PUBLISH_ERRORS) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
 
     async def sweep_once(self) -> int:

@@ -11,13 +11,20 @@ delivery guarantees this lab relies on:
   is requeued at once instead of being marked failed (this lab runs the solo pool: the
   task runs in the worker process itself, so a KILL takes the whole worker and the next
   point applies);
-* the Redis broker's ``visibility_timeout``: Redis has no acks of its own; Celery keeps a
+* on Redis, the broker's ``visibility_timeout``: Redis has no acks of its own; Celery keeps a
   taken message in an "unacked" set, and any live worker hands it out again once it has
   been there longer than the timeout. Short here (lab 05's plan), so a killed worker's
   order is redelivered within seconds; it must exceed the longest task and countdown,
-  or a task still running is delivered twice (the idempotency guard then still holds);
+  or a task still running is delivered twice (the idempotency guard then still holds).
+  RabbitMQ has acks of its own: a message whose consumer's connection closed is requeued at once;
 * ``worker_prefetch_multiplier=1``: a worker reserves one message at a time, so a slow
   worker does not sit on a queue of messages others could run.
+
+Which broker, and how it keeps the messages (durable queue, persistent messages, publisher
+confirms on RabbitMQ; the append-only file on Redis), is broker.yaml's (``shop/broker.py``).
+An order whose retries are spent is dead-lettered: on RabbitMQ the worker rejects its message
+and the broker routes it to the dead-letter exchange; on Redis the worker appends an entry to
+the list ``orders:dead-letter``.
 """
 
 import asyncio
@@ -28,9 +35,13 @@ import os
 import time
 
 import redis
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
+from celery.exceptions import Reject
 
 from shop import metrics, orders, readiness
+from shop.broker import BrokerSettings, celery_config, dead_letter_queue, declare
+from shop.broker import load as load_broker
+from shop.broker import url as broker_url
 from shop.config import Settings
 from shop.db import DB_UNAVAILABLE
 from shop.exercises import Exercises
@@ -39,10 +50,10 @@ log = logging.getLogger(__name__)
 TASK = orders.TASK
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
+def make_celery(settings: Settings | None = None, broker: BrokerSettings | None = None) -> Celery:
     settings = settings or Settings()
-    broker = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("shop", broker=broker, set_as_current=False)
+    broker = broker or load_broker(settings)
+    app = Celery("shop", broker=broker_url(settings, broker), set_as_current=False)
     app.conf.update(
         task_default_queue=orders.QUEUE,
         task_acks_late=True,
@@ -50,24 +61,39 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,                      # the order's status lives in Postgres
         task_serializer="json", accept_content=["json"],
-        broker_transport_options={
-            "visibility_timeout": settings.broker_visibility_timeout_s,
-            # look for messages past their visibility timeout every second (default: ~100 s)
-            "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
-        },
         broker_connection_retry_on_startup=True,
         # Publishing (POST /orders): a broker that is down costs a request < 1 s, then a 503.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2,
                                    "interval_max": 0.3},
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,
+        **celery_config(settings, broker),
     )
+    app.broker_settings = broker
     return app
+
+
+class _PromptAcks(bootsteps.StartStopStep):
+    """Celery queues each late acknowledgement on the worker's event loop (kombu's hub), and the
+    hub runs what its own thread queued only after its next poll returns: up to 10 s when no
+    socket has anything to say. With prefetch 1 the broker sends the next message only after
+    that ack, so a worker idled ~10 s between orders on RabbitMQ (measured). A tick every 50 ms
+    ends each poll early: the ack goes out within 50 ms."""
+    requires = {"celery.worker.components:Hub"}
+
+    def start(self, worker):
+        if worker.hub is not None:
+            worker.hub.call_repeatedly(0.05, _tick)
+
+
+def _tick() -> None:
+    """Nothing: the hub runs its queued callbacks (the acks) on the way back to polling."""
 
 
 # `celery -A shop.tasks` finds the app here; nothing connects until a worker or a client
 # sends or consumes (creating a Celery object opens no connection).
 app = make_celery()
+app.steps["worker"].add(_PromptAcks)
 _exercises: Exercises | None = None
 
 
@@ -85,7 +111,13 @@ def exercises() -> Exercises:
 
 
 def _dead_letter(settings: Settings, order_id: int, error: str | None, task_id: str | None) -> None:
-    client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
+    """Redis: append the dead order to the list orders:dead-letter. RabbitMQ: reject the message
+    (not requeued): the broker routes it to the dead-letter exchange."""
+    if app.broker_settings.broker == "rabbitmq":
+        with app.producer_or_acquire() as producer:
+            producer.maybe_declare(dead_letter_queue())   # it must exist before the broker routes to it
+        raise Reject(f"order {order_id}: retries spent ({error})", requeue=False)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
         client.rpush(orders.DEAD_LETTER, json.dumps({"order_id": order_id, "error": error, "task_id": task_id,
                                                      "retries": settings.order_max_retries, "at": time.time()}))
@@ -117,10 +149,12 @@ metrics.connect_worker_signals(_settings)
 
 
 # -- readiness: the driver waits until this worker's entry names its current pid -----
+# The announcement goes to the stack's Redis whichever the broker is (it is the driver's probe).
 @signals.worker_ready.connect
 def _announce_ready(sender=None, **_):
     settings = _settings()
-    client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
+    declare(app, app.broker_settings)   # RabbitMQ: the dead-letter queue exists before any order dies
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
         client.hset(orders.WORKERS, sender.hostname, os.getpid())
     finally:
@@ -132,7 +166,7 @@ def _announce_ready(sender=None, **_):
 def _announce_gone(sender=None, **_):
     readiness.mark(False)
     settings = _settings()
-    client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
         client.hdel(orders.WORKERS, getattr(sender, "hostname", "?"))
     except redis.RedisError:

@@ -1,4 +1,5 @@
-"""Lab 05 — queues: orders accepted at once, processed by Celery workers; retries, idempotency."""
+"""Lab 05 — queues: orders accepted at once, processed by Celery workers; retries, idempotency;
+a broker that keeps its promise when it is SIGKILLed (the ``broker`` exercise: broker.yaml)."""
 
 import asyncio
 import inspect
@@ -10,8 +11,10 @@ import httpx
 import pandas as pd
 import redis
 
-from scalelab import aio, db
+from scalelab import aio, broker, db
+from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from shop.broker import BrokerSettings, BrokerSettingsError, parse
 
 QUEUE = "orders"                     # shop.orders.QUEUE: the broker's list of waiting messages
 DEAD_LETTER = "orders:dead-letter"   # shop.orders.DEAD_LETTER
@@ -26,11 +29,7 @@ def redis_client(stack) -> redis.Redis:
 
 def queue_depth(stack) -> int:
     """Messages waiting in the broker for a worker (not counting those a worker holds)."""
-    client = redis_client(stack)
-    try:
-        return int(client.llen(QUEUE))
-    finally:
-        client.close()
+    return broker.depth(stack)
 
 
 def new_user(stack, name: str = "Order Check") -> int:
@@ -131,7 +130,8 @@ def enqueue(stack, order_id: int, times: int = 1) -> None:
     """Publish the order's task again, ``times`` times: a duplicate delivery, on purpose."""
     from shop.config import Settings
     from shop.tasks import TASK, make_celery
-    app = make_celery(Settings(redis_url=stack.redis_url()))
+    app = make_celery(Settings(redis_url=stack.redis_url(), rabbitmq_url=stack.rabbitmq_url()),
+                      broker.settings(stack))   # the broker the stack's services use now
     try:
         for _ in range(times):
             app.send_task(TASK, args=[order_id], queue=QUEUE)
@@ -393,4 +393,88 @@ order_task = Exercise(
     ],
     reference="shop.reference.order_task",
     handle="lab05.order_task",
+)
+
+
+# -- exercise 3: a broker that keeps the promise ---------------------------------------------
+DRILL_BEFORE, DRILL_AFTER = 20, 10   # the check's crash drill: orders accepted before the kill, after the restart
+
+# Why a setting loses accepted orders when the broker process dies (the drill shows it).
+CRASH_LOSES = {
+    ("redis", "appendonly", False): "appendonly no: Redis keeps the queue only in memory, and a restarted Redis "
+                                    "comes back empty",
+    ("rabbitmq", "durable", False): "durable: false — the queue itself does not survive a restart, nor the "
+                                    "messages in it",
+    ("rabbitmq", "persistent", False): "persistent: false — transient messages are never written to disk: a "
+                                       "restarted RabbitMQ drops them, even from a durable queue",
+}
+# Risks the check names before any drill: a killed process cannot show the fsync ones (the page
+# cache survives it), and what RabbitMQ without confirms loses varies from drill to drill (step
+# 11 measures it) — a setting is not right because one drill happened to lose nothing.
+UNSEEN_RISK = {
+    ("redis", "appendfsync", "everysec"):
+        "appendfsync everysec: Valkey writes each message to the append-only file before it answers but forces "
+        "it to disk only once a second. A killed Valkey loses nothing (the kernel still holds its writes), a power "
+        "cut or a kernel crash loses up to the last second of accepted orders. The disk before the 202: always",
+    ("redis", "appendfsync", "no"):
+        "appendfsync no: the kernel decides when the append-only file reaches the disk (within about 30 s): a "
+        "power cut loses whatever it had not written yet. The disk before the 202: always",
+    ("rabbitmq", "confirm_publish", False):
+        "confirm_publish: false — the publish returns before RabbitMQ has the message on disk (it writes "
+        "persistent messages when it must, not for each one), and the order service answers 202: a broker "
+        "killed then loses what it had not written yet, and a publish into a connection that just died can "
+        "still be answered 202 (step 11 counts both). The confirm closes it: confirm_publish: true",
+}
+
+
+def _risks(chosen: BrokerSettings, table: dict) -> list[str]:
+    return [why for (kind, name, value), why in table.items()
+            if chosen.broker == kind and getattr(chosen, name) == value
+            and (name != "appendfsync" or chosen.appendonly)]
+
+
+def _check_broker(stack, exercise) -> str:
+    path = stack.workspace / "broker.yaml"
+    if not path.exists():
+        raise NotAttempted(f"run the exercise cell: it writes broker.yaml into {path.parent}")
+    try:
+        chosen = parse(path.read_text())
+    except BrokerSettingsError as exc:
+        raise CheckFailed(str(exc)) from None
+    if chosen is None:
+        raise NotAttempted("broker.yaml holds no settings yet: `broker: ...` and the settings that keep the promise")
+    if unseen := _risks(chosen, UNSEEN_RISK):
+        raise CheckFailed(unseen[0])
+    try:
+        broker.apply(stack, workers=0)
+        drill = broker.crash_drill(stack, before=DRILL_BEFORE, after=DRILL_AFTER, workers=2)
+    except ScalelabError as exc:
+        raise CheckFailed(str(exc)) from None
+    stack.scale("worker", 2)
+    lost = _risks(chosen, CRASH_LOSES)
+    if drill["lost"] or lost:
+        raise CheckFailed(f"{drill['member']} SIGKILLed with {drill['waiting_at_kill']} order messages waiting: "
+                          f"{drill['lost']} of {drill['accepted']} accepted orders never done — "
+                          f"{(lost or ['the broker lost them'])[0]}")
+    return (f"{chosen.label()}: {drill['member']} SIGKILLed with {drill['waiting_at_kill']} order messages waiting "
+            f"→ 0 of {drill['accepted']} accepted orders lost, all done {drill['settle_s']:.1f} s after the workers "
+            f"started; {drill['orders/s']:.0f} orders/s accepted before the kill")
+
+
+broker_settings = Exercise(
+    name="broker",
+    title="Exercise 3 · a broker that keeps the 202's promise (broker.yaml)",
+    checker=_check_broker,
+    hints=[
+        "Two brokers can keep it. The stack's Redis, once it writes every message to its append-only file and "
+        "forces that to disk before it answers; or RabbitMQ, with a durable queue, persistent messages, and a "
+        "publisher that waits for the broker's confirm before the 202.",
+        "Redis: `broker: redis`, `appendonly: yes` and `appendfsync: ...` (no, everysec or always: which one puts "
+        "the message on disk before the answer?). RabbitMQ: `broker: rabbitmq` and durable, persistent, "
+        "confirm_publish — which of them is off by default in Celery?",
+        "`broker: rabbitmq`, `durable: true`, `persistent: true`, `confirm_publish: true` (or `broker: redis`, "
+        "`appendonly: yes`, `appendfsync: always`).",
+    ],
+    reference="stack/shop/reference/broker.yaml",
+    handle="lab05.broker_settings",
 )

@@ -41,6 +41,9 @@ class Runtime(Protocol):
     def redis_url(self) -> str:
         """``redis://:PASSWORD@HOST:PORT/0`` of the stack's Redis (labs 03+)."""
 
+    # Optional (labs 05, 07, 08, where the plan runs RabbitMQ):
+    # rabbitmq_url() -> str                    ``amqp://USER:PASSWORD@HOST:PORT//`` of the stack's RabbitMQ
+
     def members(self, service: str) -> list[str]:
         """Names of a service's members, e.g. ``["users-1", "users-2"]``."""
 

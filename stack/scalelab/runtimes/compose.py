@@ -1,7 +1,7 @@
 """The ``compose`` runtime: the stack as Docker containers, from ``stack/deploy/compose.yaml``.
 
 Same members, same protocol as ``local`` (``postgres``, ``users-1``..N, ``redis-1``,
-``nginx-1``, ``orders-1``, ``worker-1``..N, ``relay-1``, ``projector-1``): a member is one
+``rabbitmq-1``, ``nginx-1``, ``orders-1``, ``worker-1``..N, ``relay-1``, ``projector-1``): a member is one
 Compose container (service + replica number). The driver runs
 ``docker compose`` for what Compose does well (create the project, scale a service, tear it
 all down) and the docker SDK for one container at a time (kill, pause, start, logs, ports).
@@ -24,7 +24,7 @@ from scalelab import aio
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
-from scalelab.runtimes import compose_env, compose_images, compose_nginx, compose_queue, local_nginx
+from scalelab.runtimes import compose_env, compose_images, compose_nginx, compose_queue, local_nginx, local_rabbitmq
 from scalelab.runtimes import compose_prometheus, compose_standby
 from scalelab.runtimes.compose_engine import Compose, connect
 
@@ -34,14 +34,14 @@ FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 # service, the Celery workers (their metrics port) and Prometheus (lab 07: compose_prometheus);
 # the relay and the projector (labs 05, 08) listen on nothing.
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080,
-         "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090}
+         "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090, "rabbitmq": 5672}
 # compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
 # container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
 PORT_VARS = {"postgres": "POSTGRES_PORT", "standby": "STANDBY_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT",
              "nginx": "NGINX_PORT", "orders": "ORDERS_PORT", "worker": "WORKER_PORT",
-             "prometheus": "PROMETHEUS_PORT"}
+             "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT"}
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
-STORES = ("postgres", "redis")
+STORES = ("postgres", "redis", "rabbitmq")
 READY_TIMEOUT = 90.0
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 
@@ -78,6 +78,7 @@ class ComposeRuntime:
         env_file = compose_env.compose_env(self.home, self.tag or "dev", self.workspace,
                                            compose_nginx.conf_dir(self))
         compose_env.shop_env(self.home, plan)
+        compose_env.valkey_conf(self.home, plan, self.workspace)
         return Compose(self.project, FILES, env_file, self.home / "compose.log")
 
     # -- containers and members ----------------------------------------------------------
@@ -260,6 +261,9 @@ class ComposeRuntime:
     def redis_url(self) -> str:
         return f"redis://:{compose_env.passwords(self.home)['redis']}@127.0.0.1:{self._host_port('redis-1')}/0"
 
+    def rabbitmq_url(self) -> str:
+        return f"amqp://shop:{compose_env.passwords(self.home)['rabbitmq']}@127.0.0.1:{self._host_port('rabbitmq-1')}//"
+
     def members(self, service: str) -> list[str]:
         return [m for c in self._containers(service) if (m := self._member_name(c))]
 
@@ -348,9 +352,12 @@ class ComposeRuntime:
 
     def _before_start(self, member: str) -> None:
         """A worker, relay or projector is ready when its announcement appears: clear the last
-        incarnation's first (compose_queue)."""
+        incarnation's first (compose_queue). Redis reads broker.yaml's append-only settings when
+        it starts: render them first."""
         if self._service(member) in compose_queue.SERVICES:
             compose_queue.forget(self, member)
+        if self._service(member) == "redis":
+            compose_env.valkey_conf(self.home, plan_for(self.lab) if self.lab else None, self.workspace)
 
     def _after_start(self, member: str) -> None:
         self._wait_ready(member)
@@ -408,7 +415,7 @@ class ComposeRuntime:
     def _wait_ready(self, member: str, timeout: float = READY_TIMEOUT) -> None:
         probe = {"postgres": self._postgres_ready, "standby": lambda m: compose_standby.ready(self, m),
                  "prometheus": lambda m: compose_prometheus.ready(self, m),
-                 "users": self._users_ready, "redis": self._redis_ready,
+                 "users": self._users_ready, "redis": self._redis_ready, "rabbitmq": self._rabbitmq_ready,
                  "nginx": self._nginx_ready, "orders": self._users_ready,
                  **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]
         deadline, delay = time.monotonic() + timeout, 0.05
@@ -447,6 +454,9 @@ class ComposeRuntime:
             return client.ping() is True
         finally:
             client.close()
+
+    def _rabbitmq_ready(self, member: str) -> bool:
+        return local_rabbitmq.login(self.rabbitmq_url())
 
     def _nginx_ready(self, member: str) -> bool:
         answer = httpx.get(f"{self.member_url(member)}/nginx/health", timeout=2)

@@ -4,7 +4,8 @@
 * ``compose.env`` — what compose.yaml interpolates (``--env-file``): passwords, image tag,
   paths of the workspace and of the nginx rendering;
 * ``shop.env`` — what the user service gets (``env_file``): the lab's settings, the JWT key,
-  the Redis URL. The Postgres superuser's password is not in it.
+  the Redis and RabbitMQ URLs. The Postgres superuser's password is not in it;
+* ``valkey/broker.conf`` — the stack's Redis append-only settings (lab 05's broker.yaml).
 
 Nothing here is ever written into an image.
 """
@@ -14,10 +15,11 @@ import os
 import secrets
 from pathlib import Path
 
+from scalelab import broker
 from scalelab.plans import Plan
 from scalelab.runtimes import local_standby
 
-NAMES = ("postgres", "shop", "redis", "jwt")
+NAMES = ("postgres", "shop", "redis", "jwt", "rabbitmq")
 
 
 def _private_write(path: Path, text: str) -> None:
@@ -28,12 +30,14 @@ def _private_write(path: Path, text: str) -> None:
 
 
 def passwords(home: Path) -> dict[str, str]:
+    """Every secret of the stack, created once per state directory (a name added later: then)."""
     path = home / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    created = {name: secrets.token_urlsafe(32 if name == "jwt" else 18) for name in NAMES}
-    _private_write(path, json.dumps(created))
-    return created
+    known = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in NAMES if name not in known]
+    if missing:
+        known |= {name: secrets.token_urlsafe(32 if name == "jwt" else 18) for name in missing}
+        _private_write(path, json.dumps(known))
+    return known
 
 
 def _lines(values: dict[str, str]) -> str:
@@ -53,7 +57,21 @@ def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) 
         "SCALELAB_NGINX_CONF": str(nginx_conf),
         "REPLICATION_PASSWORD": local_standby.password_in(home / "standby"),   # lab 04's standby
         "SCALELAB_PROMETHEUS_CONF": str(home / "prometheus"),                # lab 07 (compose_prometheus)
+        "RABBITMQ_PASSWORD": pw["rabbitmq"],                                 # labs 05, 07, 08
+        "SCALELAB_VALKEY_CONF": str(home / "valkey"),                        # lab 05 (valkey_conf)
     }))   # host ports: chosen per container when the driver creates it (compose.py)
+    return path
+
+
+def valkey_conf(home: Path, plan: Plan | None, workspace: Path | None) -> Path:
+    """``<home>/valkey/broker.conf``: the append-only settings broker.yaml gives the stack's Redis
+    (none: memory only), mounted into the redis container and read when it starts."""
+    lines = broker.redis_conf(broker.settings_in(plan, workspace)) if plan is not None and plan.has("orders") \
+        else ["appendonly no"]
+    path = home / "valkey" / "broker.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    path.chmod(0o644)   # no secret in it; the container's valkey user reads it
     return path
 
 
@@ -70,7 +88,9 @@ def shop_env(home: Path, plan: Plan | None) -> Path:
     if plan is not None and plan.has("standby"):     # lab 04's read/write split, inside the network
         values["SHOP_DATABASE_REPLICA_URL"] = f"postgresql://shop:{pw['shop']}@standby:5432/shop"
     if plan is not None and plan.has("redis"):
-        values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"   # the Celery broker too (lab 05)
+        values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"   # lab 05 starts with it as the broker
+    if plan is not None and plan.has("rabbitmq"):   # broker.yaml picks which of the two carries the orders
+        values["SHOP_RABBITMQ_URL"] = f"amqp://shop:{pw['rabbitmq']}@rabbitmq:5672//"
     if plan is not None and plan.has("orders") and plan.has("users") and plan.has("nginx"):
         values["SHOP_USERS_URL"] = "http://nginx:8080"   # lab 07: orders check the buyer through nginx
     path = home / "shop.env"

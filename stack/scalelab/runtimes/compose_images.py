@@ -50,6 +50,7 @@ IMAGES = [
     Image("nginx", DEPLOY / "nginx", DEPLOY / "nginx/Dockerfile",
           _files(DEPLOY / "nginx/Dockerfile", DEPLOY / "nginx/compose.conf")),
     Image("prometheus", DEPLOY / "prometheus", DEPLOY / "prometheus/Dockerfile", _files(DEPLOY / "prometheus")),
+    Image("rabbitmq", DEPLOY / "rabbitmq", DEPLOY / "rabbitmq/Dockerfile", _files(DEPLOY / "rabbitmq")),
 ]
 
 

@@ -6,6 +6,7 @@ Python process (the CLI, a notebook kernel) finds a running stack there and re-u
 
 import json
 import signal as signals
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from scalelab.runtimes import local_nginx, local_redis, local_standby, local_use
 from scalelab.runtimes import local_orders, local_worker
 from scalelab.runtimes import local_projector
 from scalelab.runtimes import local_prometheus
+from scalelab.runtimes import local_rabbitmq
 from scalelab.runtimes.local_postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
@@ -31,7 +33,9 @@ SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "s
 SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 SERVICES.update({"relay": local_projector.relay, "projector": local_projector})   # lab 08
 SERVICES.update({"prometheus": local_prometheus})                  # lab 07
+SERVICES.update({"rabbitmq": local_rabbitmq})                      # labs 05, 07, 08: the durable broker
 
+STORES = ("postgres", "standby", "redis", "rabbitmq")   # stopped last, after the services that use them
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
 
@@ -87,15 +91,14 @@ class LocalRuntime:
         for service, replicas in plan.replicas.items():
             if service == "postgres":
                 continue
-            for index in range(1, replicas + 1):
-                started |= self._ensure_member(service, index)
+            started |= self._ensure_members(service, range(1, replicas + 1))
         self._save()
         return started
 
     def down(self) -> None:
         # Entry points first, then apps, then stores: nothing is cut off mid-request.
         order = sorted(self.procs.values(), key=lambda rec: (not self._is_front(rec.name),
-                                                             rec.name.startswith(("postgres", "standby", "redis"))))
+                                                             rec.name.startswith(STORES)))
         for rec in order:
             rec.stop()
         self.procs.clear()
@@ -139,6 +142,9 @@ class LocalRuntime:
     def redis_url(self) -> str:
         return local_redis.url(self, self._record("redis-1"))
 
+    def rabbitmq_url(self) -> str:
+        return local_rabbitmq.url(self, self._record("rabbitmq-1"))
+
     def members(self, service: str) -> list[str]:
         names = [n for n in self.procs if n == service or n.startswith(service + "-")]
         return sorted(names, key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[-1].isdigit() else 0)
@@ -149,8 +155,7 @@ class LocalRuntime:
         if replicas < 0:
             raise ScalelabError(f"replicas must be >= 0, got {replicas}")
         current = self.members(service)
-        for index in range(1, replicas + 1):
-            self._ensure_member(service, index)
+        self._ensure_members(service, range(1, replicas + 1))
         # Scaling in: take members out of rotation first (reload), then stop them.
         removed = [self.procs.pop(name) for name in current[replicas:]]
         self._save()
@@ -266,15 +271,40 @@ class LocalRuntime:
         return True
 
     def _ensure_member(self, service: str, index: int) -> bool:
-        name = f"{service}-{index}"
-        rec = self.procs.get(name)
-        if rec is not None and rec.alive():
-            return False
-        # Keep a member's port across restarts unless something else took it meanwhile.
-        port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
-        rec = self.procs[name] = self._service_record(service, name, port)
-        self._start(rec)
-        return True
+        return self._ensure_members(service, [index])
+
+    def _ensure_members(self, service: str, indexes) -> bool:
+        """Members ``indexes`` of ``service`` running and ready; True when any was started. The
+        missing ones start together, then each is waited for (four workers boot in the time of one)."""
+        started = []
+        for index in indexes:
+            name = f"{service}-{index}"
+            rec = self.procs.get(name)
+            if rec is not None and rec.alive():
+                continue
+            port = self._port_again(rec) if rec is not None else free_port()
+            rec = self.procs[name] = self._service_record(service, name, port)
+            rec.start()
+            started.append(rec)
+        self._save()   # another process (the CLI's down) finds them even if one never gets ready
+        for rec in started:
+            self._wait_ready(rec)
+        return bool(started)
+
+    @staticmethod
+    def _port_again(rec: ProcessRecord, wait_s: float = 20.0) -> int:
+        """A restarted member keeps its port: its clients hold that address (the order service its
+        broker's URL) and would knock on the old one forever. A port still held — the killed
+        process's sockets not closed yet on a busy machine — is waited for; only one taken for
+        good (after ``wait_s``) is traded for a new one."""
+        if rec.port is None:
+            return free_port()
+        deadline = time.monotonic() + wait_s
+        while port_busy(rec.port):
+            if time.monotonic() > deadline:
+                return free_port()
+            time.sleep(0.1)
+        return rec.port
 
     def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
         if service not in SERVICES:
@@ -287,6 +317,9 @@ class LocalRuntime:
 
     def _start(self, rec: ProcessRecord) -> None:
         rec.start()
+        self._wait_ready(rec)
+
+    def _wait_ready(self, rec: ProcessRecord) -> None:
         if rec.name == "postgres":
             rec.wait_ready(lambda: self.pg.accepts_connections(rec.port), timeout=60, what="accepting connections")
         else:
@@ -294,13 +327,15 @@ class LocalRuntime:
             rec.wait_ready(lambda: module.ready(self, rec), timeout=60, what="ready")
 
     def wipe(self) -> None:
-        """Delete the database cluster, its passwords, Prometheus' stored series, the logs and
-        any scratch dirs (stack down)."""
+        """Delete the database cluster, its passwords, Prometheus' stored series, RabbitMQ's and
+        Redis' data, the logs and any scratch dirs (stack down)."""
         import shutil
         self.pg.remove_data()
         purge_scratch(self.home)
         shutil.rmtree(self.home / "postgres", ignore_errors=True)
         shutil.rmtree(local_standby.home(self), ignore_errors=True)
         shutil.rmtree(self.home / "prometheus", ignore_errors=True)   # lab 07: its TSDB and rule files
+        shutil.rmtree(self.home / "rabbitmq", ignore_errors=True)     # its queues and messages, cookie, password
+        shutil.rmtree(self.home / "redis", ignore_errors=True)        # the append-only file (broker.yaml), password
         shutil.rmtree(self.home / "logs", ignore_errors=True)
         self._pg = None

@@ -2,8 +2,10 @@
 
 Valkey is the open-source fork of Redis: same protocol, same commands, same clients.
 The server keeps everything in memory (``save ""``, ``appendonly no``): a killed Redis
-comes back empty, as a cache may. Its password lives in a 0600 file in the state
-directory and reaches the server through a 0600 config file, never the command line.
+comes back empty, as a cache may — unless it is lab 05's broker and broker.yaml turns on
+the append-only file (``scalelab.broker.redis_conf``), which it replays when it starts. Its
+password lives in a 0600 file in the state directory and reaches the server through a 0600
+config file, never the command line.
 """
 
 import os
@@ -14,7 +16,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scalelab import binaries
+from scalelab import binaries, broker
+from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
 
 
@@ -25,12 +28,16 @@ def _private_write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def password(rt) -> str:
-    """The stack's Redis password, created once per state directory."""
-    path = rt.home / "redis" / "password"
+def secret(path: Path) -> str:
+    """A password kept in a 0600 file, created on first use (once per state directory)."""
     if not path.exists():
         _private_write(path, secrets.token_urlsafe(18))
     return path.read_text().strip()
+
+
+def password(rt) -> str:
+    """The stack's Redis password."""
+    return secret(rt.home / "redis" / "password")
 
 
 def url(rt, rec: ProcessRecord) -> str:
@@ -46,7 +53,7 @@ def record(rt, name: str, port: int) -> ProcessRecord:
         f"port {port}",
         f"dir {home}",
         'save ""',
-        "appendonly no",
+        *broker.redis_conf(broker.settings_in(plan_for(rt.lab), rt.workspace)),
         f"requirepass {password(rt)}",
         "maxmemory 64mb",
         "maxmemory-policy allkeys-lru",   # a full cache evicts the least recently used keys

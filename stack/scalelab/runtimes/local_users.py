@@ -37,6 +37,8 @@ def shop_env(rt, name: str) -> dict[str, str]:
     }
     if plan.has("redis"):
         env["SHOP_REDIS_URL"] = rt.redis_url()
+    if plan.has("rabbitmq"):   # labs 05+: broker.yaml picks which of the two carries the orders
+        env["SHOP_RABBITMQ_URL"] = rt.rabbitmq_url()
     return env
 
 

@@ -2,17 +2,17 @@
 
 import asyncio
 import json
+import logging
 
 import asyncpg
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
-from kombu.exceptions import OperationalError
-from redis.exceptions import RedisError
 
-from shop import orders
+from shop import broker, orders
 from shop.db import connection
 from shop.errors import Conflict, DomainError, NotFound, Unavailable
 from shop.models import OrderCreate, OrderOut
 
+log = logging.getLogger("uvicorn.error")   # in the service's log, as its other lines
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 BIGINT_MAX = 2**63 - 1
@@ -68,9 +68,12 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
             response.headers["Location"] = f"/orders/{first['id']}"
             return _out(first)   # a client retry: the same order, no second task
     try:
-        # Publishing is blocking I/O (kombu): off the event loop.
-        await asyncio.to_thread(request.app.state.celery.send_task, orders.TASK, args=[row["id"]], queue=orders.QUEUE)
-    except (OperationalError, RedisError, OSError) as exc:
+        # Publishing is blocking I/O (kombu): off the event loop. With publisher confirms (RabbitMQ),
+        # it returns once the broker has the message on disk: only then is the 202 a promise.
+        await asyncio.to_thread(broker.publish, request.app.state.celery, row["id"],
+                                request.app.state.settings.broker_confirm_timeout_s)
+    except broker.PUBLISH_ERRORS as exc:
+        log.warning("order %s not queued: %s: %s", row["id"], type(exc).__name__, exc)
         if request.app.state.settings.outbox_sweep_s:
             # Lab 07: the order is safe in Postgres (the outbox); the sweep publishes it once the broker is back.
             response.headers["X-Order-Queued"] = "deferred"
@@ -86,13 +89,19 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
 
 @router.get("/dead-letter")
 async def dead_letter(request: Request, limit: int = Query(100, ge=1, le=1000)):
-    """Orders whose retries were spent, oldest first, as the workers recorded them."""
-    redis = request.app.state.redis
+    """Orders whose retries were spent, oldest first: the broker's dead-letter list (Redis) or
+    queue (RabbitMQ, read without taking the messages), each with the order's last error."""
     try:
-        entries = await redis.lrange(orders.DEAD_LETTER, 0, limit - 1)
-    except (RedisError, OSError) as exc:
-        raise Unavailable(f"the broker (Redis) is unavailable: {type(exc).__name__}") from exc
-    return {"items": [json.loads(e) for e in entries]}
+        items = await request.app.state.broker.dead_letters(limit)
+    except broker.BrokerUnavailable as exc:
+        raise Unavailable(f"the broker is unavailable: {exc}") from exc
+    missing = [item["order_id"] for item in items if "error" not in item]
+    if missing:   # RabbitMQ keeps the message, not why it failed: the order row says
+        async with connection(request) as conn:
+            errors = dict(await conn.fetch("SELECT id, last_error FROM orders WHERE id = ANY($1::bigint[])", missing))
+        for item in items:
+            item.setdefault("error", errors.get(item["order_id"]))
+    return {"items": items}
 
 
 @router.get("/{order_id}", response_model=OrderOut)
