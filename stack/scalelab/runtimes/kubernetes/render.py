@@ -37,7 +37,7 @@ K8S = REPO / "stack" / "deploy" / "k8s"
 NODE_PORTS = {"nginx": 30080, "users": 30080, "orders": 30081}
 
 SECRET_KEYS = {"postgres": "postgres-password", "shop": "shop-db-password", "redis": "redis-password",
-               "jwt": "jwt-secret"}
+               "jwt": "jwt-secret", "rabbitmq": "rabbitmq-password"}
 WORKSPACE_SUFFIXES = (".py", ".conf", ".yaml", ".json")
 
 

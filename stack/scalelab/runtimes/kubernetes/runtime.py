@@ -49,9 +49,9 @@ from scalelab.runtimes.kubernetes.forward import Forwards
 K8S = render.K8S
 # Each service's port inside its pods (relay and projector listen on nothing).
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080, "orders": 8000,
-         "worker": 9100, "prometheus": 9090, "relay": None, "projector": None}
+         "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672}
 FRONTS = {"nginx": "users"}            # while nginx runs, url("users") is the entry (nginx)
-STATEFUL = {"postgres", "standby"}     # StatefulSets (a volume each); the other services are Deployments
+STATEFUL = {"postgres", "standby", "rabbitmq"}   # StatefulSets (a volume each); the others are Deployments
 READY_TIMEOUT = float(os.environ.get("SCALELAB_KIND_READY_TIMEOUT", "300"))
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 PART_OF = "app.kubernetes.io/part-of=scalelab"
@@ -355,6 +355,10 @@ class KubernetesRuntime:
 
     def install_alert_rules(self, path: Path | None) -> None:
         prometheus.install_rules(self, path)
+
+    def rabbitmq_url(self) -> str:
+        port = self._forward("rabbitmq-1", PORTS["rabbitmq"])
+        return f"amqp://shop:{compose_env.passwords(self.home)['rabbitmq']}@127.0.0.1:{port}//"
 
     def redis_url(self) -> str:
         port = self._forward("redis-1", PORTS["redis"])
