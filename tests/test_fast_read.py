@@ -3,6 +3,7 @@ It must answer exactly as the FastAPI route does: a leading zero (``/users/01``)
 plain id, so it falls through to the route, and both answers are compared here."""
 
 import httpx
+import pytest
 
 HEADERS = ("content-type", "content-length", "x-instance", "x-db-node")
 
@@ -41,3 +42,58 @@ def test_cache_hit_on_the_fast_path_matches_the_database_answer(lab3, new_email)
         assert first.json() == second.json() == user
         assert second.headers.get("x-db-node") is None   # from Redis: no database node answered
         assert first.content == second.content           # the cached copy serialises the same bytes
+
+
+# -- learner code that returns something that is not a user ---------------------------------
+MISSING_COLUMNS = '''
+async def fetch_user(conn, user_id: int):
+    row = await conn.fetchrow("SELECT id, email FROM users WHERE id = $1", user_id)
+    return dict(row) if row is not None else None
+'''
+
+UNREADABLE = '''
+from collections.abc import Mapping
+
+
+class Row(Mapping):   # a row that raises when it is read: no handler knows this failure
+    def __getitem__(self, key):
+        raise RuntimeError("this row cannot be read")
+
+    def __iter__(self):
+        raise RuntimeError("this row cannot be read")
+
+    def __len__(self):
+        return 4
+
+
+async def fetch_user(conn, user_id: int):
+    return Row()
+'''
+
+
+@pytest.fixture
+def broken_fetch_user(stack):
+    path = stack.workspace / "user_queries.py"
+    yours = path.read_text()
+
+    def install(code: str) -> None:
+        path.write_text(code)
+        stack.restart("users")
+
+    yield install
+    path.write_text(yours)
+    stack.restart("users")
+
+
+@pytest.mark.parametrize("code, error, said", [(MISSING_COLUMNS, "exercise_error", "fetch_user()"),
+                                               (UNREADABLE, "internal_error", "RuntimeError")],
+                         ids=["missing-columns", "unreadable-row"])
+def test_a_broken_fetch_user_is_a_json_500_on_both_paths(stack, broken_fetch_user, new_email, code, error, said):
+    with httpx.Client(base_url=stack.url("users"), timeout=10) as api:
+        user = api.post("/users", json={"email": new_email(), "name": "Broken"}).json()
+        broken_fetch_user(code)
+        fast, routed = api.get(f"/users/{user['id']}"), api.get(f"/users/0{user['id']}")
+    for answer in (fast, routed):
+        assert answer.status_code == 500 and answer.headers["content-type"] == "application/json", answer.text
+        assert answer.json()["error"] == error and said in answer.json()["detail"], answer.text
+    assert fast.content == routed.content
