@@ -97,3 +97,40 @@ def test_a_broken_fetch_user_is_a_json_500_on_both_paths(stack, broken_fetch_use
         assert answer.status_code == 500 and answer.headers["content-type"] == "application/json", answer.text
         assert answer.json()["error"] == error and said in answer.json()["detail"], answer.text
     assert fast.content == routed.content
+
+
+# -- ... and the lab 01 check says what is wrong with it, in one message -----------------------
+BAD_SQL = '''
+async def fetch_user(conn, user_id: int):
+    row = await conn.fetchrow("SELECT id, email, name, created_at FROM user_accounts WHERE id = $1", user_id)
+    return dict(row) if row is not None else None
+'''
+
+BLOCKING = '''
+import time
+
+
+async def fetch_user(conn, user_id: int):
+    time.sleep(12)   # blocks the service's event loop past the check's 10 s
+    row = await conn.fetchrow("SELECT id, email, name, created_at FROM users WHERE id = $1", user_id)
+    return dict(row) if row is not None else None
+'''
+
+
+@pytest.mark.parametrize("code, said", [
+    (MISSING_COLUMNS, "is not a user: name"),
+    (UNREADABLE, "failed on this request (RuntimeError)"),
+    (BAD_SQL, "UndefinedTableError"),
+    (BLOCKING, "did not answer (ReadTimeout)"),
+], ids=["missing-columns", "unreadable-row", "bad-sql", "blocks-the-loop"])
+def test_the_lab01_check_of_a_broken_fetch_user_fails_with_one_message(stack, broken_fetch_user, code, said):
+    from scalelab.exercise import CheckFailed, NotAttempted
+    from scalelab.labs import lab01
+
+    broken_fetch_user(code)
+    with pytest.raises(CheckFailed) as failed:
+        lab01.fetch_user.check(stack)
+    message = str(failed.value)
+    assert not isinstance(failed.value, NotAttempted) and message.startswith("Exercise 1 · fetch_user: "), message
+    assert said in message and "Traceback" not in message, message
+    assert failed.value._render_traceback_() == [f"CheckFailed: {message}"]   # what Jupyter shows: this line alone

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+import httpx
+
 from scalelab.errors import ScalelabError
 
 GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
@@ -45,6 +47,9 @@ class Exercise:
             raise NotAttempted(f"{self.title}: not attempted yet — {exc}{self._hint_pointer()}") from None
         except CheckFailed as exc:
             raise CheckFailed(f"{self.title}: {exc}{self._hint_pointer()}") from None
+        except httpx.TransportError as exc:   # a member that does not answer is a finding, not a traceback
+            raise CheckFailed(f"{self.title}: the stack did not answer ({type(exc).__name__}: {exc or 'no detail'}) "
+                              "— stack.status() and stack.logs(<member>) say why") from None
         self.last_result = proved
         print(f"{GREEN}✓ {self.title}{RESET}: {proved}")
 
