@@ -16,7 +16,7 @@ KIND_CACHE ?= $(or $(SCALELAB_KIND_CACHE),$(HOME)/.cache/scalelab/kind-offline)
 WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% tools-lab7 test test-fast test-compose test-kind kind-offline images images-offline bench down status doctor jupyter labs clean
+.PHONY: help setup lab-% tools-lab7 test test-fast test-compose test-kind kind-offline kind-delete images images-offline bench down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -79,6 +79,9 @@ test-compose: $(STAMP)  ## the compose suite alone (installs/starts Docker as ro
 test-kind: $(STAMP)  ## the kind suite on a real cluster (runs make kind-offline first when kind or its node image is missing)
 	$(WITH_KIND) stack/deploy/kind-offline/ensure.sh
 	$(WITH_KIND) SCALELAB_REQUIRE_KIND=1 $(BIN)/python -m pytest -m kind
+
+kind-delete: $(STAMP)  ## delete the kind cluster (every lab's namespace in it) and put back the host settings its nodes changed
+	$(WITH_KIND) SCALELAB_KIND_DELETE_CLUSTER=1 $(BIN)/scalelab --runtime kind down
 
 kind-offline:  ## build kind, Kubernetes 1.34 and a kind node image here from Go modules and Debian packages (root; nothing from a registry)
 	stack/deploy/kind-offline/build.sh

@@ -182,13 +182,19 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
 
 
 # compose: tests/test_compose_unavailable.py proves its one line without an engine;
-# kind without kind: tests/test_kind.py.
-def test_a_lab_refuses_a_runtime_it_does_not_run_on_in_one_line_naming_those_it_does(tmp_path):
+# kind without kind: tests/test_k8s_manifests.py. Every lab runs on every runtime now: the
+# refusal is proven on a plan narrowed for the test.
+def test_a_lab_refuses_a_runtime_it_does_not_run_on_in_one_line_naming_those_it_does(tmp_path, monkeypatch):
+    import dataclasses
+
+    from scalelab import plans
+    monkeypatch.setitem(plans.PLANS, 1, dataclasses.replace(plans.PLANS[1], runtimes=("local", "compose")))
     with pytest.raises(RuntimeUnavailable) as raised:
         Stack(lab=1, runtime="kind", state_dir=tmp_path)
     message = str(raised.value)
     assert "lab 1" in message and "local and compose" in message and 'runtime="local"' in message
     assert "\n" not in message
+    assert not (tmp_path / "kind").exists(), "nothing was created for a refused runtime"
 
 
 def test_doctor_names_each_binary_and_its_origin(tmp_path):

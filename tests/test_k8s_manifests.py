@@ -32,7 +32,7 @@ needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None,
 
 
 def render(path: Path) -> list[dict]:
-    from scalelab.runtimes.kind_cluster import kustomize
+    from scalelab.runtimes.kubernetes.tools import kustomize
     return [doc for doc in yaml.safe_load_all(kustomize(path)) if doc]
 
 
@@ -100,7 +100,7 @@ def test_every_pod_runs_as_non_root_without_privilege_escalation(rendered):
 
 @needs_kubectl
 def test_images_are_the_ones_compose_images_builds_pinned_never_latest_and_pulled_only_if_absent(rendered):
-    from scalelab.runtimes.kind_cluster import METRICS_SERVER_IMAGE
+    from scalelab.runtimes.kind.cluster import METRICS_SERVER_IMAGE
     for name, objects in rendered.items():
         for obj, pod in pod_specs(objects):
             for c in containers(pod):
@@ -198,14 +198,17 @@ def test_workloads_and_pods_carry_the_recommended_labels(rendered):
 
 
 @needs_kubectl
-def test_one_entry_nodeport_per_lab_equal_to_kind_configs_mapped_container_port(rendered):
-    mapped = [m["containerPort"] for n in KIND_CONFIG["nodes"] for m in n.get("extraPortMappings", [])]
+def test_entry_nodeports_per_lab_are_the_ones_kind_config_publishes(rendered):
+    """The main entry (nginx, or the user service without it) on 30080; the order service on 30081."""
+    from scalelab.runtimes.kubernetes.render import NODE_PORTS
+    mapped = {m["containerPort"] for n in KIND_CONFIG["nodes"] for m in n.get("extraPortMappings", [])}
     for lab, path in LABS.items():
         services = by_kind(rendered[path.name], "Service").values()
-        node_ports = [(s["metadata"]["name"], p["nodePort"]) for s in services if s["spec"].get("type") == "NodePort"
-                      for p in s["spec"]["ports"]]
-        entry = "nginx" if PLANS[lab].has("nginx") else "users"
-        assert node_ports == [(entry, mapped[0])], (path.name, node_ports)
+        node_ports = sorted((s["metadata"]["name"], p["nodePort"]) for s in services if s["spec"].get("type") == "NodePort"
+                            for p in s["spec"]["ports"])
+        entries = ["nginx" if PLANS[lab].has("nginx") else "users"] + (["orders"] if PLANS[lab].has("orders") else [])
+        assert node_ports == sorted((entry, NODE_PORTS[entry]) for entry in entries), (path.name, node_ports)
+        assert {port for _, port in node_ports} <= mapped, "kind-config.yaml publishes every entry NodePort"
 
 
 @needs_kubectl
@@ -218,7 +221,9 @@ def test_each_overlay_runs_its_plans_services_replicas_and_settings(rendered):
         assert workloads["users"]["spec"]["replicas"] == plan.replicas["users"], path.name
         settings = by_kind(objects, "ConfigMap")["shop-settings"]
         extra = {k: v for k, v in settings["data"].items() if k not in base_settings}
-        assert extra == plan.settings, f"{path.name}: settings differ from scalelab.plans.PLANS[{lab}]"
+        # (derived, as compose_env derives it: the order service calls the user service through nginx)
+        derived = {"SHOP_USERS_URL": "http://nginx:8080"} if all(map(plan.has, ("orders", "users", "nginx"))) else {}
+        assert extra == {**plan.settings, **derived}, f"{path.name}: settings differ from scalelab.plans.PLANS[{lab}]"
 
 
 @needs_kubectl
@@ -229,8 +234,8 @@ def test_no_secret_is_in_the_repository_and_every_secret_ref_names_the_runtimes_
         text = yaml.safe_dump_all(objects)
         keys |= set(re.findall(r"secretKeyRef:\s*\n\s*key: ([\w-]+)\n\s*name: scalelab-secrets", text))
         assert not re.search(r"secretKeyRef:\s*\n\s*key: [\w-]+\n\s*name: (?!scalelab-secrets)", text), name
-    from scalelab.runtimes.kind_render import SECRET_KEYS
-    assert keys == set(SECRET_KEYS.values())
+    from scalelab.runtimes.kubernetes.render import SECRET_KEYS
+    assert keys == {*SECRET_KEYS.values(), "replication-password"}
 
 
 @needs_kubectl
@@ -265,7 +270,7 @@ def test_the_hpa_file_holds_the_autoscaler_specs_defaults():
 
 def test_the_kind_hpa_is_built_from_the_file_with_the_specs_numbers():
     from types import SimpleNamespace
-    from scalelab.runtimes.kind_hpa import hpa_manifest
+    from scalelab.runtimes.kubernetes.hpa import hpa_manifest
     spec = SimpleNamespace(service="users", min_replicas=2, max_replicas=7, target_cpu_utilization=35,
                            scale_down_stabilization_s=12)
     hpa = hpa_manifest(spec, "scalelab-test")
@@ -288,7 +293,7 @@ def test_metrics_server_skips_kubelet_tls_verification_for_kind_and_serves_the_m
 @needs_kubectl
 def test_the_drivers_generated_kustomization_sets_namespace_tags_secret_and_workspace(tmp_path):
     """What the kind runtime applies, rendered here from a state dir (no cluster involved)."""
-    from scalelab.runtimes.kind_render import SECRET_KEYS, render, write_kustomization
+    from scalelab.runtimes.kubernetes.render import SECRET_KEYS, render, write_kustomization
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / "hpa.py").write_text("def desired_replicas(*a, **k):\n    return 1\n")
@@ -308,7 +313,7 @@ def test_the_drivers_generated_kustomization_sets_namespace_tags_secret_and_work
     assert images == {f"scalelab/{n}:{compose_images.tag()}" for n in ("shop", "postgres", "valkey", "nginx")}
     (secret,) = by_kind(objects, "Secret").values()
     assert secret["metadata"]["name"] == "scalelab-secrets", "the plain name lab 06's exercise YAML refers to"
-    assert set(secret["data"]) == set(SECRET_KEYS.values())
+    assert set(secret["data"]) == {*SECRET_KEYS.values(), "replication-password"}
     assert "shop-settings" in by_kind(objects, "ConfigMap")
     workspace_cm = by_kind(objects, "ConfigMap")["workspace"]   # a plain name: updated in place
     assert workspace_cm["data"]["hpa.py"].startswith("def desired_replicas")
@@ -385,6 +390,7 @@ def test_the_kind_runtime_names_what_is_missing_in_one_line(tmp_path, monkeypatc
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))      # no kind, no kubectl, no docker on this PATH
+    monkeypatch.setenv("SCALELAB_KIND_CACHE", str(empty))   # nor built by make kind-offline
     with pytest.raises(RuntimeUnavailable) as caught:
         Stack(lab=6, runtime="kind", state_dir=tmp_path / "state")
     message = str(caught.value)
@@ -395,7 +401,7 @@ def test_the_kind_runtime_names_what_is_missing_in_one_line(tmp_path, monkeypatc
 def test_the_node_image_is_kinds_official_one_or_the_offline_one_and_a_missing_one_is_named(monkeypatch):
     """Against the real engine (the images are checked there, not assumed)."""
     from scalelab.errors import RuntimeUnavailable
-    from scalelab.runtimes import kind_cluster
+    from scalelab.runtimes.kind import cluster as kind_cluster
     try:
         from scalelab.runtimes.compose_engine import connect
         client = connect()
@@ -613,7 +619,7 @@ def test_pods_of_the_learners_deployment_join_none_of_the_stacks_services_or_wor
     for obj in objects:
         if obj["kind"] in WORKLOADS:
             assert not obj["spec"]["selector"]["matchLabels"].items() <= labels.items(), obj["metadata"]["name"]
-    from scalelab.runtimes.kind import _pods_of
+    from scalelab.runtimes.kubernetes.runtime import _pods_of
     wanted = dict(pair.split("=") for pair in _pods_of("users").split(","))
     assert not wanted.items() <= labels.items(), "members() would list the learner's pod"
     users_pod = by_kind(objects, "Deployment")["users"]["spec"]["template"]["metadata"]["labels"]
@@ -623,7 +629,7 @@ def test_pods_of_the_learners_deployment_join_none_of_the_stacks_services_or_wor
 def test_kind_configs_kubeadm_patch_is_a_v1beta3_cluster_configuration_with_a_faster_hpa_sync():
     """kind 0.30 writes kubeadm v1beta3 (extraArgs: a map) for Kubernetes 1.23 and later, its
     official node image's 1.34 and the offline one's included."""
-    from scalelab.runtimes.kind_cluster import OFFICIAL_NODE_IMAGE, OFFLINE_NODE_IMAGE
+    from scalelab.runtimes.kind.cluster import OFFICIAL_NODE_IMAGE, OFFLINE_NODE_IMAGE
     assert re.match(r"kindest/node:v1\.34\.", OFFICIAL_NODE_IMAGE)
     assert re.match(r"scalelab/kind-node:v1\.34\.", OFFLINE_NODE_IMAGE)
     (patch,) = [yaml.safe_load(text) for text in KIND_CONFIG["kubeadmConfigPatches"]]

@@ -152,7 +152,7 @@ def test_metrics_server_reports_cpu_of_every_users_pod(stack):
 
 
 def test_doctor_reports_the_cluster_and_metrics_flowing(stack):
-    from scalelab.runtimes.kind_cluster import doctor_rows
+    from scalelab.runtimes.kind.cluster import doctor_rows
     test_metrics_server_reports_cpu_of_every_users_pod(stack)     # (metrics are there by now)
     rows = {what: (status, detail) for status, what, detail in doctor_rows()}
     assert rows["kind node image"][0] == "ok"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from scalelab.errors import RuntimeUnavailable
-from scalelab.runtimes import kind_cluster, kind_host
+from scalelab.runtimes.kind import cluster as kind_cluster, host as kind_host
 
 pytestmark = [pytest.mark.kind, pytest.mark.last]
 

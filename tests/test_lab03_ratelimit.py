@@ -53,12 +53,18 @@ def test_the_limit_is_global_across_replicas_not_per_replica(lab3, limits):
 
 
 def test_concurrent_requests_on_all_replicas_never_exceed_the_limit(lab3, limits):
-    limit, _ = limits
-    headers = new_client()
-    # All replicas at once: one burst per replica, in parallel threads.
-    with cf.ThreadPoolExecutor(3) as pool:
-        frames = list(pool.map(lambda m: lab03.fire(f"{lab3.member_url(m)}/users?limit=1", 2 * limit, headers,
-                                                    concurrency=2 * limit), lab3.members("users")))
+    limit, window = limits
+    for _ in range(3):   # the proof needs the burst inside one window: a busy machine may need another go
+        headers = new_client()
+        started = time.monotonic()
+        # All replicas at once: one burst per replica, in parallel threads.
+        with cf.ThreadPoolExecutor(3) as pool:
+            frames = list(pool.map(lambda m: lab03.fire(f"{lab3.member_url(m)}/users?limit=1", 2 * limit, headers,
+                                                        concurrency=2 * limit), lab3.members("users")))
+        if time.monotonic() - started < window:
+            break
+    else:
+        pytest.fail(f"{6 * limit} concurrent requests never fit in one {window} s window")
     allowed = sum(int((f.status == 200).sum()) for f in frames)
     refused = sum(int((f.status == 429).sum()) for f in frames)
     assert refused + allowed == 6 * limit

@@ -15,6 +15,7 @@ from the ``scalelab`` package is imported before gevent patches the process.
 import locust  # noqa: F401  -- must stay the first import: gevent patches the process here
 
 import json
+import os
 import random
 import sys
 import time
@@ -145,11 +146,23 @@ def run_spec(spec):
             gevent.sleep(max(0.0, start + second - time.time()))
             samples.append(snapshot(env, runner))
 
+    def stop_when_told():
+        while not os.path.exists(spec["stop_file"]):
+            gevent.sleep(0.05)
+        budget_reached.set()
+
+    if spec.get("stop_file"):   # the caller ends the load early by creating this file
+        gevent.spawn(stop_when_told)
+
     users = spec["users"]
     runner.start(users, spawn_rate=users)  # everybody at once
     gevent.sleep(0)  # let locust reset its stats and spawn the users
     samples.append(snapshot(env, runner))
     ticker = gevent.spawn(sampler)
+    if spec.get("started_file"):  # the caller waits for this before it acts "mid-load"
+        with open(spec["started_file"] + ".tmp", "w") as f:
+            f.write(str(time.time()))
+        os.replace(spec["started_file"] + ".tmp", spec["started_file"])
 
     budget_reached.wait(timeout=spec["duration"])  # whichever comes first: the budget or the clock
     ticker.kill()
@@ -166,6 +179,8 @@ def run_spec(spec):
     if runner.cpu_warning_emitted:  # one core could not keep up: the *generator* limited the rps
         errors["warning: load generator CPU was above 90%, results may understate the service"] = 1
     return {
+        "started_at": total.start_time,
+        "ended_at": total.last_request_timestamp or total.start_time,
         "summary": summary,
         "status_counts": dict(shared["status"]),
         "instances": dict(shared["instances"]),

@@ -37,12 +37,14 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
         found.append((OK if shutil.which("setpriv") else FAIL, "root",
                       "running as root: Postgres runs as `nobody` via setpriv"
                       if shutil.which("setpriv") else "running as root and setpriv is missing: apt-get install util-linux"))
+    from scalelab.runtimes.kubernetes.tools import tool as kube_tool
     for tool, argv in {"docker": ["docker", "--version"], "kind": ["kind", "version"],
                        "kubectl": ["kubectl", "version", "--client"]}.items():
-        version = _version(argv) if shutil.which(tool) else None
+        path = shutil.which(tool) if tool == "docker" else kube_tool(tool)   # kind, kubectl: make kind-offline's first
+        version = _version([path, *argv[1:]]) if path else None
         found.append((OK if version else WARN, tool,
                       version or f"not found — needed only for runtime=\"{'kind' if tool != 'docker' else 'compose'}\""))
-    from scalelab.runtimes.kind_cluster import doctor_rows
+    from scalelab.runtimes.kind.cluster import doctor_rows
     found += doctor_rows()   # node image, metrics-server image, cluster, metrics flowing (when kind is here)
     try:
         found.append((OK, "ports", f"{HOST} can bind free ports (e.g. {free_port()})"))

@@ -62,6 +62,8 @@ class LoadResult:
     timeline: pd.DataFrame
     by_path: pd.DataFrame = field(default_factory=pd.DataFrame)
     errors: dict[str, int] = field(default_factory=dict)
+    started_at: float | None = None   # time.time() of the load's first and last request
+    ended_at: float | None = None
 
     def _get(self, column):
         return self.summary[column].iloc[0]
@@ -145,6 +147,8 @@ def run(
     timeout: float = 10.0,
     expect_status: Collection[int] = (),
     label: str | None = None,
+    stop_file: str | None = None,
+    started_file: str | None = None,
 ) -> LoadResult:
     """Send load to ``base_url`` and return what Locust measured.
 
@@ -159,6 +163,8 @@ def run(
     expect_status  status codes that count as success even though they are >= 400,
                    e.g. {429} when the point of the exercise is rate limiting
     label          name for this run in tables and plots
+    stop_file      the load also stops as soon as this file exists (``duration`` stays the bound)
+    started_file   this file is written (with the start time) once the simulated users run
 
     A response counts as failed if its status is not 2xx/3xx (and not in
     ``expect_status``), or if no response arrived at all.
@@ -179,6 +185,8 @@ def run(
         "headers": dict(headers or {}),
         "timeout": float(timeout),
         "expect_status": sorted(int(s) for s in expect_status),
+        "stop_file": stop_file,
+        "started_file": started_file,
     }
     out = _run_child(spec)
     label = label or f"{spec['method']} {_describe(paths)} x{users}"
@@ -191,6 +199,8 @@ def run(
         timeline=pd.DataFrame(out["timeline"], columns=TIMELINE_COLUMNS),
         by_path=pd.DataFrame(out["by_path"]),
         errors=out["errors"],
+        started_at=out.get("started_at"),
+        ended_at=out.get("ended_at"),
     )
 
 

@@ -20,27 +20,26 @@ class Plan:
 # runtime's, generated per stack). Later labs' plans include these settings too.
 AUTH = {"SHOP_AUTH_REQUIRED": "true"}
 
-# kind is lab 06's runtime: labs 01-03's checks name replicas users-N and run the learner's
-# nginx upstream, which a cluster does not (pods have generated names; nginx is the repo's).
 LOCAL_AND_COMPOSE = ("local", "compose")
+EVERYWHERE = ("local", "compose", "kind")
 
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
-            exercises=("user_queries", "pool"), runtimes=LOCAL_AND_COMPOSE),
+            exercises=("user_queries", "pool"), runtimes=EVERYWHERE),
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
             {"postgres": 1, "users": 3, "nginx": 1},
-            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=LOCAL_AND_COMPOSE),
+            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=EVERYWHERE),
     3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3, "nginx": 1},
             exercises=("user_cache", "rate_limit"),
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"},
-            runtimes=LOCAL_AND_COMPOSE),
+            runtimes=EVERYWHERE),
 }
 # Labs 04 and 05 run on local and compose (compose.yaml has their standby, orders and worker
 # services); lab 06 runs on every runtime.
 PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, races",
                 {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
                 exercises=("replication", "read_routing", "sharding", "debit"),
-                settings={**AUTH}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH}, runtimes=EVERYWHERE)
 # Orders (lab 05 on): a short visibility timeout (default 1 h) so a killed worker's order is
 # redelivered within the notebook; every task and retry countdown is shorter.
 ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5",
@@ -48,7 +47,7 @@ ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5"
 PLANS[5] = Plan(5, "queues: orders through Celery workers on a Redis broker",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency"),
-                settings={**AUTH, **ORDERS}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH, **ORDERS}, runtimes=EVERYWHERE)
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),
@@ -59,12 +58,12 @@ PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit bre
                  "prometheus": 1},
                 exercises=("alert_rules", "circuit_breaker"),
                 settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1", "SHOP_ACCESS_LOG": "true"},
-                runtimes=LOCAL_AND_COMPOSE)
+                runtimes=EVERYWHERE)
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
                 {"postgres": 1, "redis": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},
                 exercises=("projector",),
-                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=EVERYWHERE)
 
 
 

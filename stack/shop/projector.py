@@ -33,7 +33,7 @@ import asyncpg
 import redis
 import redis.asyncio as aioredis
 
-from shop import events
+from shop import events, readiness
 from shop.config import Settings
 from shop.exercises import Exercises
 
@@ -63,6 +63,7 @@ class Projector:
         client = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         conn = None
         while not self.stopping.is_set():
+            readiness.beat()
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.settings.database_url, timeout=5)
@@ -136,9 +137,11 @@ class Projector:
     def consume_forever(self) -> None:
         self.ensure_group()
         self.redis.hset(MEMBERS, self.member, os.getpid())
+        readiness.mark(True)
         claimed = self.reclaim()
         log.info("%s: consumer %s ready; %d pending entries reclaimed", self.member, self.consumer, claimed)
         while not self.stopping.is_set():
+            readiness.beat()
             batches = self.redis.xreadgroup(events.GROUP, self.consumer, {events.STREAM: ">"},
                                             count=BATCH, block=200)
             for _stream, entries in batches or []:
@@ -165,12 +168,14 @@ def main() -> int:
     try:
         if role == "relay":
             projector.redis.hset(MEMBERS, projector.member, os.getpid())
+            readiness.mark(True)
             projector.relay_forever()
             return 0
         if role == "both":
             threading.Thread(target=projector.relay_forever, name="relay", daemon=True).start()
         projector.consume_forever()
     finally:
+        readiness.mark(False)
         try:
             projector.redis.hdel(MEMBERS, projector.member)
         except redis.RedisError:

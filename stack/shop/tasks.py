@@ -30,7 +30,7 @@ import time
 import redis
 from celery import Celery, signals
 
-from shop import metrics, orders
+from shop import metrics, orders, readiness
 from shop.config import Settings
 from shop.db import DB_UNAVAILABLE
 from shop.exercises import Exercises
@@ -125,10 +125,12 @@ def _announce_ready(sender=None, **_):
         client.hset(orders.WORKERS, sender.hostname, os.getpid())
     finally:
         client.close()
+    readiness.mark(True)
 
 
 @signals.worker_shutdown.connect
 def _announce_gone(sender=None, **_):
+    readiness.mark(False)
     settings = _settings()
     client = redis.Redis.from_url(settings.broker_url or settings.redis_url, socket_timeout=2)
     try:

@@ -2,8 +2,10 @@
 
 import base64
 import json
+import os
 import re
 import secrets
+import tempfile
 import threading
 import time
 import uuid
@@ -19,25 +21,42 @@ from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
 
 CLIENT_TIMEOUT_S = 4.0   # what a patient client waits before it gives up on a request
+LOAD_START_TIMEOUT_S = 60.0  # the load generator (Locust) starts within this, even on a busy machine
 
 
 # -- helpers the notebook uses too ---------------------------------------------------------
-def load_during(base_url: str, action: Callable[[], object], at_s: float = 1.0, **load_kw) -> "load.LoadResult":
+def load_during(base_url: str, action: Callable[[], object], at_s: float = 1.0, after_s: float | None = None,
+                **load_kw) -> "load.LoadResult":
     """Run ``load.run(base_url, **load_kw)`` in a thread and call ``action()`` ``at_s`` seconds
-    into it (e.g. kill a replica mid-load); return what the load measured.
+    after the load's users started (e.g. kill a replica mid-load); return what the load measured.
 
-    ``action`` runs in this thread; the load is bounded by its own ``duration``.
+    ``action`` runs in this thread. The load is bounded by its own ``duration``; with ``after_s``
+    it also ends ``after_s`` seconds after ``action()`` returned (an action whose length varies,
+    e.g. a rolling restart, is covered by the load however long it takes, up to ``duration``).
     """
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.setdefault("load", load.run(base_url, **load_kw)))
-    runner.start()
-    try:
-        time.sleep(at_s)  # when the failure happens, mid-load (not a readiness wait)
-        result["action"] = action()
-    finally:
-        runner.join()
+    with tempfile.TemporaryDirectory(prefix="scalelab-load-") as scratch:
+        started_file = os.path.join(scratch, "started")
+        stop_file = os.path.join(scratch, "stop") if after_s is not None else None
+        runner = threading.Thread(target=lambda: result.setdefault(
+            "load", load.run(base_url, stop_file=stop_file, started_file=started_file, **load_kw)))
+        runner.start()
+        try:
+            deadline = time.monotonic() + LOAD_START_TIMEOUT_S
+            while not os.path.exists(started_file) and runner.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)             # the load generator starting (bounded)
+            if runner.is_alive():
+                time.sleep(at_s)             # when the failure happens, mid-load (not a readiness wait)
+                result["action"] = action()
+                if stop_file:
+                    time.sleep(after_s)      # the load goes on this long after the action
+                    open(stop_file, "w").close()
+        finally:
+            runner.join()
     if "load" not in result:
         raise ScalelabError("the load run did not finish: see the cell's output above")
+    if "action" not in result:
+        raise ScalelabError("the load ended before the action could run: give it a longer duration")
     return result["load"]
 
 

@@ -46,6 +46,26 @@ def replication_status(stack) -> pd.DataFrame:
     return db.frame(primary_dsn(stack, "admin"), REPLICATION_STATUS)
 
 
+def sample_lag(stack, running, every_s: float = 0.05) -> pd.DataFrame:
+    """The primary's view of the lag (``pg_stat_replication``), sampled every ``every_s`` while
+    ``running()`` is true: one row per sample, ``t_s`` from the first. One connection is held for
+    all samples, so a sample costs one query, not a connection (it stays cheap through a
+    Kubernetes port-forward)."""
+    async def go() -> list[dict]:
+        conn = await asyncpg.connect(primary_dsn(stack, "admin"), timeout=10)
+        try:
+            rows, started = [], time.monotonic()
+            while running():
+                row = (await conn.fetch(REPLICATION_STATUS))[0]
+                rows.append({"t_s": time.monotonic() - started, "lag_bytes": int(row["lag_bytes"] or 0),
+                             "replay_lag_s": row["replay_lag_s"]})
+                await asyncio.sleep(every_s)
+            return rows
+        finally:
+            await conn.close()
+    return pd.DataFrame(aio.run(go()), columns=["t_s", "lag_bytes", "replay_lag_s"])
+
+
 def set_replay_paused(stack, paused: bool, member: str = STANDBY, timeout: float = 5.0) -> None:
     """Pause (or resume) WAL replay on a standby: it keeps receiving WAL, applies none of it.
     A pause is a request: wait (bounded) until the standby says it is paused."""

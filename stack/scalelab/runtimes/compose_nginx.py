@@ -92,9 +92,13 @@ def _test(container, text: str, rt) -> str | None:
                                        "-e", "stderr"])
     if code == 0:
         return None
-    text_out = output.decode(errors="replace")
-    lines = [l for l in text_out.splitlines() if "[emerg]" in l or "[crit]" in l]
-    message = (lines[0] if lines else text_out.strip()).split("] ", 1)[-1]
+    return explain(output.decode(errors="replace"), text)
+
+
+def explain(output: str, text: str) -> str:
+    """nginx -t's complaint about the rendered ``text``, with the offending line quoted."""
+    lines = [l for l in output.splitlines() if "[emerg]" in l or "[crit]" in l]
+    message = (lines[0] if lines else output.strip()).split("] ", 1)[-1]
     message = re.sub(r"^\d+#\d+: ", "", message)
     if m := re.search(r" in (\S+):(\d+)$", message):
         rendered = text.splitlines()

@@ -1,4 +1,4 @@
-"""What the ``kind`` runtime applies: a kustomization it writes in the state directory.
+"""What the ``kubernetes`` runtime applies: a kustomization it writes in the state directory.
 
     directory = write_kustomization(home, plan, namespace, tag, workspace)
     objects = render(directory)       # kubectl kustomize: a list of dicts, Secret included
@@ -11,8 +11,9 @@ The generated ``kustomization.yaml`` points at the repository's overlay for the 
 * ``images``: the content-addressed tags compose_images built (never ``:latest``);
 * ``secretGenerator`` ``scalelab-secrets`` from a 0600 env file (the stack's passwords and
   JWT key: the repository has none);
-* ``configMapGenerator``: the plan's exercises merged into ``shop-settings``, and the
-  learner's workspace files as the ``workspace`` ConfigMap the users pods mount.
+* ``configMapGenerator``: the plan's exercises (and where the pods find their member name)
+  merged into ``shop-settings``, and the learner's workspace files as the ``workspace``
+  ConfigMap the shop's pods mount.
 
 The repository's files are never edited at run time.
 """
@@ -24,9 +25,16 @@ from pathlib import Path
 import yaml
 
 from scalelab.plans import Plan
-from scalelab.runtimes import compose_env
+from scalelab.runtimes import compose_env, local_standby
 from scalelab.runtimes.compose_images import IMAGES
-from scalelab.runtimes.kind_cluster import K8S, kustomize
+from scalelab.paths import REPO
+from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
+from scalelab.runtimes.kubernetes.tools import kustomize
+
+K8S = REPO / "stack" / "deploy" / "k8s"
+# The NodePort of each entry Service (stack/deploy/k8s): nginx fronts the user service where a
+# lab runs it, else the user service's own Service has 30080; the order service has 30081.
+NODE_PORTS = {"nginx": 30080, "users": 30080, "orders": 30081}
 
 SECRET_KEYS = {"postgres": "postgres-password", "shop": "shop-db-password", "redis": "redis-password",
                "jwt": "jwt-secret"}
@@ -54,8 +62,9 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     passwords = compose_env.passwords(home)          # created once per state dir, 0600
-    _private_write(directory / "secrets.env",
-                   "".join(f"{key}={passwords[name]}\n" for name, key in SECRET_KEYS.items()))
+    secrets = {key: passwords[name] for name, key in SECRET_KEYS.items()}
+    secrets["replication-password"] = local_standby.password_in(home / "standby")   # lab 04's standby
+    _private_write(directory / "secrets.env", "".join(f"{key}={value}\n" for key, value in secrets.items()))
     # The learner's files, copied below the kustomization (kustomize reads nothing outside it).
     files_dir = directory / "workspace"
     files_dir.mkdir(exist_ok=True)
@@ -67,8 +76,16 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
             if source.is_file() and source.suffix in WORKSPACE_SUFFIXES:
                 (files_dir / source.name).write_bytes(source.read_bytes())
                 files.append(f"workspace/{source.name}")
+    # The plan's settings (the overlay has them too, for `kubectl apply -k`: a test checks they
+    # agree); the shop's pods wait for the member name the driver gives them (members.tell).
     generators = [{"name": "shop-settings", "behavior": "merge", "options": {"disableNameSuffixHash": True},
-                   "literals": [f"SHOP_EXERCISES={json.dumps(list(plan.exercises))}"]}]
+                   "literals": [f"SHOP_EXERCISES={json.dumps(list(plan.exercises))}",
+                                f"SHOP_INSTANCE_FILE={INSTANCE_FILE}",
+                                *(f"{key}={value}" for key, value in plan.settings.items())]}]
+    if plan.has("prometheus"):   # lab 07: service discovery in the stack's own namespace
+        (directory / "prometheus.yml").write_text(prometheus_config(namespace))
+        generators.append({"name": "prometheus-config", "behavior": "replace", "files": ["prometheus.yml"],
+                           "options": {"disableNameSuffixHash": True}})
     if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
         generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
     kustomization = {
@@ -86,10 +103,21 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
                              "options": {"disableNameSuffixHash": True}}],
         "configMapGenerator": generators,
     }
-    header = ("# Written by scalelab.runtimes.kind_render for this stack; rendered with `kubectl kustomize`.\n"
+    header = ("# Written by scalelab.runtimes.kubernetes.render for this stack; rendered with `kubectl kustomize`.\n"
               "# secrets.env (0600) holds the stack's passwords: never commit or print it.\n")
     (directory / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
     return directory
+
+
+def prometheus_config(namespace: str) -> str:
+    """components/prometheus/prometheus.yml, watching ``namespace`` instead of ``scalelab``."""
+    text = (K8S / "components" / "prometheus" / "prometheus.yml").read_text()
+    watched = "          names: [scalelab]"
+    if watched not in text:
+        from scalelab.errors import ServiceFailed
+        raise ServiceFailed("components/prometheus/prometheus.yml no longer names its namespace as "
+                            f"`{watched.strip()}`: update render.prometheus_config")
+    return text.replace(watched, f"          names: [{namespace}]")
 
 
 def render(directory: Path) -> list[dict]:

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from scalelab.errors import ServiceFailed
-from scalelab.runtimes.kind_cluster import K8S
+from scalelab.runtimes.kubernetes.render import K8S
 
 HPA_FILE = K8S / "overlays" / "lab06" / "hpa.yaml"
 COLUMNS = ["t_s", "replicas", "cpu_utilization", "desired_by_you", "decided", "note"]   # as ModelAutoscaler
@@ -50,7 +50,7 @@ def call_learner(desired_replicas, current: int, utilization: float, spec):
                             spec.min_replicas, spec.max_replicas)
 
 
-class KindAutoscaler:
+class KubernetesAutoscaler:
     is_model = False     # Kubernetes' HPA decides; this only records
 
     def __init__(self, runtime, spec, desired_replicas):
@@ -63,7 +63,7 @@ class KindAutoscaler:
         self.last_error: Exception | None = None      # the last API error of the recorder (a row lost)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "KindAutoscaler":
+    def start(self) -> "KubernetesAutoscaler":
         self._t0 = time.monotonic()        # t_s counts from this call, as ModelAutoscaler's does
         self._require_cpu_request()
         self._wait_for_metrics()
@@ -88,7 +88,7 @@ class KindAutoscaler:
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(list(self._rows), columns=COLUMNS)
 
-    def __enter__(self) -> "KindAutoscaler":
+    def __enter__(self) -> "KubernetesAutoscaler":
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -140,6 +140,7 @@ class KindAutoscaler:
                 return
 
     def sample(self) -> dict:
+        self.runtime.follow_members(self.spec.service)   # the HPA's new pods: named, and in nginx's upstream
         hpa = self._autoscaling().read_namespaced_horizontal_pod_autoscaler_status(self.spec.service,
                                                                                   self.runtime.namespace)
         status = hpa.status

@@ -9,19 +9,18 @@ The cluster is kept between stacks (creating one takes a minute or two): ``down(
 only the stack's namespace, unless ``SCALELAB_KIND_DELETE_CLUSTER=1``.
 """
 
+import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
-from scalelab.runtimes import kind_host
 from scalelab.paths import REPO
+from scalelab.runtimes.kind import host
+from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, run as _run, tool
 
 KIND_CONFIG = REPO / "kind-config.yaml"
-K8S = REPO / "stack" / "deploy" / "k8s"
 KIND_OFFLINE = REPO / "stack" / "deploy" / "kind-offline"
 
 
@@ -40,38 +39,9 @@ OFFICIAL_NODE_IMAGE = VERSIONS["KIND_OFFICIAL_NODE_IMAGE"]
 OFFLINE_NODE_IMAGE = f"scalelab/kind-node:{VERSIONS['KUBERNETES_VERSION']}"
 METRICS_SERVER_IMAGE = f"registry.k8s.io/metrics-server/metrics-server:{VERSIONS['METRICS_SERVER_VERSION']}"
 MIN_KIND = (0, 30)
-# Where `make kind-offline` keeps what it builds (kind and kubectl among its binaries).
-KIND_CACHE = Path(os.environ.get("SCALELAB_KIND_CACHE", Path.home() / ".cache" / "scalelab" / "kind-offline"))
-
 INSTALL_KIND = ("install kind >= 0.30 (https://kind.sigs.k8s.io/docs/user/quick-start/#installation) "
                 "or build it here with `make kind-offline`")
 NO_KIND = f"kind not found — {INSTALL_KIND}, or use runtime=\"local\""
-NO_KUBECTL = ("kubectl not found — install kubectl >= 1.33 (https://kubernetes.io/docs/tasks/tools/; "
-              "it renders the manifests with its built-in kustomize) or `make kind-offline`, or use runtime=\"local\"")
-
-
-def tool(name: str) -> str | None:
-    """The ``kind`` or ``kubectl`` to run: the one ``make kind-offline`` built, else PATH's."""
-    built = KIND_CACHE / "bin" / name
-    if built.is_file() and os.access(built, os.X_OK):
-        return str(built)
-    return shutil.which(name)
-
-
-def _run(argv: list[str], timeout: float = 120, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    if argv[0] in ("kind", "kubectl"):
-        argv = [tool(argv[0]) or argv[0], *argv[1:]]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             **kwargs)
-    except subprocess.TimeoutExpired:
-        raise ServiceFailed(f"`{' '.join(argv[:4])} ...` took over {timeout:.0f}s") from None
-    if check and out.returncode != 0:
-        tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-12:])
-        raise ServiceFailed(f"`{' '.join(argv[:4])} ...` failed (exit {out.returncode}):\n{tail}")
-    return out
-
-
 def kind_version() -> tuple[int, int] | None:
     """(major, minor) of the kind binary tool() finds, or None without one."""
     if tool("kind") is None:
@@ -137,21 +107,16 @@ def cluster_name() -> str:
     return os.environ.get("SCALELAB_KIND_CLUSTER", config.get("name", "scalelab"))
 
 
+def port_mappings() -> dict[int, int]:
+    """NodePort -> host port (on 127.0.0.1), as kind-config.yaml publishes them."""
+    config = yaml.safe_load(KIND_CONFIG.read_text())
+    return {int(m["containerPort"]): int(m["hostPort"])
+            for node in config["nodes"] for m in node.get("extraPortMappings", [])}
+
+
 def entry_port() -> int:
-    """The host port (on 127.0.0.1) kind-config.yaml maps to the entry NodePort."""
-    config = yaml.safe_load(KIND_CONFIG.read_text())
-    for node in config["nodes"]:
-        for mapping in node.get("extraPortMappings", []):
-            return int(mapping["hostPort"])
-    raise ServiceFailed("kind-config.yaml maps no port: the lab's entry NodePort needs an extraPortMappings entry")
-
-
-def entry_node_port() -> int:
-    config = yaml.safe_load(KIND_CONFIG.read_text())
-    for node in config["nodes"]:
-        for mapping in node.get("extraPortMappings", []):
-            return int(mapping["containerPort"])
-    raise ServiceFailed("kind-config.yaml maps no port: the lab's entry NodePort needs an extraPortMappings entry")
+    """The host port of the stack's main entry (nginx, or the user service without it)."""
+    return port_mappings()[min(port_mappings())]
 
 
 class Cluster:
@@ -164,15 +129,33 @@ class Cluster:
         out = _run(["kind", "get", "clusters"], timeout=60, check=False)
         return self.name in out.stdout.split()
 
+    def published_ports(self) -> set[int]:
+        """The NodePorts the running control plane publishes (kind-config.yaml when it was created)."""
+        out = _run(["docker", "inspect", f"{self.name}-control-plane", "--format",
+                    "{{json .HostConfig.PortBindings}}"], timeout=60, check=False)
+        if out.returncode != 0:
+            return set()
+        return {int(key.split("/")[0]) for key in (json.loads(out.stdout) or {})}
+
+    def check_config(self) -> None:
+        """A cluster created from an older kind-config.yaml lacks a port the labs use: say so."""
+        missing = set(port_mappings()) - self.published_ports()
+        if missing:
+            raise RuntimeUnavailable(f"the kind cluster {self.name} was created from an older kind-config.yaml "
+                                     f"(it does not publish NodePort {', '.join(map(str, sorted(missing)))}) — "
+                                     "delete it with `make kind-delete`; the next up() creates it again")
+
     def ensure(self, client) -> bool:
         """Create the cluster unless it exists; write its kubeconfig. True when created now."""
         created = False
         if not self.exists():
             image = node_image(client)
-            kind_host.record(self.name)          # what the nodes will change on the host, as it is now
+            host.record(self.name)          # what the nodes will change on the host, as it is now
             _run(["kind", "create", "cluster", "--name", self.name, "--config", str(KIND_CONFIG),
                   "--image", image, "--wait", "180s", "--kubeconfig", str(self.kubeconfig)], timeout=600)
             created = True
+        else:
+            self.check_config()
         self.write_kubeconfig()
         return created
 
@@ -203,31 +186,21 @@ class Cluster:
 
     def delete(self) -> None:
         """Delete the cluster and kind's Docker network (when nothing else uses it), then put
-        back the host's kernel settings its nodes changed (kind_host)."""
+        back the host's kernel settings its nodes changed (host.py)."""
         if self.exists():
             _run(["kind", "delete", "cluster", "--name", self.name], timeout=300)
         network = _run(["docker", "network", "inspect", "kind", "--format", "{{len .Containers}}"],
                        timeout=60, check=False)
         if network.returncode == 0 and network.stdout.strip() == "0":
             _run(["docker", "network", "rm", "kind"], timeout=60, check=False)
-        if not kind_host.recorded(self.name):
+        if not host.recorded(self.name):
             return
         try:
-            kind_host.restore(self.name)
+            host.restore(self.name)
         except PermissionError:
-            left = ", ".join(f"{name.replace('/', '.')}={value}" for name, value in kind_host.recorded(self.name).items())
+            left = ", ".join(f"{name.replace('/', '.')}={value}" for name, value in host.recorded(self.name).items())
             raise ServiceFailed(f"cluster {self.name} deleted; putting back the host settings its nodes changed needs "
                                 f"root: sysctl -w {left}") from None
-
-
-def kustomize(directory: Path) -> str:
-    """``kubectl kustomize DIR``: the rendered manifests (never printed: they hold the Secret)."""
-    if tool("kubectl") is None:
-        raise RuntimeUnavailable(NO_KUBECTL)
-    out = _run(["kubectl", "kustomize", str(directory)], timeout=120, check=False)
-    if out.returncode != 0:
-        raise ServiceFailed(f"kubectl kustomize {directory} failed: {out.stderr.strip()[-600:]}")
-    return out.stdout
 
 
 def doctor_rows() -> list[tuple[str, str, str]]:

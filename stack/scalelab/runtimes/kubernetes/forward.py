@@ -1,0 +1,120 @@
+"""Port-forwards from 127.0.0.1 to single members (``kubectl port-forward``), one per member.
+
+An entry Service may answer on a NodePort (kind publishes them on 127.0.0.1); a single member
+(``stack.member_url("users-2")``), Postgres and Redis are reached through the API server, one
+forward per member and port, started on first use. A member keeps its local port for the
+stack's life, as a process keeps its port on local: when its pod is replaced (a restart, a
+kill and a start) the forward is started again on the same port, for the member's new pod —
+a URL or DSN taken earlier keeps working. A forward is a debugging path (one stream through
+the API server), not a load-test path: load goes to the entry URL. Every forward this
+process started ends with ``close()`` or at exit.
+"""
+
+import atexit
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.ports import free_port
+from scalelab.runtimes.kubernetes.tools import tool
+
+
+class _Forward:
+    """One local port kept forwarded to whichever pod is the member now (a thread re-starts
+    ``kubectl port-forward`` whenever it exits)."""
+
+    def __init__(self, forwards: "Forwards", member: str, remote: int, pod_of: Callable[[], str]):
+        self.forwards, self.member, self.remote, self.pod_of = forwards, member, remote, pod_of
+        self.local = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.pod: str | None = None
+        self.problem = "not started yet"
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._keep, name=f"forward-{member}-{remote}", daemon=True)
+        self.thread.start()
+
+    def _keep(self) -> None:
+        while not self.closed.is_set():
+            if self.proc is None or self.proc.poll() is not None:
+                try:
+                    self.pod = self.pod_of()
+                    self.proc = self.forwards._start(self.pod, self.local, self.remote)
+                except ScalelabError as exc:        # the member is down: try again (it may be started)
+                    self.problem = str(exc)
+                    self.proc = None
+                    self.closed.wait(0.5)
+                    continue
+            self.closed.wait(0.5)                   # watching the kubectl process ...
+            try:                                    # ... and the member's pod: replaced -> forward anew
+                if self.pod_of() != self.pod and self.proc.poll() is None:
+                    self.proc.terminate()
+                    self.proc.wait(timeout=5)
+            except Exception:                       # down for now, API busy, kubectl slow to end: the
+                pass                                # watcher thread must live on; next turn decides
+
+    def wait_listening(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.local), timeout=0.5):
+                    return self.local
+            except OSError:
+                time.sleep(0.05)                    # polling the forward until it accepts (bounded)
+        raise ServiceFailed(f"no port-forward to {self.member}:{self.remote} listening after {timeout:.0f}s "
+                            f"({self.problem}); see {self.forwards.log}")
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join(timeout=5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class Forwards:
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, context: str | None = None):
+        self.kubeconfig, self.namespace, self.log, self.context = kubeconfig, namespace, log, context
+        self._open: dict[tuple[str, int], _Forward] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def _start(self, pod: str, local: int, remote: int) -> subprocess.Popen:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        context = ["--context", self.context] if self.context else []
+        with open(self.log, "a") as out:
+            return subprocess.Popen(
+                [tool("kubectl") or "kubectl", "--kubeconfig", str(self.kubeconfig), *context, "-n", self.namespace,
+                 "port-forward", "--address", "127.0.0.1", f"pod/{pod}", f"{local}:{remote}"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def port(self, member: str, remote: int, pod_of: Callable[[], str], timeout: float = 30.0) -> int:
+        """The local port forwarded to ``member``'s ``remote`` port (kept while the stack runs)."""
+        with self._lock:
+            forward = self._open.get((member, remote))
+            if forward is None:
+                forward = self._open[(member, remote)] = _Forward(self, member, remote, pod_of)
+        return forward.wait_listening(timeout)
+
+    def known(self, member: str, remote: int) -> int | None:
+        forward = self._open.get((member, remote))
+        return forward.local if forward else None
+
+    def drop(self, member: str) -> None:
+        """Stop forwarding to ``member`` (it left the stack: scaled in)."""
+        with self._lock:
+            for key in [k for k in self._open if k[0] == member]:
+                self._open.pop(key).close()
+
+    def close(self) -> None:
+        with self._lock:
+            for forward in self._open.values():
+                forward.close()
+            self._open.clear()

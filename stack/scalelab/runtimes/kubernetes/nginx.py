@@ -1,0 +1,134 @@
+"""nginx in the cluster in front of the user service (``nginx-1``): its configuration.
+
+The same template and upstream block as on local and compose (``local_nginx.upstream_source``:
+the learner's ``upstream.conf`` from the workspace in lab 02, the reference solution later),
+rendered the way compose renders it (``compose_nginx.render``), with every line that holds
+``{address}`` repeated once per ready users pod — its pod IP, port 8000. The driver does here
+what an ingress controller does: it follows the pods and rewrites nginx's upstream.
+
+A rendering is written into the nginx pod next to the running configuration, tested there with
+``nginx -t`` (nginx's own complaint is what a refused file raises), moved over it and loaded
+with ``nginx -s reload`` (SIGHUP: new workers get the new upstream, old ones finish their
+requests). The ``nginx-conf`` ConfigMap keeps the last good rendering: a new nginx pod starts
+from it (the driver renders again for it as soon as it is ready).
+
+Without the driver (``kubectl apply -k``), the repository's ``components/nginx/nginx.conf``
+runs instead: the reference upstream over the headless Service ``users-pods`` (nginx re-resolves it).
+"""
+
+import time
+
+import httpx
+
+from scalelab.errors import ServiceFailed
+from scalelab.runtimes.compose_nginx import ConfigRejected, explain, render
+from scalelab.runtimes.local_nginx import FRONTS, upstream_source, wait_until_routed
+from scalelab.runtimes.kubernetes.api import ready
+
+CONF = "/tmp/nginx.conf"           # the running configuration in the pod (its command copies it there)
+MEMBER_PORT = 8000
+
+# The nginx worker processes' pids, read from /proc in the pod (the image has no ps).
+_WORKERS = ("import os\nfor pid in os.listdir('/proc'):\n    try:\n"
+            "        if pid.isdigit() and b'worker process' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+            "            print(pid)\n    except OSError:\n        pass\n")
+_WRITE = "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+
+
+def _upstream_members(rt, without: set) -> dict[str, str]:
+    """member -> pod IP:port of every ready users pod, but ``without``."""
+    pods = {p.metadata.name: p for p in rt._pods(FRONTS)}
+    return {member: f"{pods[pod].status.pod_ip}:{MEMBER_PORT}" for member, pod in rt._members_of(FRONTS).items()
+            if pod in pods and member not in without and ready(pods[pod]) and pods[pod].status.pod_ip}
+
+
+def _exec(rt, member: str, argv: list[str]) -> tuple[int, str]:
+    return rt.exec(member, argv, timeout=60)
+
+
+def _test(rt, member: str, text: str) -> str | None:
+    """``nginx -t`` of ``text`` inside the nginx pod: None when it passes, else nginx's complaint."""
+    code, output = _exec(rt, member, ["python3", "-c", _WRITE, f"{CONF}.next", text])
+    if code != 0:
+        raise ServiceFailed(f"writing the nginx configuration into {member} failed: {output.strip()[-300:]}")
+    code, output = _exec(rt, member, ["nginx", "-t", "-q", "-p", "/tmp/", "-c", f"{CONF}.next", "-e", "stderr"])
+    if code == 0:
+        return None
+    return explain(output, text)
+
+
+def configure(rt, strict: bool, without: set = frozenset()) -> None:
+    """Render the upstream over the ready users pods (minus ``without``), test it in every nginx
+    pod and load it there. strict=True raises ConfigRejected when nginx refuses the learner's
+    upstream (the running nginx keeps its configuration); strict=False installs the 501 entry
+    with nginx's complaint in its body instead (at start: the stack still comes up)."""
+    upstream, origin = upstream_source(rt)
+    routed = _upstream_members(rt, set(without))
+    addresses = list(routed.values())
+    if upstream is not None and not addresses:
+        upstream, origin = None, f"{FRONTS} has no ready replicas: scale it up"
+    generation = f"{time.time_ns():x}"
+    text = render(upstream, origin, addresses, generation)
+    for member, pod in rt._members_of("nginx").items():
+        if pod is None:
+            continue
+        if (problem := _test(rt, member, text)) is not None:
+            if strict or upstream is None:
+                raise ConfigRejected(f"nginx rejected {origin.rsplit('/', 1)[-1]}: {problem}")
+            text = render(None, f"nginx rejected {origin.rsplit('/', 1)[-1]}: {problem}", addresses, generation)
+            if (problem := _test(rt, member, text)) is not None:
+                raise ServiceFailed(f"nginx rejected the lab's own template: {problem}")
+        _load(rt, member, generation)
+    rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
+    rt.names.routed[FRONTS] = sorted(routed)
+    rt._save()
+
+
+def _config_map(rt) -> str:
+    """The ConfigMap the nginx pods start from (kustomize names it nginx-conf-<hash>)."""
+    spec = rt.apps.read_namespaced_deployment("nginx", rt.namespace).spec.template.spec
+    return next(v.config_map.name for v in spec.volumes if v.name == "conf")
+
+
+def _load(rt, member: str, generation: str) -> None:
+    """Move the tested file over the running one and reload; wait until nginx answers with the new
+    generation and its old workers have finished their requests (bounded)."""
+    old_workers = set(_exec(rt, member, ["python3", "-c", _WORKERS])[1].split())
+    code, output = _exec(rt, member, ["sh", "-c", f"mv {CONF}.next {CONF} && nginx -s reload -p /tmp/ -c {CONF}"])
+    if code != 0:
+        raise ServiceFailed(f"nginx -s reload in {member} failed: {output.strip()[-300:]}")
+    url = rt.member_url(member)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            answer = httpx.get(f"{url}/nginx/health", timeout=2)
+            if answer.status_code == 200 and answer.json().get("generation") == generation:
+                break
+        except (httpx.HTTPError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise ServiceFailed(f"{member} did not load its new configuration within 15 s:\n{rt.logs(member, 10)}")
+        time.sleep(0.05)       # polling nginx's answer, bounded
+    while old_workers & set(_exec(rt, member, ["python3", "-c", _WORKERS])[1].split()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+
+
+def configured(rt) -> bool:
+    """True when nginx proxies to the replicas (not the 501 'exercise not done' entry)."""
+    found = rt.core.read_namespaced_config_map(_config_map(rt), rt.namespace).data or {}
+    return f"proxy_pass http://{FRONTS};" in found.get("nginx.conf", "")
+
+
+def members_changed(rt, service: str, without: set = frozenset(), restarted: str | None = None) -> None:
+    """The users pods changed: nginx's upstream follows. ``without``: members about to leave (out
+    of rotation before they stop). ``restarted``: a member back, ready — wait until nginx
+    routes to it again before a rolling restart moves on (bounded)."""
+    if service != FRONTS or not [p for p in rt._members_of("nginx").values() if p]:
+        return
+    configure(rt, strict=False, without=without)
+    if restarted and configured(rt):
+        entry = rt.url(FRONTS)
+        if not wait_until_routed(entry, restarted, 15.0):
+            raise ServiceFailed(f"nginx does not route to {restarted} 15 s after it was ready")
