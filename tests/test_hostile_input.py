@@ -66,7 +66,8 @@ def test_a_body_over_the_replica_limit_is_413_json_and_stores_nothing(lab, entry
     before = users_count(lab)
     big = a_user("x" * 50).replace(b'"name"', b'"padding": "' + b"p" * REPLICA_LIMIT + b'", "name"')
     assert REPLICA_LIMIT < len(big) < NGINX_LIMIT
-    assert_json_error(post_users(entry, big), 413, "payload_too_large")
+    for _ in range(5):   # through nginx: a replica that closed on an unread body made some of these a 502
+        assert_json_error(post_users(entry, big), 413, "payload_too_large")
     assert users_count(lab) == before
 
 

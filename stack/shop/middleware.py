@@ -8,6 +8,10 @@ from shop.errors import send_error
 log = logging.getLogger("uvicorn.error")
 
 CLOSE = [(b"connection", b"close")]   # the rest of an unread body must not be taken for a next request
+# A body over the limit but no larger than what nginx in front admits (client_max_body_size 1m)
+# is read to its end and dropped before the 413: closing a connection with unread bytes resets
+# it, and nginx takes a reset while it still sends for a failed replica (a 502, not the 413).
+DRAIN_MAX_BYTES = 1024 * 1024
 
 
 class InstanceHeader:
@@ -38,7 +42,8 @@ def is_json(content_type: bytes | None) -> bool:
 class RequestBody:
     """Admit a request body before the app parses it, or answer why not (all JSON errors):
 
-    * more than ``max_bytes`` (declared or sent) → 413 ``payload_too_large``;
+    * more than ``max_bytes`` (declared or sent) → 413 ``payload_too_large``, once the body is
+      read to its end (up to ``DRAIN_MAX_BYTES``; a larger one is answered at once);
     * not all there within ``timeout_s`` of the headers (a slow or stalled client) → 408
       ``request_timeout``: a slow sender holds a connection for that long, never forever;
     * a body that is not JSON (``Content-Type`` other than ``application/json``) → 415
@@ -55,23 +60,28 @@ class RequestBody:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._too_large(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_MAX_BYTES):
+            return await self._too_large(send)   # not worth reading: answered at once
         chunks, size, more = [], 0, True
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         while more:
             try:
-                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
             except asyncio.TimeoutError:
                 return await send_error(send, 408, "request_timeout",
                                         f"the request body did not arrive within {self.timeout_s:g} s", CLOSE)
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > DRAIN_MAX_BYTES:
                 return await self._too_large(send)
+            if size <= self.max_bytes:   # past the limit the rest is only read, not kept
+                chunks.append(chunk)
             more = message.get("more_body", False)
+        if size > self.max_bytes:
+            return await self._too_large(send)
         body = b"".join(chunks)
         if body and not is_json(headers.get(b"content-type")):
             sent = (headers.get(b"content-type") or b"no Content-Type").decode("latin-1")[:100]
