@@ -14,6 +14,7 @@ JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # too) finds it; its kind and kubectl come first on PATH for the kind targets.
 KIND_CACHE ?= $(or $(SCALELAB_KIND_CACHE),$(HOME)/.cache/scalelab/kind-offline)
 WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
+KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lab-% tools-lab7 test test-fast test-compose test-kind kind-offline kind-delete images images-offline bench down status doctor jupyter labs clean
@@ -66,8 +67,8 @@ test: $(STAMP) tools-lab7  ## run every test: service, driver, notebooks (soluti
 	elif [ $$status -ne 0 ]; then exit $$status; fi; \
 	echo "make test: the compose suite (containers from stack/deploy, every solution notebook with RUNTIME=compose)"; \
 	SCALELAB_REQUIRE_COMPOSE=1 $(BIN)/python -m pytest -m compose
-	@echo "make test: the kind suite (a real cluster from kind-config.yaml; what kind needs is built first where missing)"
-	@$(MAKE) --no-print-directory test-kind
+	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, labs 01 and 06 on it; what kind needs is built first where missing; every lab: make test-kind)"
+	@$(MAKE) --no-print-directory test-kind KIND_TESTS="kind and not kind_sweep"
 
 test-fast: $(STAMP)  ## the tests without executing notebooks or Docker
 	$(BIN)/python -m pytest -m "not notebook and not compose and not kind"
@@ -78,7 +79,7 @@ test-compose: $(STAMP)  ## the compose suite alone (installs/starts Docker as ro
 
 test-kind: $(STAMP)  ## the kind suite on a real cluster (runs make kind-offline first when kind or its node image is missing)
 	$(WITH_KIND) stack/deploy/kind-offline/ensure.sh
-	$(WITH_KIND) SCALELAB_REQUIRE_KIND=1 $(BIN)/python -m pytest -m kind
+	$(WITH_KIND) SCALELAB_REQUIRE_KIND=1 $(BIN)/python -m pytest -m "$(KIND_TESTS)"
 
 kind-delete: $(STAMP)  ## delete the kind cluster (every lab's namespace in it) and put back the host settings its nodes changed
 	$(WITH_KIND) SCALELAB_KIND_DELETE_CLUSTER=1 $(BIN)/scalelab --runtime kind down

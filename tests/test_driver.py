@@ -211,3 +211,18 @@ def test_a_missing_binary_is_a_one_line_error_naming_the_fix(monkeypatch, tmp_pa
     with pytest.raises(RuntimeUnavailable, match="PG_BIN") as raised:
         binaries.postgres()
     assert "\n" not in str(raised.value)
+
+
+def test_a_check_that_breaks_unexpectedly_says_so_in_one_check_failure_not_a_traceback(capsys):
+    from scalelab.exercise import CheckFailed, Exercise
+
+    def slow_stack(stack, exercise):
+        raise TimeoutError()                                  # e.g. a connect through a busy port-forward
+
+    exercise = Exercise(name="x", title="Exercise 9 · x()", checker=slow_stack, hints=["h"], handle="labxx.x")
+    with pytest.raises(CheckFailed) as failed:
+        exercise.check(stack=None)
+    message = str(failed.value)
+    assert message.startswith("Exercise 9 · x(): the check could not finish — TimeoutError: no detail")
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert "✓" not in capsys.readouterr().out

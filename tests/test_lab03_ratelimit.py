@@ -37,45 +37,64 @@ def test_past_the_limit_is_429_with_retry_after_and_a_json_body(lab3, limits):
     assert refused.headers["x-instance"] == "users-1"
 
 
+def held_window(lab3, headers: dict, seconds: int = 60) -> None:
+    """Open the client's window now and make it ``seconds`` long (the counter's key, at 0, with
+    that TTL: the limiter's INCR counts on, its EXPIRE NX leaves it). A proof that needs all its
+    requests inside one window then holds on a machine too busy to send them within the lab's
+    2 s — what is tested is the count, not the clock (test_the_counter_key_expires: the clock)."""
+    key = f"ratelimit:key:{headers['X-Client-Id']}"
+    client = lab03.redis_client(lab3)
+    try:
+        assert client.set(key, 0, ex=seconds, nx=True), "a new client's counter already existed"
+    finally:
+        client.close()
+
+
+def redis_errors(lab3) -> int:
+    """Redis calls of the limiters that failed (each let its request through), all replicas."""
+    return sum(httpx.get(f"{lab3.member_url(m)}/stats", timeout=10).json()["rate_limit"]["redis_errors"]
+               for m in lab3.members("users"))
+
+
 def test_the_limit_is_global_across_replicas_not_per_replica(lab3, limits):
-    limit, window = limits
-    for _ in range(3):   # the proof needs all requests inside one window: a busy machine may need another go
-        headers, members = new_client(), itertools.cycle(lab3.members("users"))
-        started = time.monotonic()
-        codes = [httpx.get(f"{lab3.member_url(next(members))}/users?limit=1", headers=headers, timeout=10).status_code
-                 for _ in range(limit + 10)]
-        if time.monotonic() - started < window:
-            break
-    else:
-        pytest.fail(f"{limit + 10} sequential requests never fit in one {window} s window")
+    limit, _ = limits
+    headers, members = new_client(), itertools.cycle(lab3.members("users"))
+    held_window(lab3, headers)
+    codes = [httpx.get(f"{lab3.member_url(next(members))}/users?limit=1", headers=headers, timeout=10).status_code
+             for _ in range(limit + 10)]
     # Per-replica counters would have allowed all of them (each replica saw fewer than the limit).
     assert codes.count(200) == limit, codes
 
 
 def test_concurrent_requests_on_all_replicas_never_exceed_the_limit(lab3, limits):
-    limit, window = limits
-    for _ in range(3):   # the proof needs the burst inside one window: a busy machine may need another go
-        headers = new_client()
-        started = time.monotonic()
-        # All replicas at once: one burst per replica, in parallel threads.
-        with cf.ThreadPoolExecutor(3) as pool:
-            frames = list(pool.map(lambda m: lab03.fire(f"{lab3.member_url(m)}/users?limit=1", 2 * limit, headers,
-                                                        concurrency=2 * limit), lab3.members("users")))
-        if time.monotonic() - started < window:
-            break
-    else:
-        pytest.fail(f"{6 * limit} concurrent requests never fit in one {window} s window")
+    limit, _ = limits
+    headers = new_client()
+    held_window(lab3, headers)
+    errors_before = redis_errors(lab3)
+    # All replicas at once: one burst per replica, in parallel threads.
+    with cf.ThreadPoolExecutor(3) as pool:
+        frames = list(pool.map(lambda m: lab03.fire(f"{lab3.member_url(m)}/users?limit=1", 2 * limit, headers,
+                                                    concurrency=2 * limit), lab3.members("users")))
+    failed_open = redis_errors(lab3) - errors_before
     allowed = sum(int((f.status == 200).sum()) for f in frames)
     refused = sum(int((f.status == 429).sum()) for f in frames)
     assert refused + allowed == 6 * limit
-    assert allowed == limit, f"{allowed} allowed of {6 * limit} concurrent requests, limit {limit}"
+    # A limiter whose Redis call times out lets that request through (fail open, by design): on a
+    # busy machine a few may. Each one can add at most one allowed request, never more.
+    assert limit <= allowed <= limit + failed_open, \
+        f"{allowed} allowed of {6 * limit} concurrent requests, limit {limit} ({failed_open} failed open)"
 
 
 def test_through_nginx_one_client_gets_exactly_the_limit_from_all_replicas_together(lab3, limits):
     limit, _ = limits
     assert lab3.url("users") not in {lab3.member_url(m) for m in lab3.members("users")}, "nginx fronts the replicas"
-    frame = lab03.fire(f"{lab3.url('users')}/users?limit=1", 3 * limit, new_client(), concurrency=3 * limit)
-    assert (frame.status == 200).sum() == limit and (frame.status == 429).sum() == 2 * limit
+    headers = new_client()
+    held_window(lab3, headers)
+    errors_before = redis_errors(lab3)
+    frame = lab03.fire(f"{lab3.url('users')}/users?limit=1", 3 * limit, headers, concurrency=3 * limit)
+    failed_open = redis_errors(lab3) - errors_before      # each let one request through (fail open)
+    assert limit <= (frame.status == 200).sum() <= limit + failed_open
+    assert (frame.status == 200).sum() + (frame.status == 429).sum() == 3 * limit
     assert frame.instance.nunique() == 3
 
 
@@ -83,6 +102,7 @@ def test_clients_are_counted_separately(lab3, limits):
     limit, _ = limits
     first, second = new_client(), new_client()
     url = f"{lab3.member_url('users-2')}/users?limit=1"
+    held_window(lab3, first)
     assert (lab03.fire(url, limit + 5, first).status == 429).sum() == 5
     assert httpx.get(url, headers=second, timeout=10).status_code == 200
 

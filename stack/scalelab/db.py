@@ -6,9 +6,24 @@ import pandas as pd
 from scalelab import aio
 
 
+CONNECT_TIMEOUT_S = 15.0   # through a Kubernetes port-forward on a busy machine a connect takes seconds
+CONNECT_ATTEMPTS = 2
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A connection, tried again once when connecting (not a query) timed out or was refused."""
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def fetch(dsn: str, sql: str, *args) -> list[dict]:
     async def go():
-        conn = await asyncpg.connect(dsn, timeout=5)
+        conn = await connect(dsn)
         try:
             return [dict(r) for r in await conn.fetch(sql, *args)]
         finally:

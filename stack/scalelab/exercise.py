@@ -15,8 +15,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-import httpx
-
 from scalelab.errors import ScalelabError
 
 GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
@@ -47,9 +45,11 @@ class Exercise:
             raise NotAttempted(f"{self.title}: not attempted yet — {exc}{self._hint_pointer()}") from None
         except CheckFailed as exc:
             raise CheckFailed(f"{self.title}: {exc}{self._hint_pointer()}") from None
-        except httpx.TransportError as exc:   # a member that does not answer is a finding, not a traceback
-            raise CheckFailed(f"{self.title}: the stack did not answer ({type(exc).__name__}: {exc or 'no detail'}) "
-                              "— stack.status() and stack.logs(<member>) say why") from None
+        except Exception as exc:        # never a traceback: what broke, in one message
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
+            raise CheckFailed(f"{self.title}: the check could not finish — {type(exc).__name__}: {detail}. "
+                              "The stack may be unhealthy or very slow: stack.status() and stack.logs(member) "
+                              f"show its side; run the check again{self._hint_pointer()}") from None
         self.last_result = proved
         print(f"{GREEN}✓ {self.title}{RESET}: {proved}")
 

@@ -22,13 +22,15 @@ AUTH = {"SHOP_AUTH_REQUIRED": "true"}
 
 LOCAL_AND_COMPOSE = ("local", "compose")
 EVERYWHERE = ("local", "compose", "kind")
+# "kubernetes" (any kubeconfig context, tests/test_kubernetes_runtime.py on the kind cluster):
+# the labs whose stack is tested there so far.
 
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
             exercises=("user_queries", "pool"), runtimes=EVERYWHERE),
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
             {"postgres": 1, "users": 3, "nginx": 1},
-            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=EVERYWHERE),
+            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=(*EVERYWHERE, "kubernetes")),
     3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3, "nginx": 1},
             exercises=("user_cache", "rate_limit"),
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"},

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import asyncpg
 
-from scalelab import aio
+from scalelab import aio, db
 
 PREFIX = "shop_shard_"
 TABLE = ("CREATE TABLE IF NOT EXISTS users ("
@@ -40,7 +40,7 @@ class ShardedStore:
         admin, app_role = self.stack.database_url("admin"), self._app_role()
 
         async def go():
-            conn = await asyncpg.connect(admin, timeout=10)
+            conn = await db.connect(admin)
             try:
                 for name in wanted:
                     if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
@@ -49,7 +49,7 @@ class ShardedStore:
             finally:
                 await conn.close()
             for name in wanted:
-                shard = await asyncpg.connect(self.dsn(name), timeout=10)
+                shard = await db.connect(self.dsn(name))
                 try:
                     await shard.execute(TABLE)
                 finally:
@@ -90,7 +90,7 @@ class ShardedStore:
     def clear(self) -> None:
         async def go():
             for name in self.names:
-                conn = await asyncpg.connect(self.dsn(name), timeout=10)
+                conn = await db.connect(self.dsn(name))
                 try:
                     await conn.execute("TRUNCATE users")
                 finally:
@@ -106,7 +106,7 @@ class ShardedStore:
         async def go():
             for name, batch in batches.items():
                 if batch:
-                    conn = await asyncpg.connect(self.dsn(name), timeout=10)
+                    conn = await db.connect(self.dsn(name))
                     try:
                         await conn.copy_records_to_table("users", records=batch, columns=["id", "email", "name"])
                     finally:
@@ -153,7 +153,7 @@ class ShardedStore:
         else writes to the shards meanwhile.
         """
         async def go() -> int:
-            conns = {name: await asyncpg.connect(self.dsn(name), timeout=10) for name in self.names}
+            conns = {name: await db.connect(self.dsn(name)) for name in self.names}
             try:
                 moves: list[tuple[str, str, list[tuple]]] = []     # (from, to, rows): all planned first
                 for name, conn in conns.items():
@@ -178,7 +178,7 @@ class ShardedStore:
         admin = self.stack.database_url("admin")
 
         async def go():
-            conn = await asyncpg.connect(admin, timeout=10)
+            conn = await db.connect(admin)
             try:
                 names = [r["datname"] for r in await conn.fetch(
                     "SELECT datname FROM pg_database WHERE datname LIKE $1", PREFIX + "%")]
@@ -191,7 +191,7 @@ class ShardedStore:
 
     def _fetch(self, name: str, sql: str, *args) -> list[dict]:
         async def go():
-            conn = await asyncpg.connect(self.dsn(name), timeout=10)
+            conn = await db.connect(self.dsn(name))
             try:
                 return [dict(r) for r in await conn.fetch(sql, *args)]
             finally:

@@ -13,4 +13,7 @@ def get_runtime(name: str, state_dir) -> Runtime:
     if name == "kind":
         from scalelab.runtimes.kind import KindRuntime
         return KindRuntime(state_dir)
-    raise ValueError(f"unknown runtime {name!r}: use 'local', 'compose' or 'kind'")
+    if name == "kubernetes":
+        from scalelab.runtimes.kubernetes.context import ContextRuntime
+        return ContextRuntime(state_dir)
+    raise ValueError(f"unknown runtime {name!r}: use 'local', 'compose', 'kind' or 'kubernetes'")

@@ -10,6 +10,7 @@ body: a Secret's would be printed).
 """
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def ready(pod) -> bool:
                 and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []))
 
 
+EXEC_ATTEMPTS = 3        # tries to open an exec stream (never to re-run a command that ran)
+
+
 class Api:
     def __init__(self, kubeconfig: Path, context: str | None = None):
         client, config, _, DynamicClient = kube()
@@ -58,6 +62,12 @@ class Api:
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
         self.dynamic = DynamicClient(self.client)
+        # exec has a client of its own: kubernetes.stream.stream() swaps its client's request
+        # method for a websocket one while it opens the stream, and a call from another thread
+        # (a port-forward watcher, a log follower) on the same client would go out as a websocket.
+        self._exec_core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig),
+                                                                          context=context))
+        self._exec_lock = threading.Lock()
 
     def apply(self, objects: list[dict], dry_run: bool = False, field_manager: str = FIELD_MANAGER) -> None:
         """Server-side apply, in dependency order (namespace, RBAC, config, services, workloads).
@@ -76,11 +86,18 @@ class Api:
     def exec(self, namespace: str, pod: str, container: str, argv: list[str], timeout: float = 60) -> tuple[int, str]:
         """Run ``argv`` in a container (``kubectl exec``): (exit code, stdout + stderr)."""
         from kubernetes.stream import stream
-        try:
-            session = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                             command=argv, stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
-        except Exception as exc:
-            raise ServiceFailed(f"exec in {pod}/{container} failed: {reason(exc)}") from exc
+        for attempt in range(EXEC_ATTEMPTS):   # opening the stream can fail on a busy API server
+            try:                               # (a TLS EOF): nothing ran yet, so open it again
+                with self._exec_lock:
+                    session = stream(self._exec_core.connect_get_namespaced_pod_exec, pod, namespace,
+                                     container=container, command=argv, stderr=True, stdin=False, stdout=True,
+                                     tty=False, _preload_content=False)
+                break
+            except Exception as exc:
+                transient = "EOF" in str(exc) or "Connection reset" in str(exc) or "timed out" in str(exc)
+                if not transient or attempt == EXEC_ATTEMPTS - 1:
+                    raise ServiceFailed(f"exec in {pod}/{container} failed: {reason(exc)}") from exc
+                time.sleep(0.5 * (attempt + 1))
         output = []
         deadline = time.monotonic() + timeout
         try:

@@ -57,7 +57,10 @@ def _private_write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, workspace: Path | None) -> Path:
+def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, workspace: Path | None,
+                        registry: str | None = None) -> Path:
+    """The stack's kustomization in ``home/kustomize``; ``registry``: the images are pulled from
+    there (``REGISTRY/scalelab/NAME:TAG``), else by their plain names (loaded into the nodes)."""
     directory = home / "kustomize"
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -95,7 +98,8 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         # what the driver generates here is the stack's too (down() and pruning find it by this)
         "labels": [{"pairs": {"app.kubernetes.io/part-of": "scalelab"}}],
         "resources": [os.path.relpath(overlay(plan.lab), directory)],
-        "images": [{"name": f"scalelab/{image.name}", "newTag": tag} for image in IMAGES],
+        "images": [{"name": f"scalelab/{image.name}", "newTag": tag,
+                    **({"newName": f"{registry}/scalelab/{image.name}"} if registry else {})} for image in IMAGES],
         # Plain names (no hash suffix): lab 06's Deployment exercise refers to them, and the
         # workspace ConfigMap is updated in place (as on local, a restarted member runs the
         # files as they are now; a running one keeps what it loaded).

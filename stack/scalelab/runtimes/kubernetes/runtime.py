@@ -59,7 +59,11 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 class KubernetesRuntime:
+    """A member is a pod, on the cluster a subclass connects to (``kind``: the local kind
+    cluster; ``kubernetes``: any kubeconfig context)."""
     name = "kubernetes"
+    context: str | None = None          # the kubeconfig context (None: the file's current one)
+    registry: str | None = None         # where the nodes pull the images from (None: loaded into them)
 
     def __init__(self, state_dir):
         self.home = Path(state_dir).resolve() / self.name
@@ -72,7 +76,7 @@ class KubernetesRuntime:
         self.names = naming.Names()
         self._api: Api | None = None
         self._load()
-        self.forwards = Forwards(self.kubeconfig, self.namespace, self.home / "port-forward.log")
+        self.forwards = Forwards(self.kubeconfig, self.namespace, self.home / "port-forward.log", self.context)
 
     # -- what a subclass provides ----------------------------------------------------------
     @property
@@ -81,6 +85,13 @@ class KubernetesRuntime:
 
     def _connect(self) -> None:
         """Make the cluster reachable (kind: create or re-use it); before anything else in up()."""
+
+    def _images(self) -> str:
+        """Build the stack's images (content-addressed tag) and make them pullable by the
+        cluster's nodes; the tag."""
+        tag = compose_images.ensure(self._docker(), self.home / "build.log")
+        self._publish([compose_images.reference(image, tag) for image in compose_images.IMAGES])
+        return tag
 
     def _publish(self, images: list[str]) -> None:
         """Make the stack's images pullable by the cluster's nodes (kind: ``kind load``)."""
@@ -113,7 +124,7 @@ class KubernetesRuntime:
     @property
     def api(self) -> Api:
         if self._api is None:
-            self._api = Api(self.kubeconfig)
+            self._api = Api(self.kubeconfig, self.context)
         return self._api
 
     @property
@@ -153,13 +164,14 @@ class KubernetesRuntime:
     def up(self, plan: Plan, workspace: Path) -> bool:
         if self.running_lab() not in (None, plan.lab):
             self.down()
+        elif self.lab is None and self._cluster_reachable() and self._namespace_exists():
+            self.down()       # this state dir's namespace, left by a run whose state is gone: start clean
         render.overlay(plan.lab)                       # a lab without an overlay: one line, before any work
         self._connect()
         self._api = None                               # a (re)created cluster has a new kubeconfig
         self.lab, self.workspace = plan.lab, Path(workspace).resolve()
-        self.tag = compose_images.ensure(self._docker(), self.home / "build.log")
+        self.tag = self._images()
         self._save()
-        self._publish([compose_images.reference(image, self.tag) for image in compose_images.IMAGES])
         self._ensure_metrics_server()
         self._check_entry_ports_free()
         started = not self._namespace_exists()
@@ -190,7 +202,8 @@ class KubernetesRuntime:
         return connect()                               # builds the images (and runs kind's nodes)
 
     def _render(self, plan: Plan) -> list[dict]:
-        directory = render.write_kustomization(self.home, plan, self.namespace, self.tag or "dev", self.workspace)
+        directory = render.write_kustomization(self.home, plan, self.namespace, self.tag or "dev", self.workspace,
+                                               self.registry)
         return render.render(directory)
 
     def _generations(self) -> dict[str, int]:

@@ -1,0 +1,125 @@
+"""The ``kubernetes`` runtime: any cluster of a kubeconfig context.
+
+Without a cluster: what is missing is named in one line (no kubeconfig, no such context, the
+images not on the nodes), and a registry reaches the rendered image names. On the kind cluster
+of ``make test-kind`` (seen as any other cluster, through its kubeconfig and with the images
+loaded into its nodes, no registry): lab 02's stack comes up, answers through a port-forward,
+freezes a member from inside its pod, kills and starts one, and leaves nothing behind.
+"""
+
+import os
+import time
+
+import httpx
+import pytest
+import yaml
+
+from scalelab import Stack
+from scalelab.errors import RuntimeUnavailable
+from scalelab.plans import plan_for
+from scalelab.references import solve
+from scalelab.runtimes.kubernetes import render
+
+
+def test_without_a_kubeconfig_the_runtime_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nowhere"))
+    with pytest.raises(RuntimeUnavailable) as failed:
+        Stack(lab=2, runtime="kubernetes", state_dir=tmp_path / "state")
+    assert "no kubeconfig" in str(failed.value) and "\n" not in str(failed.value)
+
+
+def test_an_unknown_context_is_named_with_the_ones_there_are(tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "a",
+                                      "contexts": [{"name": "a", "context": {"cluster": "a", "user": "a"}}],
+                                      "clusters": [], "users": []}))
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.setenv("SCALELAB_KUBE_CONTEXT", "prod")
+    with pytest.raises(RuntimeUnavailable) as failed:
+        Stack(lab=2, runtime="kubernetes", state_dir=tmp_path / "state")
+    message = str(failed.value)
+    assert "no context 'prod'" in message and "it has a" in message and "\n" not in message
+
+
+def test_a_registry_becomes_the_images_name_in_the_kustomization(tmp_path):
+    directory = render.write_kustomization(tmp_path, plan_for(2), "ns", "abc123", None, registry="reg.example:5000")
+    images = yaml.safe_load((directory / "kustomization.yaml").read_text())["images"]
+    assert {"name": "scalelab/shop", "newTag": "abc123", "newName": "reg.example:5000/scalelab/shop"} in images
+    plain = render.write_kustomization(tmp_path, plan_for(2), "ns", "abc123", None)
+    assert all("newName" not in image for image in yaml.safe_load((plain / "kustomization.yaml").read_text())["images"])
+
+
+# -- on the kind cluster, as any cluster ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def kind_as_any_cluster(tmp_path_factory):
+    """The kind runtime's cluster and images (loaded into its nodes), then its kubeconfig."""
+    state = tmp_path_factory.mktemp("kind-images")
+    try:
+        kind = Stack(lab=2, runtime="kind", state_dir=state)
+    except RuntimeUnavailable as exc:
+        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"runtime 'kind' unavailable: {exc}")
+    runtime = kind.runtime
+    runtime._connect()                                   # create or re-use the cluster
+    runtime.tag = runtime._images()                       # build and `kind load` them
+    return runtime.cluster.kubeconfig
+
+
+@pytest.fixture(scope="module")
+def lab2(kind_as_any_cluster, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KUBECONFIG", str(kind_as_any_cluster))
+    mp.delenv("SCALELAB_KUBE_CONTEXT", raising=False)
+    mp.delenv("SCALELAB_REGISTRY", raising=False)
+    stack = Stack(lab=2, runtime="kubernetes", state_dir=tmp_path_factory.mktemp("any-cluster"))
+    solve(stack)                                          # the learner's upstream and tokens: the reference
+    stack.up()
+    yield stack
+    stack.down(purge=True)
+    mp.undo()
+
+
+@pytest.mark.kind
+def test_lab02_comes_up_on_a_context_and_answers_through_a_port_forward(lab2):
+    assert lab2.runtime.name == "kubernetes" and lab2.runtime.context == "kind-scalelab"
+    url = lab2.url("users")
+    assert url.startswith("http://127.0.0.1:") and not url.endswith((":30080", ":8080"))
+    seen = {httpx.get(f"{url}/health", timeout=10).headers["x-instance"] for _ in range(12)}
+    assert seen == {"users-1", "users-2", "users-3"}, "nginx in the cluster spreads over the three pods"
+    services = lab2.runtime.core.list_namespaced_service(lab2.runtime.namespace).items
+    assert all(s.spec.type == "ClusterIP" for s in services), "no NodePort on someone else's cluster"
+
+
+@pytest.mark.kind
+def test_a_frozen_member_is_paused_from_inside_its_pod_then_thawed(lab2):
+    member_url = lab2.member_url("users-2")
+    lab2.kill("users-2", "STOP")
+    try:
+        assert lab2.status().set_index("member").state["users-2"] == "paused"
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(f"{member_url}/health", timeout=2)
+    finally:
+        lab2.kill("users-2", "CONT")
+    assert httpx.get(f"{member_url}/health", timeout=10).status_code == 200
+
+
+@pytest.mark.kind
+def test_a_killed_member_stays_down_until_started(lab2):
+    lab2.kill("users-3")
+    time.sleep(3)                                        # a Deployment alone would have replaced it by now
+    pods = lab2.runtime.core.list_namespaced_pod(lab2.runtime.namespace, label_selector="app.kubernetes.io/name=users")
+    assert len([p for p in pods.items if p.metadata.deletion_timestamp is None]) == 2
+    assert lab2.status().set_index("member").state["users-3"] != "running"
+    lab2.start("users-3")
+    assert httpx.get(f"{lab2.member_url('users-3')}/health", timeout=10).status_code == 200
+
+
+@pytest.mark.kind
+def test_images_missing_on_the_nodes_are_named_with_how_to_load_them(kind_as_any_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(kind_as_any_cluster))
+    monkeypatch.setattr("scalelab.runtimes.compose_images.tag", lambda: "not-built-anywhere")
+    stack = Stack(lab=2, runtime="kubernetes", state_dir=tmp_path)
+    with pytest.raises(RuntimeUnavailable) as failed:
+        stack.up()
+    message = str(failed.value)
+    assert "lacks" in message and "kind load docker-image" in message and "SCALELAB_REGISTRY" in message
+    assert not stack.runtime._namespace_exists(), "nothing was applied"
