@@ -85,3 +85,15 @@ def test_baked_nginx_config_is_the_current_rendering_of_the_template():
 def test_generated_env_files_are_git_ignored():
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert "stack/deploy/.env" in ignored and "stack/deploy/shop.env" in ignored
+
+
+def test_every_error_page_nginx_sends_is_the_services_json_envelope():
+    from shop.errors import ErrorOut
+    for path in (DEPLOY / "nginx/nginx.conf.template", DEPLOY / "k8s/components/nginx/nginx.conf"):
+        text = path.read_text()
+        pages = {int(status) for line in re.findall(r"^\s*error_page ([\d ]+)", text, re.M) for status in line.split()}
+        answers = {int(status): body for status, body in re.findall(r"return (\d{3}) '(\{.*\})';", text)}
+        assert pages == {400, 413, 429, 502, 503, 504}, (path.name, pages)
+        assert pages <= set(answers), (path.name, pages - set(answers))
+        for status in pages:
+            ErrorOut.model_validate_json(answers[status].replace("$upstream_addr", "127.0.0.1:8000"))

@@ -66,9 +66,9 @@ def test_a_bad_order_is_a_422_json_error_and_stores_nothing(lab5, orders_api, bo
     assert count() == before
 
 
-def test_an_order_for_an_unknown_user_is_a_422(orders_api):
+def test_an_order_for_an_unknown_user_is_a_404(orders_api):
     r = orders_api.post("/orders", json={"user_id": 10**12, "items": lab05.ITEMS})
-    assert r.status_code == 422 and r.json()["error"] == "unknown_user"
+    assert r.status_code == 404 and r.json()["error"] == "unknown_user"
 
 
 def test_a_retried_post_with_its_idempotency_key_gets_the_same_order_and_a_different_body_a_409(lab5, orders_api, user):

@@ -173,10 +173,10 @@ def buyer(lab7):
     return lab.new_user(lab7, "Resilience Test")
 
 
-def test_unknown_buyer_is_a_422_after_one_call(lab7, buyer):
+def test_unknown_buyer_is_a_404_after_one_call(lab7, buyer):
     before = lab.orders_stats(lab7)["users_client"]["attempts"]
     r = httpx.post(f"{lab7.url('orders')}/orders", json={"user_id": 2**62, "items": lab.ITEMS}, timeout=10)
-    assert r.status_code == 422 and r.json()["error"] == "unknown_user"
+    assert r.status_code == 404 and r.json()["error"] == "unknown_user"
     assert lab.orders_stats(lab7)["users_client"]["attempts"] - before == 1, "a 404 is not retried"
 
 

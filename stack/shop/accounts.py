@@ -19,9 +19,10 @@ queries or in one (the N+1 pitfall, measured by the lab with pg_stat_statements)
 import asyncio
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from shop.errors import Conflict, DomainError
+from shop.models import BIGINT_MAX
 
 NAIVE_WINDOW_S = 0.005
 MONEY_MAX = 10**15
@@ -44,8 +45,8 @@ class WriteConflict(Conflict):
 class AccountCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    owner_id: int = Field(ge=1, le=2**63 - 1)
-    balance: int = Field(ge=0, le=MONEY_MAX)
+    owner_id: StrictInt = Field(ge=1, le=BIGINT_MAX)
+    balance: StrictInt = Field(ge=0, le=MONEY_MAX)
 
 
 class AccountOut(BaseModel):
@@ -58,7 +59,7 @@ class AccountOut(BaseModel):
 class Debit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: int = Field(gt=0, le=MONEY_MAX, strict=True)
+    amount: StrictInt = Field(gt=0, le=MONEY_MAX)
 
 
 class DebitOut(BaseModel):

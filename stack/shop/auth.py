@@ -25,6 +25,7 @@ from fastapi import Path, Request
 
 from shop.config import Settings
 from shop.errors import DomainError
+from shop.models import BIGINT_MAX
 
 ALGORITHM = "HS256"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1   # 16 MB of memory per hash: costly to brute-force
@@ -126,7 +127,7 @@ async def bearer_user(request: Request) -> int:
     return int(subject)
 
 
-async def require_self(request: Request, user_id: int = Path(ge=1, le=2**63 - 1)) -> None:
+async def require_self(request: Request, user_id: int = Path(ge=1, le=BIGINT_MAX)) -> None:
     """Dependency of PATCH/DELETE /users/{user_id}: when ``settings.auth_required``, only
     that user may do it, proven by a Bearer token."""
     if not request.app.state.settings.auth_required:

@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     # The name this process puts in every response's X-Instance header.
     instance: str = Field(default_factory=_default_instance)
 
+    # A request: its headers within headers_timeout_s of its first byte (else the connection is
+    # closed: shop/http_protocol.py), then a body of at most max_body_bytes (413) within
+    # body_timeout_s (408). A slow client holds a connection that long, never forever.
+    headers_timeout_s: float = Field(10.0, gt=0, le=300)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    body_timeout_s: float = Field(10.0, gt=0, le=300)
     page_size_max: int = Field(100, ge=1)
 
     # Stateless auth (lab 02): JWTs signed with this secret; every replica gets the same

@@ -1,9 +1,33 @@
-"""Errors are data: every error leaves the service as JSON ``{"error": code, "detail": text}``."""
+"""Errors are data: every error leaves the service as JSON ``{"error": code, "detail": text}``.
+
+``ErrorOut`` is that envelope as a model: the OpenAPI document declares it for every status
+a route can answer (shop/api/contract.py), and nginx's own error pages have the same shape.
+"""
+
+import json
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shop.api.routing import allowed_methods
+
+
+class Problem(BaseModel):
+    """One reason a request was invalid: where (``loc``) and what (``msg``, ``type``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: str = Field(pattern=r"^[a-z_]+$", description="a stable code a client can branch on")
+    detail: str | list[Problem] = Field(description="for people: what was wrong (422: one entry per problem)")
 
 
 class DomainError(Exception):
@@ -42,6 +66,15 @@ def error_body(code: str, detail) -> dict:
     return {"error": code, "detail": detail}
 
 
+async def send_error(send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with the error envelope from pure-ASGI code (a middleware, before any route runs)."""
+    payload = json.dumps(error_body(code, detail)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type"}
 
@@ -63,7 +96,11 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("validation_error", problems), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request.app, request.scope["path"])}
+            if request.method == "OPTIONS":   # RFC 9110: OPTIONS asks which methods the path serves
+                return Response(status_code=204, headers=headers)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, exc.detail), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(error_body(code, exc.detail), status_code=exc.status_code, headers=headers)

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shop import cache, metrics
+from shop.api import contract
 from shop.api.routes import accounts, auth, health, users, work
 from shop.config import Settings
 from shop.db import close_pool, create_pool, server_max_connections
 from shop.errors import ExerciseNotDone, install_handlers
 from shop.exercises import Exercises
-from shop.middleware import BodyLimit, InstanceHeader
+from shop.middleware import InstanceHeader, InternalErrors, RequestBody
 from shop.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn: lines land in the member's log
@@ -63,9 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)   # lab 04: the double-spend race, N+1
     app.include_router(work.router)       # lab 06: CPU load for the autoscaler
     app.add_middleware(users.FastRead, route=users.read_route())   # the hot read (see make bench)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InternalErrors)
+    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     if settings.rate_limit and settings.redis_url:
         app.add_middleware(RateLimit)   # before the body is read; its 429s still carry X-Instance
     app.add_middleware(InstanceHeader, instance=settings.instance)
     metrics.install(app, "users", settings.instance)   # lab 07: /metrics, X-Request-ID, JSON access log
+    contract.install(app, settings)   # GET /openapi.json: every answer of every route
     return app

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from shop import broker, metrics
 from shop import orders as order_flow
 from shop import tasks
+from shop.api import contract
 from shop.broker import BrokerClient, BrokerUnavailable
 from shop.api.routes import health, orders
 from shop.config import Settings
@@ -22,7 +23,7 @@ from shop.errors import error_body, install_handlers
 from shop.exercises import Exercises
 from shop.resilience import OutboxSweep
 from shop.users_client import UsersClient
-from shop.middleware import BodyLimit, InstanceHeader
+from shop.middleware import InstanceHeader, InternalErrors, RequestBody
 
 log = logging.getLogger("uvicorn.error")
 
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.add_api_route("/health", health.health, methods=["GET"], tags=["health"])
 
-    @app.get("/ready", tags=["health"])
+    @app.get("/ready", tags=["health"], responses=contract.errors(503))
     async def ready(request: Request):
         """Ready when both halves of accepting an order work: the database and the broker."""
         answer = await health.ready(request)
@@ -85,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "outbox": outbox.stats() if outbox else None}
 
     app.include_router(orders.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InternalErrors)
+    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(InstanceHeader, instance=settings.instance)
     metrics.install(app, "orders", settings.instance)   # lab 07: /metrics, X-Request-ID, JSON access log
+    contract.install(app, settings)   # GET /openapi.json: every answer of every route
     return app

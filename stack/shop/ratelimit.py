@@ -16,14 +16,13 @@ Who is a client:
 Off unless the settings ask for it (``SHOP_RATE_LIMIT`` > 0 and a Redis URL).
 """
 
-import json
 import re
 
 import redis.asyncio as aioredis
 
 from shop.cache import REDIS_ERRORS, Degraded, not_written
 from shop.config import Settings
-from shop.errors import DomainError, ExerciseNotDone, error_body
+from shop.errors import DomainError, ExerciseNotDone, send_error
 from shop.exercises import Exercises
 
 EXEMPT_PATHS = ("/health", "/ready", "/stats")   # probes and the lab's read-only numbers
@@ -103,22 +102,14 @@ class RateLimit:
         try:
             client = client_identity(scope, limiter.by_ip)
         except ValueError as exc:
-            return await _json(send, 400, error_body("bad_request", str(exc)))
+            return await send_error(send, 400, "bad_request", str(exc))
         if client is None:
             return await self.app(scope, receive, send)
         try:
             allowed, retry_after = await limiter.allow(client)
         except DomainError as exc:   # the learner's allow() crashed: say so, as JSON
-            return await _json(send, exc.status_code, error_body(exc.code, exc.detail))
+            return await send_error(send, exc.status_code, exc.code, exc.detail)
         if allowed:
             return await self.app(scope, receive, send)
         detail = f"more than {limiter.limit} requests in {limiter.window_s} s: retry after {retry_after} s"
-        return await _json(send, 429, error_body("rate_limited", detail), [(b"retry-after", str(retry_after).encode())])
-
-
-async def _json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": payload})
+        return await send_error(send, 429, "rate_limited", detail, [(b"retry-after", str(retry_after).encode())])

@@ -30,6 +30,23 @@ def _formats_sql(fn) -> bool:
     return False
 
 
+def _said(response: httpx.Response) -> str:
+    """What an answer says, in one line: its JSON ``detail`` (the service's errors), else its text."""
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:200] or "(an empty body)"
+
+
+def _get(url: str) -> httpx.Response:
+    try:
+        return httpx.get(url, timeout=10)
+    except httpx.TransportError as exc:
+        raise CheckFailed(f"GET {url} did not answer ({type(exc).__name__}): does fetch_user block the service, "
+                          "e.g. time.sleep() or a driver that is not async? stack.logs('users-1') shows "
+                          "what it was doing") from None
+
+
 def _check_fetch_user(stack, exercise) -> str:
     fetch_user = exercise.function(stack, "fetch_user")
     if not inspect.iscoroutinefunction(fetch_user):
@@ -45,11 +62,14 @@ def _check_fetch_user(stack, exercise) -> str:
         raise CheckFailed(f"POST /users answered {created.status_code} {created.text[:200]} — is the stack healthy? "
                           "(stack.status(), stack.logs('users-1'))")
     want = created.json()
-    got = httpx.get(f"{base}/users/{want['id']}", timeout=10)
+    got = _get(f"{base}/users/{want['id']}")
     if got.status_code == 501:
-        raise NotAttempted(got.json()["detail"])
+        raise NotAttempted(_said(got))
     if got.status_code == 500:
-        raise CheckFailed(f"the service ran your fetch_user and it failed: {got.json().get('detail')}")
+        raise CheckFailed(f"the service ran your fetch_user and it failed: {_said(got)}")
+    if got.status_code == 503:
+        raise CheckFailed(f"GET /users/{want['id']} answered 503: {_said(got)} — a query slower than the "
+                          "service's statement timeout, or a database that is down (stack.status())?")
     if got.status_code == 404:
         raise CheckFailed(f"GET /users/{want['id']} answered 404 for a user that exists: "
                           "does your query look the row up by its id?")
@@ -57,7 +77,7 @@ def _check_fetch_user(stack, exercise) -> str:
         raise CheckFailed(f"GET /users/{want['id']} returned {got.status_code} {got.text[:200]}, expected {want}: "
                           "return the row's id, email, name and created_at as a dict")
     missing = want["id"] + 1_000_000
-    absent = httpx.get(f"{base}/users/{missing}", timeout=10)
+    absent = _get(f"{base}/users/{missing}")
     if absent.status_code != 404:
         raise CheckFailed(f"GET /users/{missing} (no such user) answered {absent.status_code}: "
                           "fetch_user must return None when fetchrow finds no row")

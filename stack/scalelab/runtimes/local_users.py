@@ -10,6 +10,10 @@ import httpx
 from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
 
+# uvicorn with a deadline for a request's headers and JSON 400s (read by uvicorn as --http);
+# the image sets the same (stack/deploy/shop/Dockerfile).
+HTTP_PROTOCOL = "shop.http_protocol:HttpProtocol"
+
 
 def jwt_secret(rt) -> str:
     """The key every replica signs and checks tokens with: one per stack, in a 0600 file."""
@@ -33,6 +37,7 @@ def shop_env(rt, name: str) -> dict[str, str]:
         "SHOP_INSTANCE": name,
         "SHOP_WORKSPACE": str(rt.workspace),
         "SHOP_EXERCISES": json.dumps(list(plan.exercises)),
+        "UVICORN_HTTP": HTTP_PROTOCOL,
         **plan.settings,
     }
     if plan.has("redis"):

@@ -4,18 +4,18 @@ import asyncpg
 from fastapi import APIRouter, Path, Query, Request, status
 
 from shop import accounts
+from shop.api.contract import errors
 from shop.accounts import (AccountCreate, AccountOut, AccountPage, Debit, DebitOut, InsufficientFunds,
                            ListStrategy, Strategy, TooManyConflicts, WriteConflict)
 from shop.db import connection
 from shop.errors import NotFound
 from shop.exercises import ExerciseError
+from shop.models import BIGINT_MAX
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
-BIGINT_MAX = 2**63 - 1
 
-
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AccountOut, responses=errors(404, 503))
 async def create_account(account: AccountCreate, request: Request):
     async with connection(request) as conn:
         try:
@@ -25,7 +25,7 @@ async def create_account(account: AccountCreate, request: Request):
     return dict(row)
 
 
-@router.get("", response_model=AccountPage)
+@router.get("", response_model=AccountPage, responses=errors(503))
 async def list_accounts(
     request: Request,
     limit: int = Query(20, ge=1, le=100),
@@ -38,7 +38,7 @@ async def list_accounts(
     return {"items": items, "limit": limit, "offset": offset, "strategy": strategy}
 
 
-@router.get("/{account_id}", response_model=AccountOut)
+@router.get("/{account_id}", response_model=AccountOut, responses=errors(404, 503))
 async def read_account(request: Request, account_id: int = Path(ge=1, le=BIGINT_MAX)):
     async with connection(request) as conn:
         row = await conn.fetchrow(accounts.READ, account_id)
@@ -47,7 +47,7 @@ async def read_account(request: Request, account_id: int = Path(ge=1, le=BIGINT_
     return dict(row)
 
 
-@router.post("/{account_id}/debit", response_model=DebitOut)
+@router.post("/{account_id}/debit", response_model=DebitOut, responses=errors(404, 409, 501, 503))
 async def debit_account(
     debit: Debit,
     request: Request,

@@ -5,13 +5,14 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 
 from shop import auth
+from shop.api.contract import errors
 from shop.db import connection
 from shop.models import TokenOut, TokenRequest
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post("/token", response_model=TokenOut, responses=errors(401, 503))
 async def token(body: TokenRequest, request: Request, response: Response):
     settings = request.app.state.settings
     auth.secret(settings)  # 503 before any work when tokens are off

@@ -5,6 +5,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from shop.api.contract import errors
 from shop.db import DB_UNAVAILABLE
 from shop.errors import error_body
 
@@ -17,7 +18,7 @@ async def health(request: Request) -> dict:
     return {"status": "ok", "instance": request.app.state.settings.instance}
 
 
-@router.get("/ready")
+@router.get("/ready", responses=errors(503))
 async def ready(request: Request):
     """Readiness: this replica can serve real requests (its database answers)."""
     pool = request.app.state.pool

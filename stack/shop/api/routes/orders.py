@@ -8,20 +8,21 @@ import asyncpg
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from shop import broker, orders
+from shop.api.contract import errors
 from shop.db import connection
-from shop.errors import Conflict, DomainError, NotFound, Unavailable
-from shop.models import OrderCreate, OrderOut
+from shop.errors import Conflict, NotFound, Unavailable
+from shop.models import BIGINT_MAX, OrderCreate, OrderOut
 
 log = logging.getLogger("uvicorn.error")   # in the service's log, as its other lines
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-BIGINT_MAX = 2**63 - 1
 COLUMNS = ("id, user_id, status, items, total_cents, attempts, last_error, created_at, updated_at, done_at, "
            "request_hash")
 
 
-class UnknownUser(DomainError):
-    status_code = 422
+class UnknownUser(NotFound):
+    """The order names a user that does not exist: 404, as for any id that names nothing."""
+
     code = "unknown_user"
 
 
@@ -32,7 +33,10 @@ def _out(row) -> dict:
     return order
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut,
+             # 501: lab 07's circuit_breaker exercise not written yet (the user service is asked through it)
+             responses={**errors(404, 409, 501, 503), 202: {"headers": {"Location": {
+                 "description": "where to follow the order: /orders/{id}", "schema": {"type": "string"}}}}})
 async def create_order(order: OrderCreate, request: Request, response: Response,
                        idempotency_key: str | None = Header(None, min_length=1, max_length=200,
                                                             pattern=r"^[\x21-\x7e]+$")):
@@ -87,7 +91,7 @@ async def create_order(order: OrderCreate, request: Request, response: Response,
     return _out(row)
 
 
-@router.get("/dead-letter")
+@router.get("/dead-letter", responses=errors(503))
 async def dead_letter(request: Request, limit: int = Query(100, ge=1, le=1000)):
     """Orders whose retries were spent, oldest first: the broker's dead-letter list (Redis) or
     queue (RabbitMQ, read without taking the messages), each with the order's last error."""
@@ -98,13 +102,14 @@ async def dead_letter(request: Request, limit: int = Query(100, ge=1, le=1000)):
     missing = [item["order_id"] for item in items if "error" not in item]
     if missing:   # RabbitMQ keeps the message, not why it failed: the order row says
         async with connection(request) as conn:
-            errors = dict(await conn.fetch("SELECT id, last_error FROM orders WHERE id = ANY($1::bigint[])", missing))
+            last_errors = dict(await conn.fetch("SELECT id, last_error FROM orders WHERE id = ANY($1::bigint[])",
+                                                missing))
         for item in items:
-            item.setdefault("error", errors.get(item["order_id"]))
+            item.setdefault("error", last_errors.get(item["order_id"]))
     return {"items": items}
 
 
-@router.get("/{order_id}", response_model=OrderOut)
+@router.get("/{order_id}", response_model=OrderOut, responses=errors(404, 503))
 async def read_order(request: Request, order_id: int = Path(ge=1, le=BIGINT_MAX)):
     async with connection(request) as conn:
         row = await conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE id = $1", order_id)

@@ -5,17 +5,19 @@ import re
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
+from shop.api.contract import errors
 from shop.auth import hash_password, require_self
 from shop.db import connection, remember_write, run_read
 from shop.errors import Conflict, DomainError, NotFound, domain_response
-from shop.models import UserCreate, UserOut, UserPage, UserUpdate
+from shop.exercises import ExerciseError
+from shop.models import BIGINT_MAX, UserCreate, UserOut, UserPage, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-BIGINT_MAX = 2**63 - 1
 DB_NODE = "X-DB-Node"   # which database node served the request: primary or replica (lab 04)
+USER_OUT = TypeAdapter(UserOut)
 
 
 def _served_by(request: Request, response: Response) -> None:
@@ -23,7 +25,7 @@ def _served_by(request: Request, response: Response) -> None:
         response.headers[DB_NODE] = node
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut, responses=errors(409, 503))
 async def create_user(user: UserCreate, request: Request, response: Response):
     password_hash = None
     if user.password is not None:  # slow on purpose (scrypt): off the event loop
@@ -49,7 +51,7 @@ async def _fetch_user(request: Request, user_id: int) -> dict | None:
         "user_queries", "fetch_user", conn, user_id))
 
 
-async def _user_or_404(request: Request, user_id: int) -> dict:
+async def _user_or_404(request: Request, user_id: int) -> UserOut:
     # Cache-aside (lab 03): Redis first, the database on a miss or when Redis fails (shop/cache.py).
     user = await request.app.state.user_cache.get(user_id, lambda uid: _fetch_user(request, uid))
     if user is None:
@@ -57,10 +59,21 @@ async def _user_or_404(request: Request, user_id: int) -> dict:
         if node := getattr(request.state, "db_node", None):
             missing.headers = {DB_NODE: node}   # a 404 from a lagging replica says so
         raise missing
-    return user
+    try:   # what the exercises returned must be a user: else say so (500 exercise_error), in JSON
+        return USER_OUT.validate_python(user)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise ExerciseError(f"fetch_user() (or the cache) returned {type(user).__name__} that is not a user: "
+                            f"{'.'.join(map(str, problem['loc'])) or 'the value'}: {problem['msg']} — return a dict "
+                            "with id, email, name and created_at, or None") from None
 
 
-@router.get("/{user_id}", response_model=UserOut)
+# Read with a replica (lab 04): a bad write-LSN cookie is a 400; the read_routing and user
+# exercises can be missing (501) or fail (500, declared for every route).
+READ_ERRORS = errors(400, 501, 503)
+
+
+@router.get("/{user_id}", response_model=UserOut, responses={**READ_ERRORS, **errors(404)})
 async def read_user(request: Request, response: Response, user_id: int = Path(ge=1, le=BIGINT_MAX)):
     user = await _user_or_404(request, user_id)   # GET /users/<plain id> is served by FastRead below
     _served_by(request, response)
@@ -68,7 +81,6 @@ async def read_user(request: Request, response: Response, user_id: int = Path(ge
 
 
 # -- the hot read, without the framework's per-request machinery ---------------------------
-USER_OUT = TypeAdapter(UserOut)
 _PLAIN_ID = re.compile(r"/users/([1-9][0-9]{0,18})")
 
 
@@ -98,7 +110,7 @@ class FastRead:
             user = await _user_or_404(request, user_id)
         except DomainError as exc:   # answered as the app's handler answers it (shop.errors)
             return await domain_response(exc)(scope, receive, send)
-        body = USER_OUT.dump_json(USER_OUT.validate_python(user))
+        body = USER_OUT.dump_json(user)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if node := getattr(request.state, "db_node", None):
             headers.append((DB_NODE.lower().encode(), node.encode()))
@@ -111,7 +123,7 @@ def read_route():
     return next(r for r in router.routes if getattr(r, "endpoint", None) is read_user)
 
 
-@router.get("", response_model=UserPage)
+@router.get("", response_model=UserPage, responses=READ_ERRORS)
 async def list_users(
     request: Request,
     response: Response,
@@ -127,7 +139,8 @@ async def list_users(
     return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
 
 
-@router.patch("/{user_id}", response_model=UserOut, dependencies=[Depends(require_self)])
+@router.patch("/{user_id}", response_model=UserOut, dependencies=[Depends(require_self)],
+              responses=errors(404, 409, 503))
 async def update_user(update: UserUpdate, request: Request, response: Response,
                       user_id: int = Path(ge=1, le=BIGINT_MAX)):
     changes = update.model_dump(exclude_unset=True, exclude_none=True)
@@ -149,7 +162,8 @@ async def update_user(update: UserUpdate, request: Request, response: Response,
     return dict(row)
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_self)])
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_self)],
+               responses=errors(404, 503))
 async def delete_user(request: Request, response: Response, user_id: int = Path(ge=1, le=BIGINT_MAX)):
     async with connection(request) as conn:
         deleted = await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING id", user_id)
