@@ -71,7 +71,7 @@ PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, repla
                 {"postgres": 1, "redis": 1, "rabbitmq": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},
                 exercises=("projector",),
-                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=EVERYWHERE)
 
 
 
