@@ -89,6 +89,11 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         (directory / "prometheus.yml").write_text(prometheus_config(namespace))
         generators.append({"name": "prometheus-config", "behavior": "replace", "files": ["prometheus.yml"],
                            "options": {"disableNameSuffixHash": True}})
+    if plan.has("redis"):   # lab 05's broker.yaml: Redis' append-only settings, read when it starts
+        conf = compose_env.valkey_conf(home, plan, workspace)
+        (directory / "broker.conf").write_text(conf.read_text())
+        generators.append({"name": "valkey-broker", "files": ["broker.conf"],
+                           "options": {"disableNameSuffixHash": True}})
     if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
         generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
     kustomization = {

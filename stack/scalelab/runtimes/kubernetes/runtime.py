@@ -576,8 +576,9 @@ class KubernetesRuntime:
         from kubernetes.client.exceptions import ApiException
         if self.lab is None or plan_for(self.lab).exercises == ():
             return
-        found = [o for o in self._render(plan_for(self.lab))
-                 if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "workspace"]
+        rendered = [o for o in self._render(plan_for(self.lab)) if o["kind"] == "ConfigMap"]
+        self.apply([o for o in rendered if o["metadata"]["name"] == "valkey-broker"])   # broker.yaml's, lab 05
+        found = [o for o in rendered if o["metadata"]["name"] == "workspace"]
         if found:
             self.apply(found)
             return
