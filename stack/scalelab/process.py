@@ -13,6 +13,7 @@ from typing import Callable
 import psutil
 
 from scalelab.errors import ServiceFailed
+from scalelab.ports import port_busy
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ProcessRecord:
                 pass
         self._kill_group()
         self._reap()
+        self._wait_port_released()
         self.pid = None
         self.started_at = None
 
@@ -98,6 +100,16 @@ class ProcessRecord:
         deadline = time.monotonic() + 5
         while _group_alive(self.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
+
+    def _wait_port_released(self, timeout: float = 5.0) -> None:
+        # A multi-threaded server (the Erlang VM) shows its leader as a zombie while
+        # its other threads still tear down and hold the listening socket: only when
+        # the port can be bound again has the member really let go of it.
+        if self.port is None:
+            return
+        deadline = time.monotonic() + timeout
+        while port_busy(self.port) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _reap(self) -> None:
         popen = getattr(self, "_popen", None)
