@@ -1,7 +1,7 @@
 """Lab 07, part 1 — observability: metrics, request ids in JSON logs, Prometheus, alert rules.
 
 The exercise: ``alert_rules`` (a YAML file of Prometheus alerting rules, the seed's table:
-CPU over 80 % of a core, p95 latency over 200 ms, 5xx over 1 %). Its check validates the
+CPU over half a core, p95 latency over 200 ms, 5xx over 1 %). Its check validates the
 file with ``promtool``, loads it into the stack's Prometheus, watches a quiet stack raise
 nothing, then injects each fault for real and waits for each alert to reach ``firing``.
 """
@@ -26,7 +26,7 @@ ALERTS = ("HighCpu", "HighLatency", "HighErrorRate")
 MAX_FOR_S = 15          # a `for:` longer than this cannot fire within the check
 SCRAPE_S = 1            # runtimes/{local,compose}_prometheus.py scrape and evaluate every second
 # One replica burning CPU in pure Python holds at most one core (the GIL); on a busy machine it
-# takes a while to average over 80 % of one in a 10 s window: wait for it, bounded.
+# takes a while to average over half of one in a 10 s window: wait for it, bounded.
 CPU_WAIT_S = 90
 
 # The PromQL the notebook plots and stack/deploy/grafana/dashboards/shop.json charts (a test
@@ -230,7 +230,7 @@ alert_rules = Exercise(
     checker=_check_alert_rules,
     hints=[
         "One group, three rules: `- alert: HighCpu` / `expr:` / `for: 3s`. CPU: "
-        "`rate(process_cpu_seconds_total{job=\"shop\"}[10s]) > 0.8` (seconds of CPU per second = cores).",
+        "`rate(process_cpu_seconds_total{job=\"shop\"}[10s]) > 0.5` (seconds of CPU per second = cores).",
         "p95: `histogram_quantile(0.95, sum by (service, le) (rate(http_request_duration_seconds_bucket"
         "{job=\"shop\", route!=\"/metrics\"}[10s]))) > 0.2` — keep `le` in the `by`, or there is no histogram left.",
         "Error rate: 5xx per second over all per second, per service: "
