@@ -117,24 +117,33 @@ class ChaosDrill:
         thread = threading.Thread(target=load, name="chaos-load", daemon=True)
         thread.start()
         try:
-            # Each fault keeps its own clock: its kill at its at_s (or as soon as the action before
-            # it returned), its start down_s after the kill took effect — so a slow start of one
-            # member (a restart that takes seconds) never shortens another's outage.
-            due = [(f.at_s, i, "kill", f) for i, f in enumerate(self.schedule)]
-            while due:
-                due.sort(key=lambda a: (a[0], a[1]))
-                at_s, i, action, fault = due.pop(0)
-                if (wait := self._t0 + at_s - time.perf_counter()) > 0:
-                    time.sleep(wait)
-                started = time.perf_counter() - self._t0
-                if action == "kill":
-                    self.stack.kill(fault.member, fault.signal)
-                else:
-                    self.stack.start(fault.member)
-                took = time.perf_counter() - self._t0 - started
-                if action == "kill":
-                    due.append((started + took + fault.down_s, i, "start", fault))
-                events.append({"member": fault.member, "action": action, "t_s": started, "took_s": took})
+            # Each fault runs on its own thread and clock: its kill at its at_s, its start down_s
+            # after the kill took effect. So a slow start of one member (a restart that takes
+            # seconds, or a worker that waits for the broker another fault took down) never
+            # shortens another's outage nor holds back another's start.
+            def run_fault(fault) -> None:
+                try:
+                    if (wait := self._t0 + fault.at_s - time.perf_counter()) > 0:
+                        time.sleep(wait)
+                    for action in ("kill", "start"):
+                        started = time.perf_counter() - self._t0
+                        if action == "kill":
+                            self.stack.kill(fault.member, fault.signal)
+                        else:
+                            self.stack.start(fault.member)
+                        took = time.perf_counter() - self._t0 - started
+                        events.append({"member": fault.member, "action": action, "t_s": started, "took_s": took})
+                        if action == "kill":
+                            time.sleep(fault.down_s)
+                except BaseException as exc:   # surfaced in the caller's thread below
+                    failure.append(exc)
+
+            faults = [threading.Thread(target=run_fault, args=(f,), name=f"chaos-{f.member}", daemon=True)
+                      for f in self.schedule]
+            for fault_thread in faults:
+                fault_thread.start()
+            for fault_thread in faults:
+                fault_thread.join()
         finally:
             self._faults_over_s = time.perf_counter() - self._t0
             thread.join(self.duration_s + self.timeout_s + 30)

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,6 +15,19 @@ def default_state_dir() -> Path:
     if (REPO / "pyproject.toml").exists():
         return REPO / ".scalelab"
     return Path.home() / ".local/state/scalelab"
+
+
+# Held while a runtime changes what it knows of its members and writes it down: a drill's
+# faults kill and start members from threads of their own.
+STATE_LOCK = threading.RLock()
+
+
+def write_state(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once (a reader sees the old file or the new one); call
+    it holding STATE_LOCK with ``text`` made under it, so the last writer wrote the latest state."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -21,6 +21,7 @@ import httpx
 import pandas as pd
 
 from scalelab import aio
+from scalelab.paths import STATE_LOCK, write_state
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
@@ -68,10 +69,9 @@ class ComposeRuntime:
             self.workspace = Path(data["workspace"]) if data.get("workspace") else None
 
     def _save(self) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"lab": self.lab, "tag": self.tag, "project": self.project,
-                                   "workspace": str(self.workspace) if self.workspace else None}))
-        tmp.replace(self._state_file)
+        with STATE_LOCK:
+            write_state(self._state_file, json.dumps({"lab": self.lab, "tag": self.tag, "project": self.project,
+                                                      "workspace": str(self.workspace) if self.workspace else None}))
 
     def _compose(self) -> Compose:
         plan = plan_for(self.lab) if self.lab else None

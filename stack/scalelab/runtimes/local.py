@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalelab.errors import ScalelabError
-from scalelab.paths import purge_scratch
+from scalelab.paths import STATE_LOCK, purge_scratch, write_state
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
@@ -63,11 +63,10 @@ class LocalRuntime:
         self.procs = {name: ProcessRecord.from_json(rec) for name, rec in data.get("procs", {}).items()}
 
     def _save(self) -> None:
-        data = {"lab": self.lab, "workspace": str(self.workspace) if self.workspace else None,
-                "procs": {name: rec.to_json() for name, rec in self.procs.items()}}
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(self._state_file)
+        with STATE_LOCK:
+            data = {"lab": self.lab, "workspace": str(self.workspace) if self.workspace else None,
+                    "procs": {name: rec.to_json() for name, rec in list(self.procs.items())}}
+            write_state(self._state_file, json.dumps(data, indent=1))
 
     @property
     def pg(self) -> LocalPostgres:
