@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline kind-delete images images-offline bench down status doctor jupyter labs clean
+.PHONY: help setup lab-% tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -88,6 +88,9 @@ test-kind: $(STAMP)  ## the kind suite on a real cluster (runs make kind-offline
 kind-delete: $(STAMP)  ## delete the kind cluster (every lab's namespace in it) and put back the host settings its nodes changed
 	$(WITH_KIND) SCALELAB_KIND_DELETE_CLUSTER=1 $(BIN)/scalelab --runtime kind down
 
+prometheus-k8s:  ## build Prometheus 3 with Kubernetes service discovery from its Go module (lab 07 on kind; part of kind-offline)
+	stack/deploy/kind-offline/build-prometheus.sh
+
 kind-offline:  ## build kind, Kubernetes 1.34 and a kind node image here from Go modules and Debian packages (root; nothing from a registry)
 	stack/deploy/kind-offline/build.sh
 
@@ -100,6 +103,10 @@ images-offline:  ## build their base image from Debian's packages (debootstrap, 
 bench: $(STAMP)  ## measure the stack against its ceilings; writes bench/results/<date>.{json,md,png}
 	bench/tools.sh
 	$(BIN)/python -m bench.run
+
+bench-kind: $(STAMP)  ## time each lab's up() and down() on the kind cluster (warm target: under 60 s); writes bench/results/kind-<date>.{json,md}
+	$(WITH_KIND) stack/deploy/kind-offline/ensure.sh
+	$(WITH_KIND) $(BIN)/python -m bench.kind_up
 
 clean:  ## stop the stack and delete its data, state, build outputs and the venv
 	@if [ -x $(BIN)/scalelab ]; then $(SCALELAB) down --purge; fi

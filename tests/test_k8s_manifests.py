@@ -18,13 +18,16 @@ import yaml
 from scalelab.kube_schema import validate
 from scalelab.plans import PLANS
 from scalelab.runtimes import compose_images
+from scalelab.runtimes.kubernetes import images as kube_images
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "stack" / "deploy" / "k8s"
 OVERLAYS = sorted(p for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").exists())
 LABS = {int(p.name[3:]): p for p in OVERLAYS}
 KIND_CONFIG = yaml.safe_load((REPO / "kind-config.yaml").read_text())
-SHOP_IMAGES = {f"scalelab/{image.name}" for image in compose_images.IMAGES}
+# compose_images' images, and the one only the Kubernetes runtimes build (lab 07's Prometheus
+# with Kubernetes service discovery)
+SHOP_IMAGES = {f"scalelab/{image.name}" for image in compose_images.IMAGES} | {f"scalelab/{kube_images.NAME}"}
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None,
@@ -111,7 +114,7 @@ def test_images_are_the_ones_compose_images_builds_pinned_never_latest_and_pulle
                 if name == "metrics-server":
                     assert image == METRICS_SERVER_IMAGE
                 else:
-                    assert repo in SHOP_IMAGES, f"{name} {c['name']}: {image} is not one compose_images builds"
+                    assert repo in SHOP_IMAGES, f"{name} {c['name']}: {image} is not one the driver builds"
 
 
 @needs_kubectl

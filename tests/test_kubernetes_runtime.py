@@ -18,7 +18,7 @@ from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
 from scalelab.references import solve
-from scalelab.runtimes.kubernetes import render
+from scalelab.runtimes.kubernetes import images, render
 
 
 def test_without_a_kubeconfig_the_runtime_says_so_in_one_line(tmp_path, monkeypatch):
@@ -49,6 +49,29 @@ def test_a_registry_becomes_the_images_name_in_the_kustomization(tmp_path):
     assert all("newName" not in image for image in yaml.safe_load((plain / "kustomization.yaml").read_text())["images"])
 
 
+def test_lab07_runs_the_prometheus_built_with_kubernetes_discovery_or_says_how_to_build_it(tmp_path, monkeypatch):
+    directory = render.write_kustomization(tmp_path, plan_for(7), "ns", "abc123", None)
+    pinned = yaml.safe_load((directory / "kustomization.yaml").read_text())["images"]
+    assert {"name": "scalelab/prometheus-k8s", "newTag": images.tag()} in pinned
+    lab2 = render.write_kustomization(tmp_path / "lab2", plan_for(2), "ns", "abc123", None)
+    assert "prometheus-k8s" not in (lab2 / "kustomization.yaml").read_text(), "only a plan with Prometheus builds it"
+
+    monkeypatch.setenv("SCALELAB_KIND_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(RuntimeUnavailable) as failed:
+        images._built_binaries()
+    message = str(failed.value)
+    assert "make prometheus-k8s" in message and images.prometheus_version() in message and "\n" not in message
+
+    stale = tmp_path / "stale-cache" / "bin"
+    stale.mkdir(parents=True)
+    for program in images.PROGRAMS:      # an older build: the version it reports is not the pinned one
+        (stale / program).write_text("#!/bin/sh\necho 'prometheus, version 2.42.0 (branch: debian)'\n")
+        (stale / program).chmod(0o755)
+    monkeypatch.setenv("SCALELAB_KIND_CACHE", str(stale.parent))
+    with pytest.raises(RuntimeUnavailable, match="prometheus is 2.42.0"):
+        images._built_binaries()
+
+
 # -- on the kind cluster, as any cluster ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def kind_as_any_cluster(tmp_path_factory):
@@ -60,7 +83,7 @@ def kind_as_any_cluster(tmp_path_factory):
         (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"runtime 'kind' unavailable: {exc}")
     runtime = kind.runtime
     runtime._connect()                                   # create or re-use the cluster
-    runtime.tag = runtime._images()                       # build and `kind load` them
+    runtime.tag = runtime._images(plan_for(2))            # build and `kind load` them
     return runtime.cluster.kubeconfig
 
 

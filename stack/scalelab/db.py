@@ -1,5 +1,7 @@
 """Ask the lab's database a question from a notebook cell (synchronous, safe in Jupyter)."""
 
+import asyncio
+
 import asyncpg
 import pandas as pd
 
@@ -18,6 +20,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
         except (TimeoutError, OSError):
             if attempt == CONNECT_ATTEMPTS - 1:
                 raise
+            await asyncio.sleep(1.0)   # e.g. a port-forward re-opening to a restarted pod
     raise AssertionError("unreachable")
 
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # make kind-offline: everything a kind cluster needs, built here with nothing pulled from a
-# container registry — Docker (ensure-docker.sh), the binaries from Go modules, the images,
+# container registry — Docker (ensure-docker.sh), the binaries from Go modules (Prometheus for
+# lab 07 among them), the images,
 # the node image. Each step is skipped when what it made is still up to date, so a second run
 # with nothing changed only checks (target: well under 2 minutes).
 #
@@ -14,6 +15,7 @@ require_go_proxy
 status=0; "$HERE/../ensure-docker.sh" || status=$?
 [ "$status" = 0 ] || die "a Docker engine is needed to build and run kind's nodes (ensure-docker.sh said why above)"
 "$HERE/build-binaries.sh"
+"$HERE/build-prometheus.sh"      # lab 07: Prometheus with Kubernetes service discovery
 "$HERE/build-images.sh"
 "$HERE/build-node-image.sh"
 say "ready in $(elapsed "$started") s: kind $("$BIN/kind" version | cut -d' ' -f2), node image scalelab/kind-node:$KUBERNETES_VERSION," \

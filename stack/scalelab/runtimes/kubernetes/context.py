@@ -27,6 +27,7 @@ import yaml
 
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
 from scalelab.runtimes import compose_images
+from scalelab.runtimes.kubernetes import images
 from scalelab.runtimes.kubernetes.api import reason
 from scalelab.runtimes.kubernetes.runtime import KubernetesRuntime
 from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, tool
@@ -84,11 +85,13 @@ class ContextRuntime(KubernetesRuntime):
                                      f"({reason(exc)}) — is the cluster up? or use runtime=\"local\"") from None
 
     # -- images: pushed to a registry, or already on the nodes ----------------------------------
-    def _images(self) -> str:
+    def _images(self, plan) -> str:
         if self.registry:
-            return super()._images()        # build, then _publish pushes them
+            return super()._images(plan)    # build, then _publish pushes them
         tag = compose_images.tag()          # content-addressed: what the nodes must hold
         wanted = {compose_images.reference(image, tag) for image in compose_images.IMAGES}
+        if plan.has("prometheus"):
+            wanted.add(f"scalelab/{images.NAME}:{images.tag()}")
         for node in self.core.list_node().items:
             held = {name.split("/", 1)[1] if name.startswith("docker.io/") else name
                     for image in node.status.images or [] for name in image.names or []}

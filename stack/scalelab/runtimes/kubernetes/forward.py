@@ -25,13 +25,14 @@ from scalelab.runtimes.kubernetes.tools import tool
 
 class _Forward:
     """One local port kept forwarded to whichever pod is the member now (a thread re-starts
-    ``kubectl port-forward`` whenever it exits)."""
+    ``kubectl port-forward`` whenever it exits). ``pod_of`` names the member's pod as (name, uid):
+    a StatefulSet's replacement pod has the old name (``postgres-0``), only its uid tells them apart."""
 
-    def __init__(self, forwards: "Forwards", member: str, remote: int, pod_of: Callable[[], str]):
+    def __init__(self, forwards: "Forwards", member: str, remote: int, pod_of: Callable[[], tuple[str, str]]):
         self.forwards, self.member, self.remote, self.pod_of = forwards, member, remote, pod_of
         self.local = free_port()
         self.proc: subprocess.Popen | None = None
-        self.pod: str | None = None
+        self.pod: tuple[str, str] | None = None
         self.problem = "not started yet"
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._keep, name=f"forward-{member}-{remote}", daemon=True)
@@ -42,7 +43,7 @@ class _Forward:
             if self.proc is None or self.proc.poll() is not None:
                 try:
                     self.pod = self.pod_of()
-                    self.proc = self.forwards._start(self.pod, self.local, self.remote)
+                    self.proc = self.forwards._start(self.pod[0], self.local, self.remote)
                 except ScalelabError as exc:        # the member is down: try again (it may be started)
                     self.problem = str(exc)
                     self.proc = None
@@ -95,7 +96,7 @@ class Forwards:
                  "port-forward", "--address", "127.0.0.1", f"pod/{pod}", f"{local}:{remote}"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def port(self, member: str, remote: int, pod_of: Callable[[], str], timeout: float = 30.0) -> int:
+    def port(self, member: str, remote: int, pod_of: Callable[[], tuple[str, str]], timeout: float = 30.0) -> int:
         """The local port forwarded to ``member``'s ``remote`` port (kept while the stack runs)."""
         with self._lock:
             forward = self._open.get((member, remote))

@@ -7,7 +7,7 @@ and ``service`` = its app name. Nothing to rewrite when pods come and go.
 
 The alert rules are the ``alert-rules`` ConfigMap, mounted at
 ``/etc/scalelab-prometheus/rules``. A rules file is first checked by ``promtool`` inside the pod
-(the same 2.42 as the server) on a copy in its /tmp, then written into the ConfigMap; the pod
+(the same Prometheus 3 build as the server, runtimes/kubernetes/images.py) on a copy in its /tmp, then written into the ConfigMap; the pod
 is touched (an annotation) so the kubelet refreshes the mounted file at once instead of at its
 next periodic sync, and once the pod has it Prometheus is asked to reload (``POST /-/reload``).
 """

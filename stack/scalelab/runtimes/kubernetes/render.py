@@ -27,6 +27,7 @@ import yaml
 from scalelab.plans import Plan
 from scalelab.runtimes import compose_env, local_standby
 from scalelab.runtimes.compose_images import IMAGES
+from scalelab.runtimes.kubernetes import images
 from scalelab.paths import REPO
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
 from scalelab.runtimes.kubernetes.tools import kustomize
@@ -96,6 +97,9 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
                            "options": {"disableNameSuffixHash": True}})
     if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
         generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
+    image_tags = [(image.name, tag) for image in IMAGES]
+    if plan.has("prometheus"):   # lab 07: Prometheus with Kubernetes service discovery (kubernetes/images.py)
+        image_tags.append((images.NAME, images.tag()))
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -103,8 +107,8 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         # what the driver generates here is the stack's too (down() and pruning find it by this)
         "labels": [{"pairs": {"app.kubernetes.io/part-of": "scalelab"}}],
         "resources": [os.path.relpath(overlay(plan.lab), directory)],
-        "images": [{"name": f"scalelab/{image.name}", "newTag": tag,
-                    **({"newName": f"{registry}/scalelab/{image.name}"} if registry else {})} for image in IMAGES],
+        "images": [{"name": f"scalelab/{name}", "newTag": tag_,
+                    **({"newName": f"{registry}/scalelab/{name}"} if registry else {})} for name, tag_ in image_tags],
         # Plain names (no hash suffix): lab 06's Deployment exercise refers to them, and the
         # workspace ConfigMap is updated in place (as on local, a restarted member runs the
         # files as they are now; a running one keeps what it loaded).

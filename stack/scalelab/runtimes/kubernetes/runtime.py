@@ -39,10 +39,11 @@ from pathlib import Path
 import pandas as pd
 
 from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.paths import STATE_LOCK, write_state
 from scalelab.plans import Plan, plan_for
 from scalelab.runtimes import compose_env, compose_images
 from scalelab.runtimes.kubernetes import members as naming
-from scalelab.runtimes.kubernetes import nginx, prometheus, render, standby
+from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
 from scalelab.runtimes.kubernetes.api import Api, cores, kube, not_found, ready
 from scalelab.runtimes.kubernetes.forward import Forwards
 
@@ -86,11 +87,15 @@ class KubernetesRuntime:
     def _connect(self) -> None:
         """Make the cluster reachable (kind: create or re-use it); before anything else in up()."""
 
-    def _images(self) -> str:
-        """Build the stack's images (content-addressed tag) and make them pullable by the
-        cluster's nodes; the tag."""
-        tag = compose_images.ensure(self._docker(), self.home / "build.log")
-        self._publish([compose_images.reference(image, tag) for image in compose_images.IMAGES])
+    def _images(self, plan: Plan) -> str:
+        """Build the stack's images (content-addressed tag) — and lab 07's Prometheus with
+        Kubernetes service discovery — and make them pullable by the cluster's nodes; the tag."""
+        docker, log = self._docker(), self.home / "build.log"
+        tag = compose_images.ensure(docker, log)
+        wanted = [compose_images.reference(image, tag) for image in compose_images.IMAGES]
+        if plan.has("prometheus"):
+            wanted.append(images.prometheus(docker, self.home, log))
+        self._publish(wanted)
         return tag
 
     def _publish(self, images: list[str]) -> None:
@@ -114,11 +119,10 @@ class KubernetesRuntime:
             self.names = naming.Names.from_json(data.get("names", {}))
 
     def _save(self) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"lab": self.lab, "tag": self.tag, "namespace": self.namespace,
-                                   "workspace": str(self.workspace) if self.workspace else None,
-                                   "names": self.names.to_json()}))
-        tmp.replace(self._state_file)
+        with STATE_LOCK:
+            write_state(self._state_file, json.dumps({"lab": self.lab, "tag": self.tag, "namespace": self.namespace,
+                                                      "workspace": str(self.workspace) if self.workspace else None,
+                                                      "names": self.names.to_json()}))
 
     # -- the Kubernetes API ---------------------------------------------------------------
     @property
@@ -170,7 +174,7 @@ class KubernetesRuntime:
         self._connect()
         self._api = None                               # a (re)created cluster has a new kubeconfig
         self.lab, self.workspace = plan.lab, Path(workspace).resolve()
-        self.tag = self._images()
+        self.tag = self._images(plan)
         self._save()
         self._ensure_metrics_server()
         self._check_entry_ports_free()
@@ -333,7 +337,13 @@ class KubernetesRuntime:
     def _forward(self, member: str, port: int) -> int:
         """A local port forwarded to the member's pod, kept across its pods (forward.py)."""
         self.pod(member)                          # no such member, or down: its one-line error now
-        return self.forwards.port(member, port, lambda: self.pod(member))
+        return self.forwards.port(member, port, lambda: self._pod_identity(member))
+
+    def _pod_identity(self, member: str) -> tuple[str, str]:
+        """(name, uid) of the member's pod: a killed StatefulSet member comes back under its old name."""
+        name = self.pod(member)
+        uid = next((p.metadata.uid for p in self._pods(self._service(member)) if p.metadata.name == name), "")
+        return name, uid
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         pw = compose_env.passwords(self.home)
@@ -381,13 +391,16 @@ class KubernetesRuntime:
         """member -> pod (None for a member killed and not started again). New pods are numbered
         and, once their container runs, told their member name."""
         pods = self._pods(service)
-        if self.names.number(service, [p.metadata.name for p in pods]):
-            self._save()
-        found = self.names.members(service)
-        for pod in pods:
-            member = self.names.member_of(service, pod.metadata.name)
-            if member and self.names.told.get(pod.metadata.name) != member and naming.can_tell(pod):
-                naming.tell(self, pod, member)
+        with STATE_LOCK:                            # a drill's faults ask from threads of their own
+            if self.names.number(service, [p.metadata.name for p in pods]):
+                self._save()
+            found = self.names.members(service)
+            untold = [(pod, member) for pod in pods
+                      if (member := self.names.member_of(service, pod.metadata.name))
+                      and self.names.told.get(pod.metadata.name) != member and naming.can_tell(pod)]
+        for pod, member in untold:
+            naming.tell(self, pod, member)
+            with STATE_LOCK:
                 self.names.told[pod.metadata.name] = member
                 self._save()
         return found
@@ -456,8 +469,9 @@ class KubernetesRuntime:
         replicas = self._workload(service).spec.replicas or 0
         if service not in STATEFUL:
             self._mark_for_deletion(pod)
-        self.names.down(service, member)
-        self._save()
+        with STATE_LOCK:
+            self.names.down(service, member)
+            self._save()
         self._set_replicas(service, max(replicas - 1, 0))     # it stays down until start()
         follower = self._follow_log(pod, service)
         if signal == "KILL":
@@ -517,8 +531,9 @@ class KubernetesRuntime:
                 self._freeze(found[member], frozen=False)
         else:
             self._sync_workspace()                   # a started member runs the files as they are now
-            self.names.starting(service, member)
-            self._save()
+            with STATE_LOCK:
+                self.names.starting(service, member)
+                self._save()
             self._set_replicas(service, (self._workload(service).spec.replicas or 0) + 1)
         self._wait_member_ready(member)
         self._members_changed(service, restarted=member)
