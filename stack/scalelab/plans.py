@@ -64,9 +64,7 @@ PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit bre
                  "worker": 2, "prometheus": 1},
                 exercises=("alert_rules", "circuit_breaker"),
                 settings={**AUTH, **ORDERS, "SHOP_OUTBOX_SWEEP_S": "1", "SHOP_ACCESS_LOG": "true"},
-                # not on kind yet: its Prometheus finds pods through kubernetes_sd_configs, which
-                # Debian's prometheus is built without (kind-offline/build-prometheus.sh: next)
-                runtimes=LOCAL_AND_COMPOSE)
+                runtimes=EVERYWHERE)
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
                 {"postgres": 1, "redis": 1, "rabbitmq": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},
