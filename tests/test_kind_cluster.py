@@ -33,7 +33,7 @@ def listening(port: int) -> bool:
 def test_create_from_kind_config_then_delete_restores_the_host(tmp_path):
     try:
         kind_cluster.require_tools()
-        from scalelab.runtimes.compose_engine import connect
+        from scalelab.runtimes.common.engine import connect
         docker = connect()
         kind_cluster.node_image(docker)
     except RuntimeUnavailable as exc:

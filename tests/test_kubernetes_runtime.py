@@ -116,7 +116,7 @@ def test_a_killed_member_stays_down_until_started(lab2):
 @pytest.mark.kind
 def test_images_missing_on_the_nodes_are_named_with_how_to_load_them(kind_as_any_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(kind_as_any_cluster))
-    monkeypatch.setattr("scalelab.runtimes.compose_images.tag", lambda: "not-built-anywhere")
+    monkeypatch.setattr("scalelab.runtimes.common.images.tag", lambda: "not-built-anywhere")
     stack = Stack(lab=2, runtime="kubernetes", state_dir=tmp_path)
     with pytest.raises(RuntimeUnavailable) as failed:
         stack.up()

@@ -11,7 +11,7 @@ import pytest
 
 from scalelab import Stack
 from scalelab.labs import lab02
-from scalelab.runtimes import local_nginx
+from scalelab.runtimes.local import nginx as local_nginx
 
 
 def rendered(stack) -> str:

@@ -193,7 +193,7 @@ def test_down_purge_removes_the_standby_data(tmp_path):
     stack = Stack(lab=4, state_dir=tmp_path)
     solve(stack)
     stack.up()
-    from scalelab.runtimes import local_standby
+    from scalelab.runtimes.local import standby as local_standby
     data = local_standby.data_dir(stack.runtime, "standby-1")
     assert (data / "standby.signal").exists()
     stack.down(purge=True)

@@ -24,7 +24,7 @@ from scalelab.promql import Prometheus
 STUB_MARK = "YOUR CODE HERE"
 ALERTS = ("HighCpu", "HighLatency", "HighErrorRate")
 MAX_FOR_S = 15          # a `for:` longer than this cannot fire within the check
-SCRAPE_S = 1            # runtimes/{local,compose}_prometheus.py scrape and evaluate every second
+SCRAPE_S = 1            # runtimes/{local,compose}/prometheus.py scrape and evaluate every second
 # One replica burning CPU in pure Python holds at most one core (the GIL); on a busy machine it
 # takes a while to average over 80 % of one in a 10 s window: wait for it, bounded.
 CPU_WAIT_S = 90

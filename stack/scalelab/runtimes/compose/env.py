@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scalelab import broker
 from scalelab.plans import Plan
-from scalelab.runtimes import local_standby
+from scalelab.runtimes.local import standby as local_standby
 
 NAMES = ("postgres", "shop", "redis", "jwt", "rabbitmq")
 

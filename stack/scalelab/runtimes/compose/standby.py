@@ -1,7 +1,7 @@
 """Lab 04's hot standby on the compose runtime: ``standby-1`` is a container of the
 ``standby`` service (compose.yaml), from the same Postgres image as the primary.
 
-Made the way the local runtime makes it (runtimes/local_standby.py), for real:
+Made the way the local runtime makes it (runtimes/local/standby.py), for real:
 
 1. the primary's side of replication (settings with ``ALTER SYSTEM``, the replication role,
    the ``pg_hba.conf`` line) is applied to the ``postgres`` container — the same code as on
@@ -24,8 +24,8 @@ import asyncpg
 from scalelab import aio
 from scalelab.errors import ServiceFailed
 from scalelab.ports import free_port
-from scalelab.runtimes import local_standby
-from scalelab.runtimes.local_standby import ReplicationSetupFailed
+from scalelab.runtimes.local import standby as local_standby
+from scalelab.runtimes.local.standby import ReplicationSetupFailed
 
 PGDATA = "/var/lib/postgresql/data"
 _TOOK = re.compile(r"base backup of \S+ as \S+ took ([0-9.]+) s")

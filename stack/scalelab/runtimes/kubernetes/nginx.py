@@ -21,8 +21,8 @@ import time
 import httpx
 
 from scalelab.errors import ServiceFailed
-from scalelab.runtimes.compose_nginx import ConfigRejected, explain, render
-from scalelab.runtimes.local_nginx import FRONTS, upstream_source, wait_until_routed
+from scalelab.runtimes.compose.nginx import ConfigRejected, explain, render
+from scalelab.runtimes.local.nginx import FRONTS, upstream_source, wait_until_routed
 from scalelab.runtimes.kubernetes.api import ready
 
 CONF = "/tmp/nginx.conf"           # the running configuration in the pod (its command copies it there)

@@ -25,8 +25,9 @@ from pathlib import Path
 import yaml
 
 from scalelab.plans import Plan
-from scalelab.runtimes import compose_env, local_standby
-from scalelab.runtimes.compose_images import IMAGES
+from scalelab.runtimes.compose import env as compose_env
+from scalelab.runtimes.local import standby as local_standby
+from scalelab.runtimes.common.images import IMAGES
 from scalelab.paths import REPO
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
 from scalelab.runtimes.kubernetes.tools import kustomize

@@ -1,7 +1,7 @@
 """Lab 04's hot standby on Kubernetes: ``standby-1`` is the pod of the ``standby`` StatefulSet
 (components/standby), the postgres image in its ``standby`` mode, its data on a volume of its own.
 
-Made the way local and compose make it (runtimes/local_standby.py), for real:
+Made the way local and compose make it (runtimes/local/standby.py), for real:
 
 1. the primary's side of replication (settings with ``ALTER SYSTEM``, the replication role,
    the ``pg_hba.conf`` line) is applied to the ``postgres`` pod — the same code as on local;
@@ -25,8 +25,8 @@ import asyncpg
 
 from scalelab import aio
 from scalelab.errors import ServiceFailed
-from scalelab.runtimes import local_standby
-from scalelab.runtimes.local_standby import ReplicationSetupFailed
+from scalelab.runtimes.local import standby as local_standby
+from scalelab.runtimes.local.standby import ReplicationSetupFailed
 
 PGDATA = "/var/lib/postgresql/data/pgdata"
 MEMBER = "standby-1"

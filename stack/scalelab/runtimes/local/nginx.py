@@ -33,7 +33,7 @@ from scalelab.process import ProcessRecord
 
 FRONTS = "users"            # while nginx runs, the stack's url("users") is nginx's URL
 EXERCISE = "upstream"       # the plan's exercise name; the learner's file is upstream.conf
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "nginx"
 TEMPLATE = DEPLOY / "nginx.conf.template"
 REFERENCE = DEPLOY / "reference" / "upstream.conf"
 STUB_MARK = "YOUR CODE HERE"

@@ -35,7 +35,7 @@ SCRAPED = ("users", "orders", "worker")   # services whose members serve /metric
 INTERVAL = "1s"
 RULES = "alert_rules.yaml"
 
-CONFIG = """# Written by scalelab (runtimes/local_prometheus.py): lab 07's scrape configuration.
+CONFIG = """# Written by scalelab (runtimes/local/prometheus.py): lab 07's scrape configuration.
 global:
   scrape_interval: {interval}
   scrape_timeout: {interval}

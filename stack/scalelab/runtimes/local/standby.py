@@ -78,7 +78,7 @@ def _as_nobody(argv: list[str]) -> list[str]:
 
 class LocalHba:
     """The primary's pg_hba.conf on this host (root writes in place: the file keeps its owner).
-    The compose runtime has its own (runtimes/compose_standby.py), inside the container."""
+    The compose runtime has its own (runtimes/compose/standby.py), inside the container."""
 
     def __init__(self, rt):
         self.path = rt.pg.data_dir / "pg_hba.conf"
