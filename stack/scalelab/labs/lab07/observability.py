@@ -244,4 +244,3 @@ alert_rules = Exercise(
 
 # Part 2 of the lab (timeouts, retries, the circuit breaker, the bulkhead, the chaos drill)
 # lives in its own module (the notebook imports it as `resilience`); its exercise is lab07's too.
-from scalelab.labs.lab07_resilience import circuit_breaker  # noqa: E402,F401
