@@ -1,6 +1,6 @@
 """nginx as a container in front of the user service (``nginx-1``): its configuration.
 
-The same template and upstream block as the local runtime (``local_nginx``: the learner's
+The same template and upstream block as the local runtime (``common/nginx.py``: the learner's
 ``upstream.conf`` from the lab workspace, or the reference), rendered for a container:
 nginx listens on all of the container's interfaces (port 8080, published on 127.0.0.1 by
 Compose), runs as a non-root user, keeps its pid and temp files under /tmp. Every line that
@@ -15,13 +15,12 @@ the new upstream, old ones finish their requests.
 ``docker compose up`` by hand: the reference upstream over the service name ``users``.
 """
 
-import re
 import time
 from pathlib import Path
 
 from scalelab.errors import ServiceFailed
-from scalelab.runtimes.local.nginx import (  # one template, one upstream source, two runtimes
-    FRONTS, REFERENCE, TEMPLATE, ConfigRejected, _not_configured, expand, upstream_source)
+from scalelab.runtimes.common.nginx import (  # one template, one upstream source, every runtime
+    FRONTS, REFERENCE, TEMPLATE, _not_configured, expand, explain, install_tested, upstream_source)
 
 PORT = 8080                     # inside the container
 MEMBER_PORT = 8000              # the user service's port inside its container
@@ -95,18 +94,6 @@ def _test(container, text: str, rt) -> str | None:
     return explain(output.decode(errors="replace"), text)
 
 
-def explain(output: str, text: str) -> str:
-    """nginx -t's complaint about the rendered ``text``, with the offending line quoted."""
-    lines = [l for l in output.splitlines() if "[emerg]" in l or "[crit]" in l]
-    message = (lines[0] if lines else output.strip()).split("] ", 1)[-1]
-    message = re.sub(r"^\d+#\d+: ", "", message)
-    if m := re.search(r" in (\S+):(\d+)$", message):
-        rendered = text.splitlines()
-        offending = rendered[int(m[2]) - 1].strip() if int(m[2]) <= len(rendered) else ""
-        message = message[:m.start()] + (f" — in the line `{offending}`" if offending else "")
-    return message
-
-
 def write_config(rt, container, strict: bool, exclude: frozenset = frozenset()) -> str:
     """Render, test in the container and install; returns the new generation.
 
@@ -119,14 +106,9 @@ def write_config(rt, container, strict: bool, exclude: frozenset = frozenset()) 
     if upstream is not None and not addresses:
         upstream, origin = None, f"{FRONTS} has no replicas: scale it up"
     generation = f"{time.time_ns():x}"
-    text = render(upstream, origin, addresses, generation)
-    if (problem := _test(container, text, rt)) is not None:
-        if strict or upstream is None:
-            raise ConfigRejected(f"nginx rejected {Path(origin).name}: {problem}")
-        text = render(None, f"nginx rejected {Path(origin).name}: {problem}", addresses, generation)
-        if (problem := _test(container, text, rt)) is not None:
-            raise ServiceFailed(f"nginx rejected the lab's own template: {problem}")
-    _install(rt, text, generation)
+    install_tested(lambda upstream, reason: render(upstream, reason, addresses, generation),
+                   lambda text: _test(container, text, rt), lambda text: _install(rt, text, generation),
+                   upstream, origin, strict)
     return generation
 
 

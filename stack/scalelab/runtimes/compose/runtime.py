@@ -28,7 +28,7 @@ from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.compose import nginx as compose_nginx
 from scalelab.runtimes.compose import queue as compose_queue
-from scalelab.runtimes.local import nginx as local_nginx
+from scalelab.runtimes.common.nginx import wait_until_routed
 from scalelab.runtimes.local import rabbitmq as local_rabbitmq
 from scalelab.runtimes.compose import prometheus as compose_prometheus
 from scalelab.runtimes.compose import standby as compose_standby
@@ -492,7 +492,7 @@ class ComposeRuntime:
         self._reload_nginx(nginx, strict=False)
         if not compose_nginx.configured(self):
             return
-        local_nginx.wait_until_routed(self.member_url(nginx), member, timeout)
+        wait_until_routed(self.member_url(nginx), member, timeout)
 
 
 def _nginx_workers(container) -> set[str]:
