@@ -7,7 +7,6 @@ loaded into its nodes, no registry): lab 02's stack comes up, answers through a 
 freezes a member from inside its pod, kills and starts one, and leaves nothing behind.
 """
 
-import os
 import time
 
 import httpx
@@ -19,6 +18,8 @@ from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
 from scalelab.references import solve
 from scalelab.runtimes.kubernetes import render
+
+from conftest import unavailable
 
 
 def test_without_a_kubeconfig_the_runtime_says_so_in_one_line(tmp_path, monkeypatch):
@@ -57,7 +58,7 @@ def kind_as_any_cluster(tmp_path_factory):
     try:
         kind = Stack(lab=2, runtime="kind", state_dir=state)
     except RuntimeUnavailable as exc:
-        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"runtime 'kind' unavailable: {exc}")
+        unavailable("kind", exc)
     runtime = kind.runtime
     runtime._connect()                                   # create or re-use the cluster
     runtime.tag = runtime._images()                       # build and `kind load` them
