@@ -152,7 +152,7 @@ def _rules(exercise, stack) -> tuple[Path, dict]:
 
 def _check_alert_rules(stack, exercise) -> str:
     path, doc = _rules(exercise, stack)
-    if (problem := stack.runtime.check_alert_rules(path)) is not None:
+    if (problem := stack.check_alert_rules(path)) is not None:
         raise CheckFailed(f"promtool rejects {path.name}: {problem}")
     rules = {r.get("alert"): r for g in doc["groups"] for r in (g.get("rules") or []) if "alert" in r}
     missing = [name for name in ALERTS if name not in rules]
@@ -167,7 +167,7 @@ def _check_alert_rules(stack, exercise) -> str:
 
     prom = prometheus(stack)
     try:
-        stack.runtime.install_alert_rules(path)
+        stack.install_alert_rules(path)
     except ScalelabError as exc:   # no promtool here: Prometheus' own reload reports the problem
         raise CheckFailed(str(exc)) from None
 
