@@ -5,7 +5,7 @@
     compose/       a member is a Docker container (stack/deploy/compose.yaml)
     kubernetes/    a member is a pod on any cluster of a kubeconfig context
     kind/          the kubernetes runtime on the local kind cluster
-    common/        what several runtimes share (the Docker engine, the images, nginx's configuration)
+    common/        what several runtimes share (Docker engine, images, nginx config, replication, Prometheus)
 """
 
 import importlib
