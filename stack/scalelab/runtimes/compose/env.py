@@ -77,7 +77,7 @@ def valkey_conf(home: Path, plan: Plan | None, workspace: Path | None) -> Path:
 
 def shop_env(home: Path, plan: Plan | None) -> Path:
     """The shop services' settings (users, orders, workers, relay, projector), as
-    local_users.shop_env gives them to a local process."""
+    local/users.shop_env gives them to a local process."""
     pw = passwords(home)
     values = {
         "SHOP_EXERCISES": json.dumps(list(plan.exercises) if plan else []),
