@@ -95,7 +95,7 @@ kind-offline:  ## build kind, Kubernetes 1.34 and a kind node image here from Go
 	stack/deploy/kind-offline/build.sh
 
 images: $(STAMP)  ## build the compose runtime's images from stack/deploy (tagged by content, and :dev)
-	$(BIN)/python -m scalelab.runtimes.compose_images
+	$(BIN)/python -m scalelab.runtimes.common.images
 
 images-offline:  ## build their base image from Debian's packages (debootstrap, root): nothing is pulled from a registry
 	stack/deploy/offline/build-python-base.sh

@@ -180,37 +180,58 @@ def cache_hits(stack) -> dict[str, float]:
     return totals
 
 
-def ladder(workdir: Path, seconds: float) -> list[dict]:
-    rows = []
+def rung_hello(workdir: Path, seconds: float) -> list[dict]:
+    """Rung 1: a bare uvicorn "hello" — the framework's ceiling on this machine."""
     with hello_server(workdir) as hello:
-        rows += rung_pair(f"http://127.0.0.1:{hello.port}", ["/hello"], seconds, "1 bare uvicorn hello",
-                          server_pids=[hello.pid])
+        return rung_pair(f"http://127.0.0.1:{hello.port}", ["/hello"], seconds, "1 bare uvicorn hello",
+                         server_pids=[hello.pid])
+
+
+def rung_one_process(workdir: Path, seconds: float) -> list[dict]:
+    """Rung 2: GET /users/{id} on one process (lab 01), then pgbench -S on its Postgres (the ceiling)."""
     with solved_stack(1, workdir / "lab1") as stack:
         paths = user_paths(stack)
-        rows += rung_pair(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process",
-                          server_pids=stack.status().pid)
-        rows.append(pgbench_select(stack, seconds))
-    if 2 in PLANS:
-        with solved_stack(2, workdir / "lab2") as stack:
-            stack.scale("users", 2)
-            rows += rung_pair(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas",
-                              server_pids=stack.status().pid)
-    if 3 in PLANS:
-        with solved_stack(3, workdir / "lab3") as stack:
-            stack.scale("users", 2)
-            paths = user_paths(stack)
-            http_load(stack.url("users"), paths, min(seconds, 3), "warm-up")  # fills the cache
-            before = cache_hits(stack)
-            pair = rung_pair(stack.url("users"), paths, seconds, "4 via nginx, cache warm",
-                             server_pids=stack.status().pid)
-            after = cache_hits(stack)
-            counted = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-            for row in pair:   # how warm "warm" was, as the replicas counted it (both rungs together)
-                row["cache hit %"] = 100 * counted.get("hit", 0) / max(sum(counted.values()), 1)
-            rows += pair
-            if (redis := redis_get(stack, seconds)) is not None:
-                rows.append(redis)
-    return rows
+        rows = rung_pair(stack.url("users"), paths, seconds, "2 GET /users/{id}, one process",
+                         server_pids=stack.status().pid)
+        return rows + [pgbench_select(stack, seconds)]
+
+
+def rung_nginx(workdir: Path, seconds: float) -> list[dict]:
+    """Rung 3: the same through nginx over 2 replicas (lab 02)."""
+    if 2 not in PLANS:
+        return []
+    with solved_stack(2, workdir / "lab2") as stack:
+        stack.scale("users", 2)
+        return rung_pair(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas",
+                         server_pids=stack.status().pid)
+
+
+def rung_cache(workdir: Path, seconds: float) -> list[dict]:
+    """Rung 4: the same with the Redis cache warm (lab 03), with how warm the replicas counted it;
+    then redis-benchmark GET on its Redis (the ceiling)."""
+    if 3 not in PLANS:
+        return []
+    with solved_stack(3, workdir / "lab3") as stack:
+        stack.scale("users", 2)
+        paths = user_paths(stack)
+        http_load(stack.url("users"), paths, min(seconds, 3), "warm-up")  # fills the cache
+        before = cache_hits(stack)
+        rows = rung_pair(stack.url("users"), paths, seconds, "4 via nginx, cache warm",
+                         server_pids=stack.status().pid)
+        after = cache_hits(stack)
+        counted = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        for row in rows:   # how warm "warm" was, as the replicas counted it (both rungs together)
+            row["cache hit %"] = 100 * counted.get("hit", 0) / max(sum(counted.values()), 1)
+        if (redis := redis_get(stack, seconds)) is not None:
+            rows.append(redis)
+        return rows
+
+
+RUNGS = (rung_hello, rung_one_process, rung_nginx, rung_cache)
+
+
+def ladder(workdir: Path, seconds: float) -> list[dict]:
+    return [row for rung in RUNGS for row in rung(workdir, seconds)]
 
 
 @contextmanager
@@ -387,8 +408,7 @@ def update_readme(md: str) -> None:
     readme.write_text(text)
 
 
-def main() -> int:
-    started = time.perf_counter()
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
     parser.add_argument("--no-notebooks", action="store_true", help="skip timing the solution notebooks")
@@ -396,8 +416,11 @@ def main() -> int:
                         help="labs whose FAST solution notebook is timed (default: %(default)s; 'all' for every lab)")
     parser.add_argument("--no-economics", action="store_true", help="the request ladder only (no up/down, notebooks)")
     parser.add_argument("--no-durability", action="store_true", help="skip the broker settings' orders/s")
-    args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    return parser.parse_args()
+
+
+def measure(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The ladder, the lab economics and the durability table, in a scratch state dir."""
     with tempfile.TemporaryDirectory(prefix="scalelab-bench-") as tmp:
         workdir = Path(tmp)
         table = ratios(ladder(workdir, args.seconds))
@@ -405,10 +428,11 @@ def main() -> int:
             tuple(PLANS) if args.notebook_labs == "all" else tuple(int(n) for n in args.notebook_labs.split(",") if n))
         econ = pd.DataFrame([] if args.no_economics else economics(workdir, notebook_labs))
         durable = pd.DataFrame([] if args.no_durability else durability(workdir))
-    meta = {"date": date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
-            "concurrency": CONCURRENCY, "latency_concurrency": LATENCY_CONCURRENCY, "pinned": bool(_pinning()),
-            "complete": not (args.no_economics or args.no_notebooks or args.no_durability)}
-    wall = time.perf_counter() - started
+    return table, econ, durable
+
+
+def report(table: pd.DataFrame, econ: pd.DataFrame, durable: pd.DataFrame, meta: dict, wall: float) -> None:
+    """bench/results/<date>.{json,md,png}; the README's table too when the run was complete."""
     goals = targets(table, econ, wall if meta["complete"] else None)
     stem = RESULTS / meta["date"]
     stem.with_suffix(".json").write_text(json.dumps(
@@ -422,6 +446,17 @@ def main() -> int:
     print(md)
     print(f"written: {stem}.json, .md, .png" + ("; README table updated" if meta["complete"] else
                                                   " (partial run: README left as it was)"))
+
+
+def main() -> int:
+    started = time.perf_counter()
+    args = arguments()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    table, econ, durable = measure(args)
+    meta = {"date": date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
+            "concurrency": CONCURRENCY, "latency_concurrency": LATENCY_CONCURRENCY, "pinned": bool(_pinning()),
+            "complete": not (args.no_economics or args.no_notebooks or args.no_durability)}
+    report(table, econ, durable, meta, time.perf_counter() - started)
     return 0
 
 

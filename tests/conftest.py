@@ -19,10 +19,10 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
-def unavailable(runtime: str, exc: Exception):
-    """Skip, saying why — or fail where the runtime must be there (make test / make test-kind)."""
+def unavailable(runtime: str, exc: Exception | str):
+    """Skip, saying why — or fail where the runtime must be there (make test: compose; make test-kind: kind)."""
     required = os.environ.get(REQUIRED.get(runtime, ""))
-    (pytest.fail if required else pytest.skip)(f"{runtime} unavailable: {exc}")
+    (pytest.fail if required else pytest.skip)(f"runtime {runtime!r} unavailable: {exc}")
 
 
 def completed_stack(state_dir: Path, lab: int = 1, runtime: str = "local") -> Stack:

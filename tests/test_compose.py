@@ -129,7 +129,8 @@ def test_compose_file_runs_by_hand_with_healthchecks_ordering_the_start(tmp_path
     """`docker compose up --scale users=2` as a learner runs it: no driver, the baked nginx config."""
     import subprocess
 
-    from scalelab.runtimes import compose_engine, compose_images
+    from scalelab.runtimes.common import engine as compose_engine
+    from scalelab.runtimes.common import images as compose_images
     try:
         client = compose_engine.connect()
         tag = compose_images.ensure(client, tmp_path / "build.log")

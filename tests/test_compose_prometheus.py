@@ -1,5 +1,5 @@
 """Lab 07's Prometheus on the compose runtime: a container from scalelab/prometheus (Debian's
-package) scraping every shop container over the Compose network (runtimes/compose_prometheus.py);
+package) scraping every shop container over the Compose network (runtimes/compose/prometheus.py);
 and lab 07's stack keeping its promise when its broker container is SIGKILLed."""
 
 import time

@@ -1,5 +1,5 @@
 """Labs 05 and 08's members on the compose runtime: the order service, Celery workers, the
-relay and the projector as containers (compose.yaml; readiness in runtimes/compose_queue.py),
+relay and the projector as containers (compose.yaml; readiness in runtimes/compose/queue.py),
 and the broker they keep their promise on (the rabbitmq container)."""
 
 import httpx
@@ -9,7 +9,7 @@ import redis
 from scalelab import broker
 from scalelab.labs import lab05, lab08
 from scalelab.references import solve
-from scalelab.runtimes import compose_queue
+from scalelab.runtimes.compose import queue as compose_queue
 
 from conftest import broker_kill_loses_no_accepted_order, solved_stack
 

@@ -1,5 +1,5 @@
 """Lab 04's hot standby on the compose runtime: a container made by pg_basebackup from the
-primary over the Compose network, admitted by the exercise's pg_hba line (runtimes/compose_standby.py)."""
+primary over the Compose network, admitted by the exercise's pg_hba line (runtimes/compose/standby.py)."""
 
 import ipaddress
 import time
@@ -43,7 +43,7 @@ def test_the_standby_is_a_container_streaming_from_the_primary_over_the_network(
 
 
 def lab04_range(stack) -> str:
-    from scalelab.runtimes import compose_standby
+    from scalelab.runtimes.compose import standby as compose_standby
     return compose_standby.network_range(stack.runtime)
 
 

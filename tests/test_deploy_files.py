@@ -8,7 +8,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from scalelab.plans import PLANS
-from scalelab.runtimes import compose_nginx
+from scalelab.runtimes.compose import nginx as compose_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "stack" / "deploy"
@@ -21,7 +21,8 @@ def pyproject_requirements() -> dict[str, Requirement]:
 
 
 def test_every_dockerfile_pins_its_base_by_an_arg_runs_unprivileged_and_checks_health():
-    assert {p.parent.name for p in DOCKERFILES} == {"shop", "postgres", "nginx", "valkey", "prometheus", "rabbitmq"}
+    assert {p.parent.name for p in DOCKERFILES} == {"shop", "postgres", "nginx", "valkey", "prometheus", "prometheus-k8s",
+                                                  "rabbitmq"}
     for path in DOCKERFILES:
         text = path.read_text()
         assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text, path
@@ -78,7 +79,7 @@ def test_every_service_a_lab_plans_is_in_the_compose_file():
 
 def test_baked_nginx_config_is_the_current_rendering_of_the_template():
     assert (DEPLOY / "nginx/compose.conf").read_text() == compose_nginx.render_default(), \
-        "stack/deploy/nginx/compose.conf is stale: python -c 'from scalelab.runtimes import compose_nginx as n; " \
+        "stack/deploy/nginx/compose.conf is stale: python -c 'from scalelab.runtimes.compose import nginx as n; " \
         "open(\"stack/deploy/nginx/compose.conf\", \"w\").write(n.render_default())'"
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from scalelab.kube_schema import validate
 from scalelab.plans import PLANS
-from scalelab.runtimes import compose_images
+from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.kubernetes import images as kube_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -406,7 +406,7 @@ def test_the_node_image_is_kinds_official_one_or_the_offline_one_and_a_missing_o
     from scalelab.errors import RuntimeUnavailable
     from scalelab.runtimes.kind import cluster as kind_cluster
     try:
-        from scalelab.runtimes.compose_engine import connect
+        from scalelab.runtimes.common.engine import connect
         client = connect()
     except RuntimeUnavailable as exc:
         (pytest.fail if os.environ.get("SCALELAB_REQUIRE_COMPOSE") else pytest.skip)(f"no Docker engine to ask: {exc}")
@@ -473,7 +473,7 @@ def container_env(c: dict, config_maps: dict, extra: dict[str, str]) -> dict[str
 @pytest.fixture(scope="module")
 def docker_images():
     from scalelab.errors import RuntimeUnavailable
-    from scalelab.runtimes.compose_engine import connect
+    from scalelab.runtimes.common.engine import connect
     try:
         client = connect()
         tag = compose_images.ensure(client, Path("/tmp/scalelab-k8s-test-build.log"))

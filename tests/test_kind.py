@@ -8,7 +8,6 @@ notebook 06 with RUNTIME="kind" runs from tests/test_notebooks.py (its `kind` pa
 The cluster (``scalelab``) is created on first use and kept; each run gets its own namespace.
 """
 
-import os
 import time
 
 import httpx
@@ -17,11 +16,9 @@ import pytest
 from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable, ScalelabError
 
+from conftest import unavailable
+
 pytestmark = pytest.mark.kind
-
-
-def unavailable(reason: str):
-    (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"runtime 'kind' unavailable: {reason}")
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +27,12 @@ def stack(tmp_path_factory):
     try:
         stack = Stack(lab=6, runtime="kind", state_dir=state)
     except RuntimeUnavailable as exc:
-        unavailable(str(exc))
+        unavailable("kind", exc)
     try:
         stack.up()
     except RuntimeUnavailable as exc:     # e.g. the metrics-server image is not on this host
         stack.down(purge=True)
-        unavailable(str(exc))
+        unavailable("kind", exc)
     yield stack
     stack.down(purge=True)
 
@@ -168,7 +165,7 @@ def test_down_deletes_the_namespace_and_keeps_the_cluster(tmp_path):
     try:
         other = Stack(lab=6, runtime="kind", state_dir=tmp_path)
     except RuntimeUnavailable as exc:
-        unavailable(str(exc))
+        unavailable("kind", exc)
     # (not brought up: lab 6's stack of this module holds the entry NodePort) — down() of a
     # stack that never ran is a no-op, twice.
     other.down()

@@ -17,11 +17,9 @@ import pytest
 from scalelab.errors import RuntimeUnavailable
 from scalelab.runtimes.kind import cluster as kind_cluster, host as kind_host
 
+from conftest import unavailable
+
 pytestmark = [pytest.mark.kind, pytest.mark.last]
-
-
-def unavailable(reason: str):
-    (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"runtime 'kind' unavailable: {reason}")
 
 
 def listening(port: int) -> bool:
@@ -33,11 +31,11 @@ def listening(port: int) -> bool:
 def test_create_from_kind_config_then_delete_restores_the_host(tmp_path):
     try:
         kind_cluster.require_tools()
-        from scalelab.runtimes.compose_engine import connect
+        from scalelab.runtimes.common.engine import connect
         docker = connect()
         kind_cluster.node_image(docker)
     except RuntimeUnavailable as exc:
-        unavailable(str(exc))
+        unavailable("kind", exc)
     if os.geteuid() != 0:
         pytest.skip("putting back kernel settings needs root (the runtime says so in one line otherwise)")
     cluster = kind_cluster.Cluster(tmp_path)

@@ -7,7 +7,6 @@ loaded into its nodes, no registry): lab 02's stack comes up, answers through a 
 freezes a member from inside its pod, kills and starts one, and leaves nothing behind.
 """
 
-import os
 import time
 
 import httpx
@@ -19,6 +18,8 @@ from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
 from scalelab.references import solve
 from scalelab.runtimes.kubernetes import images, render
+
+from conftest import unavailable
 
 
 def test_without_a_kubeconfig_the_runtime_says_so_in_one_line(tmp_path, monkeypatch):
@@ -80,7 +81,7 @@ def kind_as_any_cluster(tmp_path_factory):
     try:
         kind = Stack(lab=2, runtime="kind", state_dir=state)
     except RuntimeUnavailable as exc:
-        (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"runtime 'kind' unavailable: {exc}")
+        unavailable("kind", exc)
     runtime = kind.runtime
     runtime._connect()                                   # create or re-use the cluster
     runtime.tag = runtime._images(plan_for(2))            # build and `kind load` them
@@ -139,7 +140,7 @@ def test_a_killed_member_stays_down_until_started(lab2):
 @pytest.mark.kind
 def test_images_missing_on_the_nodes_are_named_with_how_to_load_them(kind_as_any_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(kind_as_any_cluster))
-    monkeypatch.setattr("scalelab.runtimes.compose_images.tag", lambda: "not-built-anywhere")
+    monkeypatch.setattr("scalelab.runtimes.common.images.tag", lambda: "not-built-anywhere")
     stack = Stack(lab=2, runtime="kubernetes", state_dir=tmp_path)
     with pytest.raises(RuntimeUnavailable) as failed:
         stack.up()

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from scalelab.labs import lab02
-from scalelab.runtimes import local_users
+from scalelab.runtimes.local import users as local_users
 from shop import auth
 from shop.reference.tokens import verify_token
 

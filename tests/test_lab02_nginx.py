@@ -11,7 +11,8 @@ import pytest
 
 from scalelab import Stack
 from scalelab.labs import lab02
-from scalelab.runtimes import local_nginx
+from scalelab.runtimes.common.nginx import ConfigRejected
+from scalelab.runtimes.local import nginx as local_nginx
 
 
 def rendered(stack) -> str:
@@ -69,7 +70,7 @@ def test_a_rejected_upstream_names_nginx_complaint_and_keeps_serving(lab2):
     good = path.read_text()
     path.write_text(good.replace("keepalive 16;", "keepalive sixteen;"))
     try:
-        with pytest.raises(local_nginx.ConfigRejected, match=r"nginx rejected upstream.conf: .*keepalive sixteen"):
+        with pytest.raises(ConfigRejected, match=r"nginx rejected upstream.conf: .*keepalive sixteen"):
             lab2.reload("nginx")
         assert httpx.get(f"{lab2.url('users')}/health").status_code == 200
     finally:

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from scalelab.labs import lab04_sharding
-from scalelab.labs.lab04_sharding import new_account, queries, race, reset_queries
+from scalelab.labs.lab04 import shards as lab04_sharding
+from scalelab.labs.lab04.shards import new_account, queries, race, reset_queries
 
 
 def test_the_naive_debit_overspends_under_concurrency(stack):

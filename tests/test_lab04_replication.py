@@ -10,6 +10,7 @@ from scalelab import Stack, db
 from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab04
+from scalelab.labs.lab04 import replicas
 from scalelab.references import reference_file, solve
 
 from conftest import solved_stack
@@ -193,7 +194,7 @@ def test_down_purge_removes_the_standby_data(tmp_path):
     stack = Stack(lab=4, state_dir=tmp_path)
     solve(stack)
     stack.up()
-    from scalelab.runtimes import local_standby
+    from scalelab.runtimes.local import standby as local_standby
     data = local_standby.data_dir(stack.runtime, "standby-1")
     assert (data / "standby.signal").exists()
     stack.down(purge=True)
@@ -214,7 +215,7 @@ def test_a_standby_follows_a_primary_that_came_back_on_another_port(tmp_path):
             squatter.listen()
             stack.up()
             assert stack.runtime.procs["postgres"].port != old_port
-            lab04._wait_streaming(stack)
+            replicas._wait_streaming(stack)
             user_id, _ = lab04.propagation_ms(stack)
             assert lab04.seen_on(stack.database_url(member="standby-1"), user_id)
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scalelab.exercise import CheckFailed, NotAttempted
-from scalelab.labs import lab04_sharding
+from scalelab.labs.lab04 import shards as lab04_sharding
 from scalelab.sharding import ShardedStore
 from shop.reference import sharding
 from shop.reference.sharding import HashRing, shard_for

@@ -14,7 +14,7 @@ import pytest
 
 from scalelab import Stack
 from scalelab.chaos import ChaosDrill, Fault, default_schedule
-from scalelab.labs import lab07_resilience as lab
+from scalelab.labs.lab07 import resilience as lab
 from scalelab.plans import PLANS
 from shop import resilience
 from shop.reference import circuit_breaker as reference_module

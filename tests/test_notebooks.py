@@ -19,6 +19,8 @@ from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
 
+from conftest import unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "notebooks"
 SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
@@ -110,7 +112,7 @@ def test_unfilled_lab_stops_at_its_first_check_with_a_hint(notebook, runtime, tm
         try:
             Stack(lab=lab_number_of(notebook), runtime=runtime, state_dir=tmp_path / "state")
         except RuntimeUnavailable as exc:
-            (pytest.fail if os.environ.get("SCALELAB_REQUIRE_KIND") else pytest.skip)(f"{runtime!r} unavailable: {exc}")
+            unavailable(runtime, exc)
     with pytest.raises(pm.PapermillExecutionError) as failed:
         execute(notebook, "labs", tmp_path / "state", monkeypatch, runtime)
     error = failed.value

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Callable
 
 from scalelab.errors import ScalelabError
+from scalelab.paths import REPO
 
 GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
 
@@ -65,7 +66,6 @@ class Exercise:
         if not self.reference:
             print("This exercise has no reference file; see solutions/ in the repository.")
             return
-        from scalelab.references import reference_file
         print(reference_file(self).read_text())
 
     def _hint_pointer(self) -> str:
@@ -105,3 +105,10 @@ def is_stub(fn: Callable) -> bool:
     except (OSError, TypeError):
         return False
     return "raise NotImplementedError" in source
+
+
+def reference_file(exercise: Exercise) -> Path:
+    """``reference`` is a module path (``shop.reference.pool``) or a repo-relative file path."""
+    if "/" in exercise.reference:
+        return REPO / exercise.reference
+    return Path(importlib.util.find_spec(exercise.reference).origin)

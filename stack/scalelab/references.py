@@ -5,12 +5,9 @@ who finished the lab would have: tests, the bench and instructors start from a s
 """
 
 import importlib
-import importlib.util
 import shutil
-from pathlib import Path
 
-from scalelab.exercise import Exercise
-from scalelab.paths import REPO
+from scalelab.exercise import Exercise, reference_file
 
 
 def exercises(lab: int) -> list[Exercise]:
@@ -20,13 +17,6 @@ def exercises(lab: int) -> list[Exercise]:
     except ModuleNotFoundError:
         return []
     return [value for value in vars(module).values() if isinstance(value, Exercise)]
-
-
-def reference_file(exercise: Exercise) -> Path:
-    """``reference`` is a module path (``shop.reference.pool``) or a repo-relative file path."""
-    if "/" in exercise.reference:
-        return REPO / exercise.reference
-    return Path(importlib.util.find_spec(exercise.reference).origin)
 
 
 def solve(stack) -> None:

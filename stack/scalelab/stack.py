@@ -13,9 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from scalelab import broker
+from scalelab.errors import ScalelabError
 from scalelab.paths import default_state_dir
 from scalelab.plans import Plan, plan_for, require_runtime
-from scalelab.runtimes import get_runtime
+from scalelab.runtimes import get_runtime, runtimes_with
+from scalelab.runtimes.base import CAPABILITIES, has_capability
 
 
 class Stack:
@@ -51,9 +53,8 @@ class Stack:
         ``purge=True`` also deletes its data (database, logs, scratch dirs)."""
         self.runtime.down()
         self._owns = False
-        wipe = getattr(self.runtime, "wipe", None)  # runtimes whose down() keeps data have one
-        if purge and wipe:
-            wipe()
+        if purge and self.supports("wipe"):          # runtimes whose down() keeps data have one
+            self.runtime.wipe()
 
     def reset(self) -> "Stack":
         """Back to the lab's starting state: stop, wipe data and this lab's workspace, start."""
@@ -82,38 +83,30 @@ class Stack:
     def inside_url(self, service: str = "users") -> str:
         """How the stack's own members reach ``service`` (lab 07: the order service calls the user
         service through nginx): ``url()`` on local; the name on the Compose network on compose."""
-        return self.runtime.inside_url(service)
+        return self._capable("inside_url").inside_url(service)
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         """The lab database's DSN: the primary's, or a standby's with ``member="standby-1"`` (lab 04)."""
         if member is None:
             return self.runtime.database_url(role)
-        self._require_standbys()
-        return self.runtime.database_url(role, member=member)
+        return self._capable("replication").database_url(role, member=member)
 
     # -- lab 04: replication -----------------------------------------------------
     def configure_replication(self, config) -> dict:
         """Apply ``config``'s primary side (settings, replication role, pg_hba line) to the
         running primary. ``config`` is the replication exercise's module (or the reference)."""
-        self._require_standbys()
-        return self.runtime.configure_replication(config)
+        return self._capable("replication").configure_replication(config)
 
     def rebuild_standby(self, member: str = "standby-1") -> float:
         """Stop ``member``, make it again by base backup of the primary, start it; seconds taken."""
-        self._require_standbys()
-        return self.runtime.rebuild_standby(member)
-
-    def _require_standbys(self) -> None:
-        if not hasattr(self.runtime, "rebuild_standby"):
-            from scalelab.errors import ScalelabError
-            raise ScalelabError(f"no standby on the {self.runtime.name} runtime: lab 04 runs on runtime=\"local\" or \"compose\"")
+        return self._capable("replication").rebuild_standby(member)
 
     def redis_url(self) -> str:
         return self.runtime.redis_url()
 
     def rabbitmq_url(self) -> str:
         """``amqp://USER:PASSWORD@HOST:PORT//`` of the stack's RabbitMQ (labs 05, 07, 08)."""
-        return self.runtime.rabbitmq_url()
+        return self._capable("rabbitmq").rabbitmq_url()
 
     def members(self, service: str = "users") -> list[str]:
         return self.runtime.members(service)
@@ -150,8 +143,53 @@ class Stack:
         the HPA controller, calling ``desired_replicas``; on kind, Kubernetes' own HPA."""
         return self.runtime.autoscaler(spec, desired_replicas)
 
+    def cpu_seconds(self, member: str) -> float:
+        """Cumulative CPU time (seconds) a member has used: its processes, container or pod."""
+        return self._capable("cpu_meter").cpu_seconds(member)
+
+    # -- lab 06: Kubernetes objects --------------------------------------------------------
+    def apply(self, objects: list[dict]) -> None:
+        """Apply Kubernetes objects to the stack's cluster (runtimes with a Kubernetes API)."""
+        self._capable("apply").apply(objects)
+
+    @property
+    def namespace(self) -> str:
+        """The Kubernetes namespace the stack runs in (runtimes with a Kubernetes API)."""
+        return self._capable("apply").namespace
+
+    @property
+    def image_tag(self) -> str | None:
+        """The tag of the stack's images in the cluster (runtimes with a Kubernetes API)."""
+        return self._capable("apply").tag
+
+    # -- lab 07: alert rules ---------------------------------------------------------------
+    def check_alert_rules(self, path: Path) -> str | None:
+        """promtool's complaint about a rules file, None when it is valid."""
+        return self._capable("alert_rules").check_alert_rules(path)
+
+    def install_alert_rules(self, path: Path | None) -> None:
+        """Load a rules file (None: no rules) into the stack's Prometheus and reload it."""
+        self._capable("alert_rules").install_alert_rules(path)
+
     def status(self) -> pd.DataFrame:
         return self.runtime.status()
+
+    # -- capabilities: where a runtime lacks one, one line says so ------------------------------
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.name
+
+    def supports(self, capability: str) -> bool:
+        """Whether this stack's runtime has ``capability`` (a name of ``runtimes.base.CAPABILITIES``)."""
+        return has_capability(self.runtime, capability)
+
+    def _capable(self, capability: str):
+        """The runtime, when it has ``capability``; else ScalelabError in one line naming who has it."""
+        if not self.supports(capability):
+            others = " or ".join(f'runtime="{name}"' for name in runtimes_with(capability) if name != self.runtime.name)
+            raise ScalelabError(f"no {CAPABILITIES[capability][1]} on the {self.runtime.name} runtime"
+                                + (f" — use {others}" if others else ""))
+        return self.runtime
 
     def __repr__(self) -> str:
         return f"Stack(lab={self.lab}, runtime={self.runtime.name!r}, state_dir='{self.state_dir}')"

@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import Request, Response
 
 from shop.config import Settings
-from shop.errors import DomainError, ExerciseNotDone, Unavailable
+from shop.errors import DomainError, ExerciseError, ExerciseNotDone, Unavailable
 
 log = logging.getLogger("uvicorn.error")
 T = TypeVar("T")
@@ -142,7 +142,6 @@ async def run_read(request: Request, query: Callable[[asyncpg.Connection], Await
                 node = await state.exercises.call("read_routing", "choose_node", lsn, conn,
                                                   passthrough=REPLICA_FALLBACK)
                 if node not in ("primary", "replica"):
-                    from shop.exercises import ExerciseError   # (shop.exercises imports this module)
                     raise ExerciseError(f"choose_node() returned {node!r}: return 'primary' or 'replica'")
                 if node == "replica":
                     result = await query(conn)

@@ -50,6 +50,13 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class ExerciseError(DomainError):
+    """Learner code in the workspace failed (did not load, raised, or returned the wrong thing)."""
+
+    status_code = 500
+    code = "exercise_error"
+
+
 class ExerciseNotDone(DomainError):
     """Learner code in the workspace is still the stub (or missing)."""
 

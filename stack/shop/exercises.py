@@ -16,12 +16,7 @@ from types import ModuleType
 
 from shop.config import Settings
 from shop.db import DB_UNAVAILABLE
-from shop.errors import DomainError, ExerciseNotDone
-
-
-class ExerciseError(DomainError):
-    status_code = 500
-    code = "exercise_error"
+from shop.errors import DomainError, ExerciseError, ExerciseNotDone
 
 
 class Exercises:

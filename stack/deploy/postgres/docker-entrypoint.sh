@@ -1,7 +1,7 @@
 #!/bin/sh
 # First start on an empty data volume: initdb with the superuser's password, then the
 # shop's own role (not a superuser) owning the `shop` database, with pg_stat_statements —
-# what the local runtime sets up (runtimes/local_postgres.py). Then exec the server.
+# what the local runtime sets up (runtimes/local/postgres.py). Then exec the server.
 #
 # Env: POSTGRES_PASSWORD (superuser `postgres`), SHOP_DB_PASSWORD (role `shop`). Both are
 # required; they come from the environment (compose: the git-ignored env file), never the image.

@@ -336,14 +336,12 @@ def _check_deployment(stack, exercise) -> str:
     answers = {p: httpx.get(f"{stack.member_url(member)}{p}", timeout=5).status_code for p in ("/ready", "/health")}
     if answers != {"/ready": 200, "/health": 200}:
         raise CheckFailed(f"the live replica {member} answered {answers}: is the stack healthy? (stack.status())")
-    apply = getattr(stack.runtime, "apply", None)     # runtimes with a Kubernetes API (kind)
-    if apply is not None:
-        apply(_beside_the_stack(deployments + services, getattr(stack.runtime, "namespace", None),
-                                getattr(stack.runtime, "tag", None)))
-        where = (f"applied to the {stack.runtime.name} cluster as {dep['metadata']['name']}{YOURS} and "
+    if stack.supports("apply"):                       # runtimes with a Kubernetes API (kind)
+        stack.apply(_beside_the_stack(deployments + services, stack.namespace, stack.image_tag))
+        where = (f"applied to the {stack.runtime_name} cluster as {dep['metadata']['name']}{YOURS} and "
                  f"{svc['metadata']['name']}{YOURS} (the API server accepted them), beside the stack's own")
     else:
-        where = f"validated only: the {stack.runtime.name} runtime has no Kubernetes to apply it to"
+        where = f"validated only: the {stack.runtime_name} runtime has no Kubernetes to apply it to"
     return (f"{path.name}: {', '.join(kinds)} valid against the Kubernetes {kube_schema.KUBERNETES_VERSION} schema; "
             f"requests {requests}; readiness {ready_path}, liveness {live_path} (both 200 on {member}); "
             f"selector {selector} matches; image {image} — {where}")

@@ -211,7 +211,7 @@ def doctor_rows() -> list[tuple[str, str, str]]:
         return []                            # the tools lines already say kind is missing
     rows = []
     try:
-        from scalelab.runtimes.compose_engine import connect
+        from scalelab.runtimes.common.engine import connect
         client = connect()
     except RuntimeUnavailable as exc:
         return [(warn, "kind node image", f"cannot tell: {exc}")]

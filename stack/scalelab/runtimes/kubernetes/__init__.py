@@ -8,6 +8,8 @@
     forward.py   port-forwards from 127.0.0.1 to single pods
     hpa.py       Kubernetes' own HorizontalPodAutoscaler behind the Autoscaler seam (lab 06)
     tools.py     kubectl: kustomize and port-forward
+    context.py   the ``kubernetes`` runtime: any cluster of a kubeconfig context, images from a registry
+    standby.py   lab 04's standby pod; prometheus.py lab 07's alert rules in the cluster's Prometheus
 
 ``runtimes/kind`` is this runtime on the local kind cluster.
 """

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
-from scalelab.runtimes import compose_images
+from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.kubernetes import images
 from scalelab.runtimes.kubernetes.api import reason
 from scalelab.runtimes.kubernetes.runtime import KubernetesRuntime

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 from scalelab.errors import RuntimeUnavailable
-from scalelab.runtimes import compose_images
-from scalelab.runtimes.compose_images import DEPLOY, Image
+from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.common.images import DEPLOY, Image
 from scalelab.runtimes.kubernetes.tools import kind_cache
 
 PROMETHEUS_ENV = DEPLOY / "kind-offline" / "prometheus.env"

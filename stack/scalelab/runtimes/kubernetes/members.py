@@ -102,7 +102,7 @@ def tell(rt, pod, member: str) -> None:
     rt.core.patch_namespaced_pod(pod.metadata.name, rt.namespace, {"metadata": {"labels": {MEMBER_LABEL: member}}})
     service = pod.metadata.labels.get("app.kubernetes.io/name")
     if service in QUEUE_SERVICES:      # an announcement left by an earlier pod of the name is not this one's
-        from scalelab.runtimes import compose_queue
+        from scalelab.runtimes.compose import queue as compose_queue
         compose_queue.forget(rt, member)
     if service in SHOP_SERVICES:
         code, output = rt.api.exec(rt.namespace, pod.metadata.name, service,

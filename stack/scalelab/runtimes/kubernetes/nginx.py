@@ -1,8 +1,8 @@
 """nginx in the cluster in front of the user service (``nginx-1``): its configuration.
 
-The same template and upstream block as on local and compose (``local_nginx.upstream_source``:
+The same template and upstream block as on local and compose (``common/nginx.upstream_source``:
 the learner's ``upstream.conf`` from the workspace in lab 02, the reference solution later),
-rendered the way compose renders it (``compose_nginx.render``), with every line that holds
+rendered the way compose renders it (``compose/nginx.render``), with every line that holds
 ``{address}`` repeated once per ready users pod — its pod IP, port 8000. The driver does here
 what an ingress controller does: it follows the pods and rewrites nginx's upstream.
 
@@ -21,8 +21,8 @@ import time
 import httpx
 
 from scalelab.errors import ServiceFailed
-from scalelab.runtimes.compose_nginx import ConfigRejected, explain, render
-from scalelab.runtimes.local_nginx import FRONTS, upstream_source, wait_until_routed
+from scalelab.runtimes.common.nginx import FRONTS, explain, install_tested, upstream_source, wait_until_routed
+from scalelab.runtimes.compose.nginx import render
 from scalelab.runtimes.kubernetes.api import ready
 
 CONF = "/tmp/nginx.conf"           # the running configuration in the pod (its command copies it there)
@@ -72,13 +72,9 @@ def configure(rt, strict: bool, without: set = frozenset()) -> None:
     for member, pod in rt._members_of("nginx").items():
         if pod is None:
             continue
-        if (problem := _test(rt, member, text)) is not None:
-            if strict or upstream is None:
-                raise ConfigRejected(f"nginx rejected {origin.rsplit('/', 1)[-1]}: {problem}")
-            text = render(None, f"nginx rejected {origin.rsplit('/', 1)[-1]}: {problem}", addresses, generation)
-            if (problem := _test(rt, member, text)) is not None:
-                raise ServiceFailed(f"nginx rejected the lab's own template: {problem}")
-        _load(rt, member, generation)
+        text = install_tested(lambda upstream, reason: render(upstream, reason, addresses, generation),
+                              lambda text: _test(rt, member, text), lambda _: _load(rt, member, generation),
+                              upstream, origin, strict)
     rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
     rt.names.routed[FRONTS] = sorted(routed)
     rt._save()

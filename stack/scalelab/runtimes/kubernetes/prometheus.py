@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from scalelab.errors import ScalelabError, ServiceFailed
-from scalelab.runtimes.local_prometheus import RULES
+from scalelab.runtimes.common.prometheus import RULES
 
 MEMBER = "prometheus-1"
 CONFIG_MAP = "alert-rules"

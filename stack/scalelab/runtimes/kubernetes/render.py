@@ -25,8 +25,9 @@ from pathlib import Path
 import yaml
 
 from scalelab.plans import Plan
-from scalelab.runtimes import compose_env, local_standby
-from scalelab.runtimes.compose_images import IMAGES
+from scalelab.runtimes.compose import env as compose_env
+from scalelab.runtimes.common import replication
+from scalelab.runtimes.common.images import IMAGES
 from scalelab.runtimes.kubernetes import images
 from scalelab.paths import REPO
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
@@ -67,7 +68,7 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
     os.chmod(directory, 0o700)
     passwords = compose_env.passwords(home)          # created once per state dir, 0600
     secrets = {key: passwords[name] for name, key in SECRET_KEYS.items()}
-    secrets["replication-password"] = local_standby.password_in(home / "standby")   # lab 04's standby
+    secrets["replication-password"] = replication.password_in(home / "standby")   # lab 04's standby
     _private_write(directory / "secrets.env", "".join(f"{key}={value}\n" for key, value in secrets.items()))
     # The learner's files, copied below the kustomization (kustomize reads nothing outside it).
     files_dir = directory / "workspace"

@@ -41,7 +41,8 @@ import pandas as pd
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.paths import STATE_LOCK, write_state
 from scalelab.plans import Plan, plan_for
-from scalelab.runtimes import compose_env, compose_images
+from scalelab.runtimes.compose import env as compose_env
+from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.kubernetes import members as naming
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
 from scalelab.runtimes.kubernetes.api import Api, cores, kube, not_found, ready
@@ -202,7 +203,7 @@ class KubernetesRuntime:
         return started
 
     def _docker(self):
-        from scalelab.runtimes.compose_engine import connect
+        from scalelab.runtimes.common.engine import connect
         return connect()                               # builds the images (and runs kind's nodes)
 
     def _render(self, plan: Plan) -> list[dict]:

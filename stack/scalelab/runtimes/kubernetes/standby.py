@@ -1,10 +1,11 @@
 """Lab 04's hot standby on Kubernetes: ``standby-1`` is the pod of the ``standby`` StatefulSet
 (components/standby), the postgres image in its ``standby`` mode, its data on a volume of its own.
 
-Made the way local and compose make it (runtimes/local_standby.py), for real:
+Made the way local and compose make it (runtimes/local/standby.py), for real:
 
 1. the primary's side of replication (settings with ``ALTER SYSTEM``, the replication role,
-   the ``pg_hba.conf`` line) is applied to the ``postgres`` pod — the same code as on local;
+   the ``pg_hba.conf`` line) is applied to the ``postgres`` pod — the same code as on local
+   (``runtimes/common/replication.py``);
    the file is read and written inside the pod (``kubectl exec``). The standby connects from
    a pod address, so the exercise's ``hba_line(role, standby_address)`` is given the
    cluster's pod network (the range covering every node's pod CIDR);
@@ -25,8 +26,8 @@ import asyncpg
 
 from scalelab import aio
 from scalelab.errors import ServiceFailed
-from scalelab.runtimes import local_standby
-from scalelab.runtimes.local_standby import ReplicationSetupFailed
+from scalelab.runtimes.common import replication
+from scalelab.runtimes.common.replication import ReplicationSetupFailed
 
 PGDATA = "/var/lib/postgresql/data/pgdata"
 MEMBER = "standby-1"
@@ -68,7 +69,7 @@ def pod_network(rt) -> str:
 
 def configure(rt, config) -> dict:
     """The primary side of replication, from ``config`` (the exercise or the reference)."""
-    return local_standby.configure(rt, config, hba=PodHba(rt), address=pod_network(rt))
+    return replication.configure(rt, config, hba=PodHba(rt), address=pod_network(rt))
 
 
 def ensure(rt, replicas: int) -> bool:

@@ -1,4 +1,4 @@
-"""Lab 04 — database scaling, part 1: streaming replication and the read/write split.
+"""Lab 04, part 1 — streaming replication and the read/write split.
 
 Exercise ``replication`` is applied by the driver (not loaded by the service): the check
 configures the running primary from the learner's file and makes the standby again by
@@ -424,4 +424,3 @@ read_routing = Exercise(
 
 # Part 2 of the lab (sharding, the double-spend race, N+1) lives in its own module;
 # the notebook reaches all of it as lab04.<name>.
-from scalelab.labs.lab04_sharding import *  # noqa: E402,F401,F403

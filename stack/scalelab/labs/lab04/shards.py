@@ -17,7 +17,7 @@ from scalelab import aio, db
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted, is_stub
 from scalelab.sharding import ShardedStore
 
-# What lab04.py re-exports (`from scalelab.labs.lab04_sharding import *`): the notebook's `lab04.<name>`.
+# What the package re-exports (lab04/__init__.py): the notebook's `lab04.<name>`.
 __all__ = ["sharding", "debit", "race", "hammer", "new_account", "reset_queries", "queries", "optimistic_writes",
            "SHARDS", "KEYS", "EVEN_WITHIN", "RING_EVEN_WITHIN", "MODULO_MOVES_OVER", "RING_MOVES_UNDER"]
 

@@ -25,11 +25,17 @@ from scalelab.paths import STATE_LOCK, write_state
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
-from scalelab.runtimes import compose_env, compose_images, compose_nginx, compose_queue, local_nginx, local_rabbitmq
-from scalelab.runtimes import compose_prometheus, compose_standby
-from scalelab.runtimes.compose_engine import Compose, connect
+from scalelab.runtimes.compose import env as compose_env
+from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.compose import nginx as compose_nginx
+from scalelab.runtimes.compose import queue as compose_queue
+from scalelab.runtimes.common.nginx import wait_until_routed
+from scalelab.runtimes.local import rabbitmq as local_rabbitmq
+from scalelab.runtimes.compose import prometheus as compose_prometheus
+from scalelab.runtimes.compose import standby as compose_standby
+from scalelab.runtimes.common.engine import Compose, connect
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 # Each service's port inside its containers. Standbys (lab 04+: compose_standby), the order
 # service, the Celery workers (their metrics port) and Prometheus (lab 07: compose_prometheus);
@@ -244,14 +250,14 @@ class ComposeRuntime:
             return f"postgresql://shop:{pw['shop']}@127.0.0.1:{port}/shop"
         return f"postgresql://postgres:{pw['postgres']}@127.0.0.1:{port}/postgres"
 
-    # -- lab 04: standbys made by base backup (runtimes/compose_standby.py) ----------------
+    # -- lab 04: standbys made by base backup (runtimes/compose/standby.py) ----------------
     def configure_replication(self, config) -> dict:
         return compose_standby.configure(self, config)
 
     def rebuild_standby(self, member: str) -> float:
         return compose_standby.rebuild(self, member)
 
-    # -- lab 07: Prometheus' alert rules (runtimes/compose_prometheus.py) --------------------
+    # -- lab 07: Prometheus' alert rules (runtimes/compose/prometheus.py) --------------------
     def check_alert_rules(self, path: Path) -> str | None:
         return compose_prometheus.check_rules(self, path)
 
@@ -486,7 +492,7 @@ class ComposeRuntime:
         self._reload_nginx(nginx, strict=False)
         if not compose_nginx.configured(self):
             return
-        local_nginx.wait_until_routed(self.member_url(nginx), member, timeout)
+        wait_until_routed(self.member_url(nginx), member, timeout)
 
 
 def _nginx_workers(container) -> set[str]:

@@ -16,12 +16,16 @@ from scalelab.paths import STATE_LOCK, purge_scratch, write_state
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_nginx, local_redis, local_standby, local_users
-from scalelab.runtimes import local_orders, local_worker
-from scalelab.runtimes import local_projector
-from scalelab.runtimes import local_prometheus
-from scalelab.runtimes import local_rabbitmq
-from scalelab.runtimes.local_postgres import LocalPostgres, migrate
+from scalelab.runtimes.local import nginx as local_nginx
+from scalelab.runtimes.local import redis as local_redis
+from scalelab.runtimes.local import standby as local_standby
+from scalelab.runtimes.local import users as local_users
+from scalelab.runtimes.local import orders as local_orders
+from scalelab.runtimes.local import worker as local_worker
+from scalelab.runtimes.local import projector as local_projector
+from scalelab.runtimes.local import prometheus as local_prometheus
+from scalelab.runtimes.local import rabbitmq as local_rabbitmq
+from scalelab.runtimes.local.postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
 # and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
@@ -124,14 +128,14 @@ class LocalRuntime:
         """The primary's DSN, or a standby's (``member="standby-1"``, lab 04): same roles, same passwords."""
         return self.pg.dsn(self._record(member or "postgres").port, role)
 
-    # -- lab 04: standbys made by base backup (runtimes/local_standby.py) ----------------
+    # -- lab 04: standbys made by base backup (runtimes/local/standby.py) ----------------
     def configure_replication(self, config) -> dict:
         return local_standby.configure(self, config)
 
     def rebuild_standby(self, member: str) -> float:
         return local_standby.rebuild(self, member)
 
-    # -- lab 07: Prometheus' alert rules (runtimes/local_prometheus.py) ---------------------
+    # -- lab 07: Prometheus' alert rules (runtimes/local/prometheus.py) ---------------------
     def check_alert_rules(self, path: Path) -> str | None:
         return local_prometheus.check_rules(path)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scalelab import broker
 from scalelab.plans import Plan
-from scalelab.runtimes import local_standby
+from scalelab.runtimes.common import replication
 
 NAMES = ("postgres", "shop", "redis", "jwt", "rabbitmq")
 
@@ -55,7 +55,7 @@ def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) 
         "SHOP_ENV_FILE": str(home / "shop.env"),
         "SCALELAB_WORKSPACE": str(workspace or home / "workspace"),
         "SCALELAB_NGINX_CONF": str(nginx_conf),
-        "REPLICATION_PASSWORD": local_standby.password_in(home / "standby"),   # lab 04's standby
+        "REPLICATION_PASSWORD": replication.password_in(home / "standby"),   # lab 04's standby
         "SCALELAB_PROMETHEUS_CONF": str(home / "prometheus"),                # lab 07 (compose_prometheus)
         "RABBITMQ_PASSWORD": pw["rabbitmq"],                                 # labs 05, 07, 08
         "SCALELAB_VALKEY_CONF": str(home / "valkey"),                        # lab 05 (valkey_conf)
@@ -77,7 +77,7 @@ def valkey_conf(home: Path, plan: Plan | None, workspace: Path | None) -> Path:
 
 def shop_env(home: Path, plan: Plan | None) -> Path:
     """The shop services' settings (users, orders, workers, relay, projector), as
-    local_users.shop_env gives them to a local process."""
+    local/users.shop_env gives them to a local process."""
     pw = passwords(home)
     values = {
         "SHOP_EXERCISES": json.dumps(list(plan.exercises) if plan else []),

@@ -1,4 +1,4 @@
-"""The images of the ``compose`` runtime: named by what they are built from, built when missing.
+"""The stack's images (compose, kind and kubernetes run them): named by what they are built from, built when missing.
 
 Every image is tagged with one hash of its build inputs (the Dockerfiles, the entrypoints,
 the shop's source and requirements): a changed input means a new tag and a build — the
@@ -6,7 +6,7 @@ layer cache only makes that fast, it never decides what runs. Builds use BuildKi
 secrets, cache mounts): ``docker buildx`` where present, else a docker CLI with BuildKit
 built in (Debian's docker.io 20.10 at /usr/bin/docker).
 
-    python -m scalelab.runtimes.compose_images      # make images: build all, also tag :dev
+    python -m scalelab.runtimes.common.images      # make images: build all, also tag :dev
 """
 
 import hashlib
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
 
-STACK = Path(__file__).resolve().parents[2]           # stack/
+STACK = Path(__file__).resolve().parents[3]           # stack/
 DEPLOY = STACK / "deploy"
 BASE_IMAGE = os.environ.get("PYTHON_IMAGE", "python:3.11-slim-bookworm")
 NO_BASE = (f"base image {BASE_IMAGE} not available and not pullable — `make images-offline` builds it "
@@ -175,7 +175,7 @@ def ensure(client, log: Path, extra_tags: tuple[str, ...] = ()) -> str:
 
 
 def main() -> int:
-    from scalelab.runtimes.compose_engine import connect
+    from scalelab.runtimes.common.engine import connect
     log = Path(tempfile.gettempdir()) / "scalelab-images.log"
     try:
         client = connect()

@@ -30,25 +30,7 @@ import httpx
 from scalelab import binaries
 from scalelab.errors import ScalelabError
 from scalelab.process import ProcessRecord
-
-SCRAPED = ("users", "orders", "worker")   # services whose members serve /metrics
-INTERVAL = "1s"
-RULES = "alert_rules.yaml"
-
-CONFIG = """# Written by scalelab (runtimes/local_prometheus.py): lab 07's scrape configuration.
-global:
-  scrape_interval: {interval}
-  scrape_timeout: {interval}
-  evaluation_interval: {interval}
-rule_files:
-  - {rules}/*.yaml
-scrape_configs:
-  - job_name: shop
-    file_sd_configs:
-      - files: [{targets}]
-        refresh_interval: 5s
-"""
-
+from scalelab.runtimes.common.prometheus import CONFIG, INTERVAL, RULES, SCRAPED
 
 def home(rt, name: str) -> Path:
     return rt.home / "prometheus" / name

@@ -1,20 +1,14 @@
 """nginx as a local process in front of the user service: ``nginx-1``, the public entry point.
 
 The config is rendered from ``stack/deploy/nginx/nginx.conf.template`` around an upstream
-block: the learner's ``upstream.conf`` from the lab workspace when the plan lists the
-``upstream`` exercise (lab 02), the reference solution in later labs. Every line of it
-that holds ``{address}`` is repeated once per member of the fronted service.
-
-Until that exercise is written (or when nginx rejects it at start) nginx still runs and
-answers every request with a JSON 501 saying so, as the service does for its exercises.
-When the members change (``scale``) the file is re-rendered, tested with ``nginx -t`` and
+block (``runtimes/common/nginx.py``: the learner's ``upstream.conf``, or the reference; the
+501 entry until that exercise is written or when nginx rejects it at start). When the members change (``scale``) the file is re-rendered, tested with ``nginx -t`` and
 loaded with ``nginx -s reload``: new workers get the new upstream, old workers finish the
 requests they hold, no connection is refused. nginx always runs as
 ``nginx -p <dir> -c nginx.conf`` with its pid, temp files and logs under the state dir.
 """
 
 import grp
-import os
 import pwd
 import re
 import signal
@@ -26,21 +20,11 @@ import httpx
 import psutil
 
 from scalelab import binaries
-from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.errors import ServiceFailed
 from scalelab.paths import IS_ROOT, nobody_scratch
-from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
-
-FRONTS = "users"            # while nginx runs, the stack's url("users") is nginx's URL
-EXERCISE = "upstream"       # the plan's exercise name; the learner's file is upstream.conf
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
-TEMPLATE = DEPLOY / "nginx.conf.template"
-REFERENCE = DEPLOY / "reference" / "upstream.conf"
-STUB_MARK = "YOUR CODE HERE"
-
-
-class ConfigRejected(ScalelabError):
-    """``nginx -t`` refused the rendered configuration; the message is nginx's own."""
+from scalelab.runtimes.common.nginx import (
+    FRONTS, TEMPLATE, _not_configured, expand, install_tested, upstream_source, wait_until_routed)
 
 
 # -- where things live --------------------------------------------------------------------
@@ -69,40 +53,8 @@ def _command(rt, name: str, *args: str) -> list[str]:
     return [str(binaries.nginx().path), "-p", f"{home(rt, name)}/", "-c", "nginx.conf", "-e", "stderr", *args]
 
 
-# -- the upstream block ----------------------------------------------------------------------
-def upstream_source(rt) -> tuple[str | None, str]:
-    """``(text, origin)`` of the upstream block; text is None while the exercise is not done."""
-    if EXERCISE not in plan_for(rt.lab).exercises:
-        return REFERENCE.read_text(), str(REFERENCE)
-    path = Path(rt.workspace) / f"{EXERCISE}.conf"
-    if not path.exists():
-        return None, f"{path.name} is not in the workspace yet: run its exercise cell"
-    text = path.read_text()
-    if STUB_MARK in text:
-        return None, f"{path.name} is still the stub: write the upstream block"
-    return text, str(path)
-
-
-def expand(text: str, addresses: list[str]) -> str:
-    """Repeat every line that holds ``{address}`` once per address; indent for ``http {}``."""
-    lines = []
-    for line in text.splitlines():
-        if "{address}" in line:
-            lines.extend(line.replace("{address}", address) for address in addresses)
-        else:
-            lines.append(line)
-    return "\n".join(f"    {line}" if line.strip() else "" for line in lines)
-
-
 def _addresses(rt) -> list[str]:
     return [f"127.0.0.1:{rt.procs[member].port}" for member in rt.members(FRONTS)]
-
-
-def _not_configured(reason: str) -> str:
-    # An nginx single-quoted string: no quotes, no $ (variables) in the text.
-    detail = re.sub(r"[$'\\]", "", reason).replace('"', "`")
-    return ("            default_type application/json;\n"
-            f"            return 501 '{{\"error\":\"exercise_not_done\",\"detail\":\"{detail}\"}}';")
 
 
 def render(rt, rec: ProcessRecord, upstream: str | None, reason: str, generation: str) -> str:
@@ -142,12 +94,8 @@ def _test(rt, name: str, candidate: Path) -> str | None:
 
 
 def write_config(rt, rec: ProcessRecord, strict: bool) -> None:
-    """Render, test and install ``nginx.conf`` for ``rec``.
-
-    strict=True raises ConfigRejected when nginx refuses the upstream (used on reload: the
-    running nginx keeps its old config); strict=False falls back to the 501 entry instead,
-    with nginx's complaint in the body (used at start, so the stack still comes up).
-    """
+    """Render, test and install ``nginx.conf`` for ``rec`` (``install_tested``: strict=True on
+    reload, the running nginx keeps its old config; strict=False at start, the 501 entry)."""
     path = home(rt, rec.name)
     path.mkdir(parents=True, exist_ok=True)
     upstream, origin = upstream_source(rt)
@@ -155,16 +103,17 @@ def write_config(rt, rec: ProcessRecord, strict: bool) -> None:
         upstream, origin = None, f"{FRONTS} has no replicas: scale it up"
     generation = f"{time.time_ns():x}"
     candidate = path / "nginx.conf.next"
-    candidate.write_text(render(rt, rec, upstream, origin, generation))
-    if (problem := _test(rt, rec.name, candidate)) is not None:
-        if strict or upstream is None:
-            raise ConfigRejected(f"nginx rejected {Path(origin).name}: {problem}")
-        reason = f"nginx rejected {Path(origin).name}: {problem}"
-        candidate.write_text(render(rt, rec, None, reason, generation))
-        if (problem := _test(rt, rec.name, candidate)) is not None:
-            raise ServiceFailed(f"nginx rejected the lab's own template: {problem}")
-    candidate.replace(path / "nginx.conf")
-    (path / "generation").write_text(generation)
+
+    def test(text: str) -> str | None:
+        candidate.write_text(text)
+        return _test(rt, rec.name, candidate)
+
+    def install(text: str) -> None:
+        candidate.replace(path / "nginx.conf")       # the file test() wrote last
+        (path / "generation").write_text(generation)
+
+    install_tested(lambda upstream, reason: render(rt, rec, upstream, reason, generation), test, install,
+                   upstream, origin, strict)
 
 
 # -- the process recipe (the interface local.py uses) -----------------------------------------
@@ -228,18 +177,3 @@ def on_member_restarted(rt, member: str, timeout: float = 15.0) -> None:
         if not configured(rt, rec):
             continue
         wait_until_routed(f"http://127.0.0.1:{rec.port}", member, timeout)
-
-
-def wait_until_routed(entry_url: str, member: str, timeout: float) -> bool:
-    """Poll nginx at ``entry_url`` until a response comes from ``member`` (its X-Instance),
-    at most ``timeout`` seconds; True if it did. Both runtimes use it after a restart."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=entry_url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/health").headers.get("x-instance") == member:
-                    return True
-            except httpx.TransportError:
-                pass
-            time.sleep(0.02)  # polling nginx's choice, not waiting for readiness
-    return False

@@ -6,7 +6,7 @@ import httpx
 
 from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_users
+from scalelab.runtimes.local import users as local_users
 
 
 def record(rt, name: str, port: int) -> ProcessRecord:

@@ -1,11 +1,12 @@
 """Lab 04's hot standby on the compose runtime: ``standby-1`` is a container of the
 ``standby`` service (compose.yaml), from the same Postgres image as the primary.
 
-Made the way the local runtime makes it (runtimes/local_standby.py), for real:
+Made the way the local runtime makes it (runtimes/local/standby.py), for real:
 
 1. the primary's side of replication (settings with ``ALTER SYSTEM``, the replication role,
    the ``pg_hba.conf`` line) is applied to the ``postgres`` container — the same code as on
-   local; the file is read and written inside the container (``docker exec``, as postgres).
+   local (``runtimes/common/replication.py``); the file is read and written inside the
+   container (``docker exec``, as postgres).
    A standby connects from its address on the Compose network, so the exercise's
    ``hba_line(role, standby_address)`` is given that network's range (e.g. 172.18.0.0/16):
    the container's own address changes when it is made again;
@@ -24,8 +25,8 @@ import asyncpg
 from scalelab import aio
 from scalelab.errors import ServiceFailed
 from scalelab.ports import free_port
-from scalelab.runtimes import local_standby
-from scalelab.runtimes.local_standby import ReplicationSetupFailed
+from scalelab.runtimes.common import replication
+from scalelab.runtimes.common.replication import ReplicationSetupFailed
 
 PGDATA = "/var/lib/postgresql/data"
 _TOOK = re.compile(r"base backup of \S+ as \S+ took ([0-9.]+) s")
@@ -63,7 +64,7 @@ def network_range(rt) -> str:
 
 def configure(rt, config) -> dict:
     """The primary side of replication, from ``config`` (the exercise or the reference)."""
-    return local_standby.configure(rt, config, hba=ContainerHba(rt), address=network_range(rt))
+    return replication.configure(rt, config, hba=ContainerHba(rt), address=network_range(rt))
 
 
 def ensure(rt, compose, replicas: int) -> bool:

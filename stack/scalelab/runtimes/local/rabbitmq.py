@@ -25,7 +25,7 @@ import amqp
 from scalelab import binaries
 from scalelab.ports import free_port
 from scalelab.process import ProcessRecord
-from scalelab.runtimes.local_redis import _private_write, secret
+from scalelab.runtimes.local.redis import _private_write, secret
 
 USER = "shop"
 # Start epmd on the member's own port, wait until it answers, then become the RabbitMQ node.

@@ -23,7 +23,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scalelab.runtimes import local_projector, local_worker
+from scalelab.runtimes.local import projector as local_projector
+from scalelab.runtimes.local import worker as local_worker
 
 SERVICES = ("worker", "relay", "projector")
 

@@ -2,7 +2,7 @@
 ``prometheus`` service (image ``scalelab/prometheus``: Debian's package, as on local).
 
 The driver renders its configuration into ``<state>/compose/prometheus/``, mounted read-only
-over ``/etc/scalelab-prometheus`` (compose.lab.yaml), as on local (runtimes/local_prometheus.py):
+over ``/etc/scalelab-prometheus`` (compose.lab.yaml), as on local (runtimes/common/prometheus.py):
 
 * ``prometheus.yml``: scrape and evaluate every second, one job ``shop``, targets from
 * ``targets.json`` (``file_sd_configs``): one entry per container that serves ``/metrics``
@@ -26,7 +26,7 @@ import httpx
 
 from scalelab.errors import ScalelabError
 from scalelab.ports import free_port
-from scalelab.runtimes.local_prometheus import CONFIG, INTERVAL, RULES, SCRAPED
+from scalelab.runtimes.common.prometheus import CONFIG, INTERVAL, RULES, SCRAPED
 
 MOUNT = "/etc/scalelab-prometheus"        # where the container sees conf_dir()
 METRICS_PORTS = {"users": 8000, "orders": 8000, "worker": 9100}   # inside the containers

@@ -24,7 +24,7 @@ from scalelab.promql import Prometheus
 STUB_MARK = "YOUR CODE HERE"
 ALERTS = ("HighCpu", "HighLatency", "HighErrorRate")
 MAX_FOR_S = 15          # a `for:` longer than this cannot fire within the check
-SCRAPE_S = 1            # runtimes/{local,compose}_prometheus.py scrape and evaluate every second
+SCRAPE_S = 1            # runtimes/{local,compose}/prometheus.py scrape and evaluate every second
 # One replica burning CPU in pure Python holds at most one core (the GIL); on a busy machine it
 # takes a while to average over half of one in a 10 s window: wait for it, bounded.
 CPU_WAIT_S = 90
@@ -152,7 +152,7 @@ def _rules(exercise, stack) -> tuple[Path, dict]:
 
 def _check_alert_rules(stack, exercise) -> str:
     path, doc = _rules(exercise, stack)
-    if (problem := stack.runtime.check_alert_rules(path)) is not None:
+    if (problem := stack.check_alert_rules(path)) is not None:
         raise CheckFailed(f"promtool rejects {path.name}: {problem}")
     rules = {r.get("alert"): r for g in doc["groups"] for r in (g.get("rules") or []) if "alert" in r}
     missing = [name for name in ALERTS if name not in rules]
@@ -167,7 +167,7 @@ def _check_alert_rules(stack, exercise) -> str:
 
     prom = prometheus(stack)
     try:
-        stack.runtime.install_alert_rules(path)
+        stack.install_alert_rules(path)
     except ScalelabError as exc:   # no promtool here: Prometheus' own reload reports the problem
         raise CheckFailed(str(exc)) from None
 
@@ -258,4 +258,3 @@ alert_rules = Exercise(
 
 # Part 2 of the lab (timeouts, retries, the circuit breaker, the bulkhead, the chaos drill)
 # lives in its own module (the notebook imports it as `resilience`); its exercise is lab07's too.
-from scalelab.labs.lab07_resilience import circuit_breaker  # noqa: E402,F401

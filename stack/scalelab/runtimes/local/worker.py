@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from scalelab.process import ProcessRecord
-from scalelab.runtimes import local_users
+from scalelab.runtimes.local import users as local_users
 
 WORKERS = "orders:workers"   # shop.orders.WORKERS (the driver does not import the shop)
 
