@@ -48,12 +48,11 @@ ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5"
           "SHOP_ORDER_MAX_RETRIES": "3", "SHOP_ORDER_RETRY_BASE_S": "0.25"}
 # RabbitMQ runs from lab 05 on: lab 05 starts on the stack's Redis, its `broker` exercise
 # (broker.yaml) picks the broker that keeps its promise; labs 07 and 08 run the reference
-# (RabbitMQ: durable queue, persistent messages, publisher confirms). Not on kind yet: its
-# overlays have no rabbitmq-1 (issue 19); Stack(runtime="kind") refuses them in one line until then.
+# (RabbitMQ: durable queue, persistent messages, publisher confirms).
 PLANS[5] = Plan(5, "queues: orders through Celery workers, a broker that survives its crash",
                 {"postgres": 1, "redis": 1, "rabbitmq": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency", "broker"),
-                settings={**AUTH, **ORDERS}, runtimes=LOCAL_AND_COMPOSE)
+                settings={**AUTH, **ORDERS}, runtimes=EVERYWHERE)
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),

@@ -100,10 +100,15 @@ def holding(stack, member: str) -> int | None:
     return None if since is None else _unfinished(stack, member, since)
 
 
-def wait_holding(stack, member: str, timeout: float = 20.0) -> int:
-    """The order worker ``member`` runs, as soon as it holds one (CheckFailed after ``timeout``)."""
+def wait_holding(stack, member: str, timeout: float = 20.0, since: float | None = None) -> int:
+    """The order worker ``member`` runs, as soon as it holds one (CheckFailed after ``timeout``).
+    ``since``: when its incarnation started (read once here when not given), so each poll is one
+    query — on Kubernetes a pod listing per poll could miss a task shorter than the poll."""
+    since = _started_at(stack, member) if since is None else since
+    if since is None:
+        raise CheckFailed(f"{member} is not running: stack.start({member!r}) first")
     deadline = time.monotonic() + timeout
-    while (order_id := holding(stack, member)) is None:
+    while (order_id := _unfinished(stack, member, since)) is None:
         if time.monotonic() > deadline:
             raise CheckFailed(f"{member} took no order within {timeout:.0f} s: are orders queued? "
                               f"(stack.logs({member!r}))")
@@ -111,14 +116,15 @@ def wait_holding(stack, member: str, timeout: float = 20.0) -> int:
     return order_id
 
 
-def kill_mid_task(stack, member: str, tries: int = 3) -> int:
+def kill_mid_task(stack, member: str, tries: int = 5) -> int:
     """Wait until worker ``member`` runs an order, SIGKILL it, return that order's id.
 
-    A task can finish in the instant between "it holds one" and the signal; then the
-    worker is started again and the drill repeated (at most ``tries`` times)."""
+    A task can finish in the instant between "it holds one" and the signal (on Kubernetes the
+    signal takes a second to reach the pod); then the worker is started again and the drill
+    repeated (at most ``tries`` times) — place enough orders for that."""
     for _ in range(tries):
         since = _started_at(stack, member)
-        wait_holding(stack, member)
+        wait_holding(stack, member, since=since)
         stack.kill(member, "KILL")
         if (lost := _unfinished(stack, member, since)) is not None:
             return lost
