@@ -128,3 +128,23 @@ def test_every_relative_link_in_a_notebook_resolves_from_the_notebooks_folder(no
     target = (notebook.parent / link.split("#")[0]).resolve()
     assert target.is_relative_to(REPO), f"{notebook.name}: {link} points outside the repo, which JupyterLab does not serve"
     assert target.exists(), f"{notebook.name}: {link} does not exist"
+
+
+FAST_SWITCH = re.compile(r"([^=\n]+?)\s+if FAST else\s+([^#\n]+)")
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_each_lab_opens_with_its_measured_time_and_every_value_fast_changes(notebook):
+    import json
+    cells = json.loads(notebook.read_text())["cells"]
+    intro = "".join(cells[0]["source"])
+    assert re.search(r"\*\*Time\.\*\* Running every cell took (\d+ min )?\d+ s here", intro), \
+        f"{notebook.name}: the first cell states no measured time"
+    assert "**`FAST`**" in intro, f"{notebook.name}: the first cell does not say what FAST changes"
+    said = intro.replace(",", "").replace("_", "")
+    switches = [m for c in cells if c["cell_type"] == "code" for m in FAST_SWITCH.finditer("".join(c["source"]))]
+    assert switches, f"{notebook.name}: no `x if FAST else y` found"
+    for m in switches:
+        fast, default = (re.findall(r"\d[\d_]*", side.split("=")[-1].replace("_", "")) for side in m.groups())
+        for full, short in zip(default, fast):
+            assert f"{full} → {short}" in said, f"{notebook.name}: the first cell does not say FAST turns {full} into {short}"
