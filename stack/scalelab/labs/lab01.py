@@ -124,7 +124,7 @@ def _check_rules(pool_size) -> None:
                               f"{high * replicas} connections, over max_connections - {RESERVED} = {conns - RESERVED}")
         if high > max(4 * cpu, 1) and high > 1:
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: more than 4 connections per core "
-                              f"({4 * cpu}) only queue inside Postgres")
+                              f"in one replica's pool (rule 2: at most {4 * cpu} with {cpu} cores)")
         if high < min(budget, 2 * cpu):
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: the budget allows "
                               f"{min(budget, 4 * cpu)} — a pool under 2 per core makes requests queue for a connection")
