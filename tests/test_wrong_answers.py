@@ -216,3 +216,77 @@ def test_rate_limit_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, lab3
     (lab3_workspace / "rate_limit.py").write_text(code)
     with pytest.raises(CheckFailed, match=expected):
         lab03.rate_limit.check(lab3)
+
+
+# -- lab 06 · exercise 1: the Deployment and Service (checked before anything runs) ----------------
+def _reference_yaml() -> str:
+    from scalelab.paths import REPO
+    return (REPO / "stack/shop/reference/deployment.yaml").read_text()
+
+
+def _changed(old: str, new: str, count: int = 1) -> str:
+    text = _reference_yaml()
+    assert text.count(old) >= count, f"the reference no longer holds {old!r}"
+    return text.replace(old, new, count)
+
+
+DEPLOYMENT = [
+    ("readiness-on-health", lambda: _changed("httpGet: {path: /ready, port: http}", "httpGet: {path: /health, port: http}"),
+     r"readinessProbe path is '/health'"),
+    ("liveness-on-ready", lambda: _changed("httpGet: {path: /health, port: http}", "httpGet: {path: /ready, port: http}"),
+     r"livenessProbe path is '/ready'"),
+    ("latest-tag", lambda: _changed("image: scalelab/shop:dev", "image: scalelab/shop:latest"), r"never :latest"),
+    ("no-cpu-request", lambda: _changed("requests: {cpu: 200m, memory: 128Mi}", "requests: {memory: 128Mi}"),
+     r"resources.requests is"),
+    ("service-selects-other-pods", lambda: _changed(
+        "    app.kubernetes.io/name: users            # the same label", "    app.kubernetes.io/name: user            # the same label"),
+     r"the Service selects"),
+    ("wrong-container-port", lambda: _changed("containerPort: 8000", "containerPort: 8080"), r"the container's ports are"),
+    ("no-service", lambda: _reference_yaml().split("\n---\n")[0], r"write one Deployment and one Service"),
+    ("a-typo-the-schema-refuses", lambda: _changed("  replicas: 2", "  replica: 2"), r"schema rejects deployment.yaml"),
+    ("always-pull", lambda: _changed("imagePullPolicy: IfNotPresent", "imagePullPolicy: Always"),
+     r"imagePullPolicy is 'Always'"),
+    ("selector-does-not-match-the-pods", lambda: _changed(
+        "      app.kubernetes.io/name: users          # the pods", "      app.kubernetes.io/name: shop          # the pods"),
+     r"does not match the pod template's labels"),
+]
+
+
+@pytest.mark.parametrize("make, expected", table(DEPLOYMENT))
+def test_deployment_check_rejects_a_wrong_manifest_saying_what_is_wrong(tmp_path, make, expected):
+    (tmp_path / "deployment.yaml").write_text(make())
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        lab06.deployment.check(WorkspaceOnly(tmp_path))
+    assert failed.type is CheckFailed
+
+
+# -- lab 06 · exercise 2: desired_replicas (its case table runs before any load) --------------------
+HPA = [
+    ("round-not-ceil", "d = c if m is None else round(c * m / t)\n    return max(mn, min(mx, d))",
+     r"returned 3, expected 4: .*ratio 1.12"),
+    ("no-tolerance", "import math\n    d = c if m is None else math.ceil(c * m / t)\n    return max(mn, min(mx, d))",
+     r"returned 4, expected 3: .*inside the 0.1 tolerance"),
+    ("no-upper-clamp", "import math\n    if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else "
+     "math.ceil(c * r)\n    return max(mn, d)", r"clamped to max_replicas"),
+    ("crashes-without-a-metric", "import math\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else math.ceil(c * r)\n"
+     "    return max(mn, min(mx, d))", r"raised TypeError: .*no metric yet"),
+    ("a-float-count", "if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else c * r\n"
+     "    return max(mn, min(mx, d))", r"a replica count is an int"),
+    ("no-lower-clamp", "import math\n    if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else "
+     "math.ceil(c * r)\n    return min(mx, d)", r"clamped to min_replicas"),
+    ("ratio-upside-down", "import math\n    if m is None: return c\n    r = t / m if m else 0\n    d = c if abs(r - 1) <= "
+     "tolerance else math.ceil(c * r)\n    return max(mn, min(mx, d))", r"one replica at twice the target"),
+    ("scales-up-from-zero", "import math\n    if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance "
+     "else math.ceil(c * r)\n    return max(mn, min(mx, d), 1)", r"scaled to 0 by hand"),
+    ("ignores-the-tolerance-passed-in", "import math\n    if m is None or c <= 0: return c\n    r = m / t\n    d = c if "
+     "abs(r - 1) <= 0.1 else math.ceil(c * r)\n    return max(mn, min(mx, d))", r"a wider tolerance"),
+]
+
+
+@pytest.mark.parametrize("body, expected", table(HPA))
+def test_hpa_check_rejects_a_wrong_formula_on_its_case_table(tmp_path, body, expected):
+    (tmp_path / "hpa.py").write_text("def desired_replicas(c, m, t, tolerance=0.1, min_replicas=1, max_replicas=10):\n"
+                                     "    mn, mx = min_replicas, max_replicas\n"
+                                     f"    {body}\n")
+    with pytest.raises(CheckFailed, match=expected):
+        lab06.hpa.check(WorkspaceOnly(tmp_path))

@@ -268,6 +268,18 @@ def _probe_path(container: dict, kind: str) -> str | None:
     return (((container.get(kind) or {}).get("httpGet") or {}).get("path"))
 
 
+def _probe_answer(url: str) -> str:
+    """What a probe path answers: "200 <status>" for the service's own JSON {"status": ...}, else its
+    status and the start of its body (something else answering 200 is not the user service)."""
+    r = httpx.get(url, timeout=5)
+    try:
+        if r.status_code == 200 and isinstance(status := r.json().get("status"), str):
+            return f"200 {status}"
+    except (ValueError, AttributeError):
+        pass
+    return f"{r.status_code} {r.text[:60]!r}"
+
+
 def _check_deployment(stack, exercise) -> str:
     path = stack.workspace / DEPLOYMENT_FILE
     if not path.exists():
@@ -333,8 +345,8 @@ def _check_deployment(stack, exercise) -> str:
                           f"(by number, or by the port's name {list(k for k in ports if k)})")
     # The probe paths exist in the running service and mean what they should.
     member = stack.members("users")[0]
-    answers = {p: httpx.get(f"{stack.member_url(member)}{p}", timeout=5).status_code for p in ("/ready", "/health")}
-    if answers != {"/ready": 200, "/health": 200}:
+    answers = {p: _probe_answer(f"{stack.member_url(member)}{p}") for p in ("/ready", "/health")}
+    if answers != {"/ready": "200 ready", "/health": "200 ok"}:
         raise CheckFailed(f"the live replica {member} answered {answers}: is the stack healthy? (stack.status())")
     apply = getattr(stack.runtime, "apply", None)     # runtimes with a Kubernetes API (kind)
     if apply is not None:
