@@ -290,3 +290,42 @@ def test_hpa_check_rejects_a_wrong_formula_on_its_case_table(tmp_path, body, exp
                                      f"    {body}\n")
     with pytest.raises(CheckFailed, match=expected):
         lab06.hpa.check(WorkspaceOnly(tmp_path))
+
+
+# -- lab 02 · exercise 2: verify_token (its token rules run before any replica does) ---------------
+from scalelab.labs import lab02  # noqa: E402
+
+TOKENS = [
+    ("signature-not-verified", 'return jwt.decode(token, options={"verify_signature": False})',
+     r"accepted a token payload changed after signing"),
+    ("expiry-not-required", 'return jwt.decode(token, secret, algorithms=["HS256"])',
+     r"accepted a token without an expiry"),
+    ("expiry-not-checked", 'return jwt.decode(token, secret, algorithms=["HS256"], '
+     'options={"verify_exp": False, "require": ["exp", "iat", "sub"]})', r"accepted a token expired a minute ago"),
+    ("sub-not-required", 'return jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})',
+     r"accepted a token naming no user"),
+    ("swallows-the-error", 'try:\n        return jwt.decode(token, secret, algorithms=["HS256"], '
+     'options={"require": ["exp", "iat", "sub"]})\n    except jwt.InvalidTokenError:\n        return None',
+     r"accepted a token .* and returned None: it must raise jwt.InvalidTokenError"),
+    ("raises-its-own-error", 'try:\n        return jwt.decode(token, secret, algorithms=["HS256"], '
+     'options={"require": ["exp", "iat", "sub"]})\n    except jwt.InvalidTokenError:\n        raise ValueError("bad token")',
+     r"verify_token raised ValueError: raise jwt.InvalidTokenError"),
+    ("returns-the-token", 'jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "iat", "sub"]})\n'
+     '    return token', r"return the token's claims as a dict"),
+    ("reads-the-payload-without-the-signature", 'import base64, json\n    payload = token.split(".")[1]\n'
+     '    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))',
+     r"accepted a token payload changed after signing"),
+]
+
+
+@pytest.mark.parametrize("body, expected", table(TOKENS))
+def test_token_rules_reject_a_wrong_verifier_saying_what_is_wrong(body, expected):
+    namespace = {}
+    exec(f"import jwt\n\ndef verify_token(token, secret):\n    {body}\n", namespace)
+    with pytest.raises(CheckFailed, match=expected):
+        lab02._check_rules(namespace["verify_token"])
+
+
+def test_token_rules_accept_the_reference():
+    from shop.reference.tokens import verify_token
+    lab02._check_rules(verify_token)
