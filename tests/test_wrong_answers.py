@@ -9,13 +9,33 @@ import pytest
 
 from conftest import solved_stack
 from scalelab.exercise import CheckFailed, NotAttempted
-from scalelab.labs import lab01, lab03, lab06
+from scalelab.labs import lab01, lab02, lab03, lab06
 from scalelab.references import solve
 
 
 def table(rows):
     """pytest params from (id, code, expected) rows."""
     return [pytest.param(code, expected, id=name) for name, code, expected in rows]
+
+
+def rejected(stack, exercise, code: str, expected: str) -> CheckFailed:
+    """Write ``code`` as the learner's file of ``exercise``, run its check on the live ``stack``:
+    it must fail with ``expected`` in one message. The reference solutions are put back after."""
+    try:
+        (stack.workspace / f"{exercise.name}.py").write_text(code)
+        with pytest.raises(CheckFailed, match=expected) as failed:
+            exercise.check(stack)
+    finally:
+        solve(stack)
+    assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+    return failed.value
+
+
+def defined(signature: str, body: str, prelude: str = ""):
+    """The learner's function from its signature and body (a rules check calls it directly)."""
+    namespace = {}
+    exec(f"{prelude}def {signature}:\n    {body}\n", namespace)
+    return namespace[signature.split("(")[0]]
 
 
 class WorkspaceOnly:
@@ -86,22 +106,13 @@ async def fetch_user(conn, user_id):
 lab1 = solved_stack(1)
 
 
-@pytest.fixture
-def lab1_workspace(lab1):
-    yield lab1.workspace
-    solve(lab1)
-
-
 @pytest.mark.parametrize("code, expected", table(FETCH_USER))
-def test_fetch_user_check_rejects_a_wrong_answer_saying_what_is_wrong(lab1, lab1_workspace, code, expected):
-    (lab1_workspace / "user_queries.py").write_text(code)
-    with pytest.raises(CheckFailed, match=expected) as failed:
-        lab01.fetch_user.check(lab1)
-    assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+def test_fetch_user_check_rejects_a_wrong_answer_saying_what_is_wrong(lab1, code, expected):
+    rejected(lab1, lab01.fetch_user, code, expected)
 
 
-def test_fetch_user_stub_is_not_attempted_and_the_reference_passes(lab1, lab1_workspace, capsys):
-    (lab1_workspace / "user_queries.py").write_text("async def fetch_user(conn, user_id):\n"
+def test_fetch_user_stub_is_not_attempted_and_the_reference_passes(lab1, capsys):
+    (lab1.workspace / "user_queries.py").write_text("async def fetch_user(conn, user_id):\n"
                                                     "    # YOUR CODE HERE\n    raise NotImplementedError()\n")
     with pytest.raises(NotAttempted, match="not attempted yet"):
         lab01.fetch_user.check(lab1)
@@ -131,15 +142,15 @@ POOL = [
 
 @pytest.mark.parametrize("body, expected", table(POOL))
 def test_pool_rules_reject_a_wrong_answer_saying_what_is_wrong(body, expected):
-    namespace = {}
-    exec(f"def pool_size(cpu_count, db_max_connections, replicas):\n    {body}\n", namespace)
     with pytest.raises(CheckFailed, match=expected):
-        lab01._check_rules(namespace["pool_size"])
+        lab01._check_rules(defined("pool_size(cpu_count, db_max_connections, replicas)", body))
 
 
-def test_pool_rules_accept_the_reference():
+def test_pool_and_token_rules_accept_the_references():
     from shop.reference.pool import pool_size
+    from shop.reference.tokens import verify_token
     lab01._check_rules(pool_size)
+    lab02._check_rules(verify_token)
 
 
 # -- lab 03 · exercise 2: the rate limiter ---------------------------------------------------------
@@ -205,17 +216,9 @@ def allow(redis, client, limit, window_s):
 lab3 = solved_stack(3)
 
 
-@pytest.fixture
-def lab3_workspace(lab3):
-    yield lab3.workspace
-    solve(lab3)
-
-
 @pytest.mark.parametrize("code, expected", table(LIMITER))
-def test_rate_limit_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, lab3_workspace, code, expected):
-    (lab3_workspace / "rate_limit.py").write_text(code)
-    with pytest.raises(CheckFailed, match=expected):
-        lab03.rate_limit.check(lab3)
+def test_rate_limit_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, code, expected):
+    rejected(lab3, lab03.rate_limit, code, expected)
 
 
 # -- lab 06 · exercise 1: the Deployment and Service (checked before anything runs) ----------------
@@ -293,8 +296,6 @@ def test_hpa_check_rejects_a_wrong_formula_on_its_case_table(tmp_path, body, exp
 
 
 # -- lab 02 · exercise 2: verify_token (its token rules run before any replica does) ---------------
-from scalelab.labs import lab02  # noqa: E402
-
 TOKENS = [
     ("signature-not-verified", 'return jwt.decode(token, options={"verify_signature": False})',
      r"accepted a token payload changed after signing"),
@@ -320,12 +321,5 @@ TOKENS = [
 
 @pytest.mark.parametrize("body, expected", table(TOKENS))
 def test_token_rules_reject_a_wrong_verifier_saying_what_is_wrong(body, expected):
-    namespace = {}
-    exec(f"import jwt\n\ndef verify_token(token, secret):\n    {body}\n", namespace)
     with pytest.raises(CheckFailed, match=expected):
-        lab02._check_rules(namespace["verify_token"])
-
-
-def test_token_rules_accept_the_reference():
-    from shop.reference.tokens import verify_token
-    lab02._check_rules(verify_token)
+        lab02._check_rules(defined("verify_token(token, secret)", body, prelude="import jwt\n\n"))
