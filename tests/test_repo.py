@@ -138,7 +138,7 @@ def test_each_lab_opens_with_its_measured_time_and_every_value_fast_changes(note
     import json
     cells = json.loads(notebook.read_text())["cells"]
     intro = "".join(cells[0]["source"])
-    assert re.search(r"\*\*Time\.\*\* Running every cell took (\d+ min )?\d+ s here", intro), \
+    assert re.search(r"\*\*Time\.\*\* Running every cell took \d+(–\d+)? s here", intro), \
         f"{notebook.name}: the first cell states no measured time"
     assert "**`FAST`**" in intro, f"{notebook.name}: the first cell does not say what FAST changes"
     said = intro.replace(",", "").replace("_", "")
@@ -148,3 +148,13 @@ def test_each_lab_opens_with_its_measured_time_and_every_value_fast_changes(note
         fast, default = (re.findall(r"\d[\d_]*", side.split("=")[-1].replace("_", "")) for side in m.groups())
         for full, short in zip(default, fast):
             assert f"{full} → {short}" in said, f"{notebook.name}: the first cell does not say FAST turns {full} into {short}"
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_each_lab_says_in_its_first_cell_what_state_it_starts_from_and_how_to_start_clean(notebook):
+    import json
+    intro = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
+    lab = int(notebook.name[:2])
+    assert "**State.**" in intro and f"make lab-{lab}-reset" in intro, f"{notebook.name}: no word on its starting state"
+    for test_file in re.findall(r"`(tests/[\w/]+\.py)`", intro):
+        assert (REPO / test_file).is_file(), f"{notebook.name} names {test_file}, which does not exist"

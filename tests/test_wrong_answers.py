@@ -323,3 +323,57 @@ TOKENS = [
 def test_token_rules_reject_a_wrong_verifier_saying_what_is_wrong(body, expected):
     with pytest.raises(CheckFailed, match=expected):
         lab02._check_rules(defined("verify_token(token, secret)", body, prelude="import jwt\n\n"))
+
+
+# -- lab 03 · exercise 1: cache-aside --------------------------------------------------------------
+def cache(get_user: str, forget_user: str = "    await redis.delete(user_key(user_id))") -> str:
+    return ("import json\n\n\ndef user_key(user_id):\n    return f\"user:{user_id}\"\n\n\n"
+            f"async def get_user(redis, user_id, load_from_db, ttl_s):\n{get_user}\n\n\n"
+            f"async def forget_user(redis, user_id):\n{forget_user}\n")
+
+
+CACHED_READ = '''    cached = await redis.get(user_key(user_id))
+    if cached is not None:
+        return json.loads(cached)
+    user = await load_from_db(user_id)
+'''
+USER_CACHE = [
+    ("never-reads-the-cache", cache('''    user = await load_from_db(user_id)
+    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=ttl_s)
+    return user'''), r"every read still goes to the database"),
+    ("no-ttl", cache(CACHED_READ + '''    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str))
+    return user'''), r"has no expiry"),
+    ("a-ttl-of-its-own", cache(CACHED_READ + '''    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=3600)
+    return user'''), r"expires in \d+ s; the service's TTL is \d+ s"),
+    ("never-invalidates", cache(CACHED_READ + '''    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=ttl_s)
+    return user''', forget_user="    return None"), r"a stale read — forget_user must delete"),
+    ("stores-repr-not-json", cache('''    cached = await redis.get(user_key(user_id))
+    if cached is not None:
+        return eval(cached, {"datetime": __import__("datetime")})
+    user = await load_from_db(user_id)
+    if user is not None:
+        await redis.set(user_key(user_id), repr(user), ex=ttl_s)
+    return user'''), r"(does not hold JSON|ran your get_user and it failed)"),
+    ("another-key-than-user-key", cache(CACHED_READ.replace("user_key(user_id)", "f'u:{user_id}'") + '''    if user is not None:
+        await redis.set(f"u:{user_id}", json.dumps(user, default=str), ex=ttl_s)
+    return user'''), r"Redis holds nothing under 'user:\d+'"),
+    ("swallows-redis-errors-as-a-miss-of-none", cache('''    try:
+        cached = await redis.get(user_key(user_id))
+    except Exception:
+        return None
+    if cached is not None:
+        return json.loads(cached)
+    user = await load_from_db(user_id)
+    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=ttl_s)
+    return user'''), r"with Redis down GET /users/\d+ answered 404"),
+]
+
+
+@pytest.mark.parametrize("code, expected", table(USER_CACHE))
+def test_user_cache_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, code, expected):
+    rejected(lab3, lab03.user_cache, code, expected)
