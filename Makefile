@@ -58,8 +58,9 @@ status: $(STAMP)  ## what runs, where
 doctor: $(STAMP)  ## check tools, server binaries, free ports, RAM and CPU
 	$(SCALELAB) doctor
 
-jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the labs/ folder
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(JUPYTER_ROOT) --ServerApp.root_dir=$(CURDIR) labs/
+jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the repo root (labs/, solutions/, README), showing lab 01
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(JUPYTER_ROOT) --ServerApp.root_dir=$(CURDIR) \
+		--LabApp.default_url=/lab/tree/labs/01-stateless-api.ipynb
 
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py

@@ -158,3 +158,28 @@ def test_ladder_and_plots(base_url, ok_result):
     for fig in figs:
         assert isinstance(fig, Figure)
         assert fig._repr_png_().startswith(b"\x89PNG")  # renders inline in Jupyter
+
+
+def test_plot_legends_sit_beside_the_data_and_log_ms_axes_read_as_plain_numbers():
+    import io
+
+    import pandas as pd
+    df = pd.DataFrame({"users": [1, 2, 4, 8], "rps": [100, 180, 250, 260], "p95_ms": [5, 8, 15, 40]})
+    ladder = plot.ladder(df)                 # a twin axis: the legend is the figure's, right of both
+    ladder.savefig(io.BytesIO(), format="png")
+    renderer = ladder._get_renderer()
+    right_edge = max(ax.get_tightbbox(renderer).x1 for ax in ladder.axes)
+    (legend,) = ladder.legends
+    assert legend.get_window_extent(renderer).x0 >= right_edge - 1, "the legend covers an axis"
+
+    fig = plot.Figure(layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0.8, 3, 40, 900], [0, 1, 2, 3], label="a series")
+    ax.set_xscale("log")
+    plot.plain_ms(ax.xaxis)
+    plot.legend_outside(ax)
+    fig.savefig(io.BytesIO(), format="png")
+    renderer = fig._get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    labels = {t.get_text() for t in ax.get_xticklabels()}
+    assert {"1", "10", "100"} <= labels and not any("10^" in l or "$" in l for l in labels), labels

@@ -86,3 +86,75 @@ def test_reference_solutions_equal_the_solution_cells(notebook, name, code):
     reference = known.get(name)
     assert reference is not None, f"{notebook}: no exercise of scalelab.labs names a reference for {name}"
     assert reference.read_text().strip() + "\n" == code, f"{reference} differs from the cell in {notebook}"
+
+
+def _makefile_recipe(target: str) -> str:
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    match = re.search(rf"^{target}:[^\n]*\n((?:\t[^\n]*\n)+)", text, flags=re.M)
+    assert match, f"Makefile has no {target} target"
+    return match[1]
+
+
+def test_make_jupyter_serves_the_repo_root_and_opens_lab_01():
+    recipe = _makefile_recipe("jupyter")
+    assert "--ServerApp.root_dir=$(CURDIR)" in recipe, recipe
+    url = re.search(r"--LabApp\.default_url=/lab/tree/(\S+)", recipe)
+    assert url, f"make jupyter opens no notebook: {recipe}"
+    assert url[1] == "labs/01-stateless-api.ipynb" and (REPO / url[1]).is_file(), url[1]
+    assert not re.search(r"\slabs/\s*$", recipe), "a path argument would override the default URL"
+
+
+LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|\b(?:href|src)=\"([^\"]+)\"")
+
+
+def notebook_links():
+    import json
+    for notebook in sorted([*(REPO / "labs").glob("*.ipynb"), *(REPO / "solutions").glob("*.ipynb")]):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                for m in LINK.finditer("".join(cell["source"])):
+                    yield notebook, m[1] or m[2]
+
+
+def test_notebooks_have_relative_links_to_check():
+    relative = [link for _, link in notebook_links() if not re.match(r"[a-z]+:|#", link)]
+    assert relative, "the link pattern finds no relative link (lab 01 links ../README.md)"
+
+
+@pytest.mark.parametrize("notebook, link", [(n, l) for n, l in notebook_links() if not re.match(r"[a-z]+:|#", l)],
+                         ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_every_relative_link_in_a_notebook_resolves_from_the_notebooks_folder(notebook, link):
+    """JupyterLab serves the repo root (`make jupyter`), so a link resolves as on disk."""
+    target = (notebook.parent / link.split("#")[0]).resolve()
+    assert target.is_relative_to(REPO), f"{notebook.name}: {link} points outside the repo, which JupyterLab does not serve"
+    assert target.exists(), f"{notebook.name}: {link} does not exist"
+
+
+FAST_SWITCH = re.compile(r"([^=\n]+?)\s+if FAST else\s+([^#\n]+)")
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_each_lab_opens_with_its_measured_time_and_every_value_fast_changes(notebook):
+    import json
+    cells = json.loads(notebook.read_text())["cells"]
+    intro = "".join(cells[0]["source"])
+    assert re.search(r"\*\*Time\.\*\* Running every cell took \d+(–\d+)? s here", intro), \
+        f"{notebook.name}: the first cell states no measured time"
+    assert "**`FAST`**" in intro, f"{notebook.name}: the first cell does not say what FAST changes"
+    said = intro.replace(",", "").replace("_", "")
+    switches = [m for c in cells if c["cell_type"] == "code" for m in FAST_SWITCH.finditer("".join(c["source"]))]
+    assert switches, f"{notebook.name}: no `x if FAST else y` found"
+    for m in switches:
+        fast, default = (re.findall(r"\d[\d_]*", side.split("=")[-1].replace("_", "")) for side in m.groups())
+        for full, short in zip(default, fast):
+            assert f"{full} → {short}" in said, f"{notebook.name}: the first cell does not say FAST turns {full} into {short}"
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_each_lab_says_in_its_first_cell_what_state_it_starts_from_and_how_to_start_clean(notebook):
+    import json
+    intro = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
+    lab = int(notebook.name[:2])
+    assert "**State.**" in intro and f"make lab-{lab}-reset" in intro, f"{notebook.name}: no word on its starting state"
+    for test_file in re.findall(r"`(tests/[\w/]+\.py)`", intro):
+        assert (REPO / test_file).is_file(), f"{notebook.name} names {test_file}, which does not exist"

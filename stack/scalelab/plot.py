@@ -16,7 +16,7 @@ import io
 
 import pandas as pd
 from matplotlib.figure import Figure as _MplFigure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from scalelab.load import LoadResult
 
@@ -28,6 +28,24 @@ class Figure(_MplFigure):
         buf = io.BytesIO()
         self.savefig(buf, format="png", dpi=100)
         return buf.getvalue()
+
+
+def legend_outside(ax, handles=None, **kw):
+    """The legend to the right of the axes, never on the data (``ax.legend``'s keywords pass on).
+
+    With ``handles`` (lines of a twin axis too) it is the figure's legend, right of both y axes:
+    that needs a figure with ``layout="constrained"``."""
+    kw = {"fontsize": "small", **kw}
+    if handles is not None:
+        return ax.figure.legend(handles=handles, loc="outside right upper", **kw)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+
+
+def plain_ms(axis):
+    """A log-scale axis labelled 1, 10, 100 (milliseconds as written), not 10^0, 10^1, 10^2."""
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+    return axis
 
 
 def _new(nrows=1, figsize=(7, 4), **kw):
@@ -58,9 +76,9 @@ def latency_cdf(results: dict[str, LoadResult] | LoadResult, ax=None):
            ylabel="fraction of requests ≤ x", title="Latency CDF")  # fmt: skip
     for q in (0.5, 0.95, 0.99):
         ax.axhline(q, color="grey", lw=0.6, ls=":")
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # 1, 10, 100 instead of 10^0, 10^1 ...
+    plain_ms(ax.xaxis)  # 1, 10, 100 instead of 10^0, 10^1 ...
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    legend_outside(ax)
     return fig
 
 
@@ -83,7 +101,7 @@ def ladder(df: pd.DataFrame):
     ax.set_ylim(bottom=0)  # both axes from zero, so small changes don't look dramatic
     ax2.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="upper left", fontsize="small")
+    legend_outside(ax, handles=ax.get_lines() + ax2.get_lines())
     return fig
 
 

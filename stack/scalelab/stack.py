@@ -136,6 +136,13 @@ class Stack:
     def logs(self, member: str, tail: int = 40) -> str:
         return self.runtime.logs(member, tail)
 
+    def tool(self, name: str, *args: str, member: str | None = None, timeout: float = 60):
+        """Run the real client ``name`` (psql, valkey-cli, nginx, celery, promtool, kubectl) against
+        the live stack, wherever it runs: ``stack.tool("psql", "-c", "select 1")``. Shows the
+        command and its output (a ``scalelab.tools.ToolRun``: ``.output``, ``.returncode``)."""
+        from scalelab import tools
+        return tools.run(self, name, *args, member=member, timeout=timeout)
+
     # -- lab 06: autoscaling -----------------------------------------------------------
     def autoscale(self, spec, desired_replicas):
         """An autoscaler for ``spec.service`` (``scalelab.autoscaler.HpaSpec``), not started yet:

@@ -30,6 +30,65 @@ def _formats_sql(fn) -> bool:
     return False
 
 
+PROBE_ID = 987_654_321   # the id a probe call passes: its digits in the SQL text mean it was formatted in
+PROBE_TEXT = "987654321 /* scalelab probe */"
+
+
+class _ProbeId(int):
+    """An int whose text is not its integer literal: if it reaches the SQL string, the string was
+    built from the value (f-string, %, +, str(), join, format), whatever the code looked like."""
+    def __str__(self):
+        return PROBE_TEXT
+
+    __repr__ = __str__
+
+    def __format__(self, spec):
+        return PROBE_TEXT
+
+
+class _RecordingConnection:
+    """Stands in for the asyncpg connection in one probe call: records each statement and its
+    arguments, finds no row."""
+    def __init__(self):
+        self.calls: list[tuple[str, tuple]] = []
+
+    async def _record(self, sql, *args, **kwargs):
+        self.calls.append((str(sql), args))
+
+    async def fetchrow(self, sql, *args, **kwargs):
+        await self._record(sql, *args)
+        return None
+
+    async def fetch(self, sql, *args, **kwargs):
+        await self._record(sql, *args)
+        return []
+
+    async def fetchval(self, sql, *args, **kwargs):
+        await self._record(sql, *args)
+        return None
+
+    async def execute(self, sql, *args, **kwargs):
+        await self._record(sql, *args)
+        return "SELECT 0"
+
+
+def _probe_formats_sql(fetch_user) -> bool:
+    """Call fetch_user once with a probe id on a recording connection: True when the id's text
+    reached a statement. A call the recorder cannot follow proves nothing (the live check follows)."""
+    import asyncio
+
+    from scalelab import aio
+    conn = _RecordingConnection()
+
+    async def call():
+        await asyncio.wait_for(fetch_user(conn, _ProbeId(PROBE_ID)), timeout=5)
+    try:
+        aio.run(call())   # in a helper thread: Jupyter's own loop is running here
+    except Exception:
+        pass
+    return any(str(PROBE_ID) in sql or "scalelab probe" in sql for sql, _ in conn.calls)
+
+
 def _said(response: httpx.Response) -> str:
     """What an answer says, in one line: its JSON ``detail`` (the service's errors), else its text."""
     try:
@@ -51,7 +110,7 @@ def _check_fetch_user(stack, exercise) -> str:
     fetch_user = exercise.function(stack, "fetch_user")
     if not inspect.iscoroutinefunction(fetch_user):
         raise CheckFailed("fetch_user must be `async def`: asyncpg's conn.fetchrow() is awaited")
-    if _formats_sql(fetch_user):
+    if _formats_sql(fetch_user) or _probe_formats_sql(fetch_user):
         raise CheckFailed("the SQL is built by formatting a value into the string: write `WHERE id = $1` "
                           "and pass user_id as an argument to fetchrow (parametrized, never injectable)")
     stack.restart("users")  # the service loads user_queries.py from the workspace at start
@@ -124,7 +183,7 @@ def _check_rules(pool_size) -> None:
                               f"{high * replicas} connections, over max_connections - {RESERVED} = {conns - RESERVED}")
         if high > max(4 * cpu, 1) and high > 1:
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: more than 4 connections per core "
-                              f"({4 * cpu}) only queue inside Postgres")
+                              f"in one replica's pool (rule 2: at most {4 * cpu} with {cpu} cores)")
         if high < min(budget, 2 * cpu):
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: the budget allows "
                               f"{min(budget, 4 * cpu)} — a pool under 2 per core makes requests queue for a connection")

@@ -193,12 +193,12 @@ def bad_tokens(secret: str, sub: str = "42") -> dict[str, str]:
     """Tokens a verifier must refuse, for a service whose key is ``secret``."""
     now = int(time.time())
     good = jwt.encode({"sub": sub, "iat": now, "exp": now + 300}, secret, algorithm="HS256")
-    return {
-        "expired a minute ago": jwt.encode({"sub": sub, "iat": now - 600, "exp": now - 60}, secret, algorithm="HS256"),
+    return {   # the signature first: a verifier that skips it fails on that, not on a side effect
         "payload changed after signing (another sub)": forged(good, sub="1"),
         "signed with another secret": jwt.encode({"sub": sub, "iat": now, "exp": now + 300},
                                                  secrets.token_urlsafe(32), algorithm="HS256"),
         'unsigned (alg "none")': jwt.encode({"sub": sub, "iat": now, "exp": now + 300}, None, algorithm="none"),
+        "expired a minute ago": jwt.encode({"sub": sub, "iat": now - 600, "exp": now - 60}, secret, algorithm="HS256"),
         "without an expiry (no exp claim)": jwt.encode({"sub": sub, "iat": now}, secret, algorithm="HS256"),
         "naming no user (no sub claim)": jwt.encode({"iat": now, "exp": now + 300}, secret, algorithm="HS256"),
     }

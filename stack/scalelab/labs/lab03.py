@@ -171,6 +171,32 @@ user_cache = Exercise(
 
 
 # -- exercise 2: a rate limiter shared by every replica -----------------------------
+def _shared_by_every_client(url: str, limit: int) -> bool:
+    """True when a new client's first request is refused right after another client was refused,
+    each time that happened (three tries; a window turning over in between gives no verdict)."""
+    conclusive = 0
+    for _ in range(3):
+        if _sequential([url], limit + 1, f"check-{uuid.uuid4().hex[:8]}").status.iloc[-1] != 429:
+            continue            # the window turned over before the first client ran out: no verdict
+        if _sequential([url], 1, f"check-{uuid.uuid4().hex[:8]}").status.iloc[0] != 429:
+            return False
+        conclusive += 1
+    return conclusive > 0
+
+
+def _window_ends_for_a_busy_client(url: str, limit: int, window: int) -> bool:
+    """A client over its limit keeps sending, a request every quarter window: is one allowed again
+    within 2.5 windows? (A TTL set again by every request never lets its window end.)"""
+    client = f"check-{uuid.uuid4().hex[:8]}"
+    _sequential([url], limit + 1, client)
+    deadline = time.monotonic() + 2.5 * window
+    while time.monotonic() < deadline:
+        time.sleep(window / 4)
+        if _sequential([url], 1, client).status.iloc[0] == 200:
+            return True
+    return False
+
+
 def _sequential(urls: list[str], total: int, client: str) -> pd.DataFrame:
     """``total`` requests of ``client``, one after another, cycling over ``urls``."""
     rows = []
@@ -236,15 +262,24 @@ def _check_rate_limit(stack, exercise) -> str:
         raise CheckFailed(f"{total} requests of one client, one after another: {allowed} allowed, expected exactly "
                           f"{limit} (allowed while count <= limit, the count including this request)")
 
+    # 1b. Per client: right after one client used up its limit, another's first request passes.
+    if _shared_by_every_client(members[0], limit):
+        raise CheckFailed(f"right after one client used up its {limit} requests, a new client's FIRST request was "
+                          "refused: every client shares one count — count per client, the key must contain `client`")
+
     # 2. Every replica, one request at a time: is the count shared? (Per-replica counters
     #    would allow them all: each replica sees fewer than the limit.)
     if len(members) > 1:
         total = limit + 10
         allowed, frame, _ = _allowed(stack, lambda c: _sequential(members, total, c), limit)
-        if allowed != limit:
+        if allowed > limit:
             raise CheckFailed(f"{total} requests of one client, one after another, spread over {len(members)} "
                               f"replicas: {allowed} allowed, expected {limit} — each replica counts on its own; keep "
                               "the count in Redis, where every replica sees the same number")
+        if allowed < limit:
+            raise CheckFailed(f"{total} requests of a new client, one after another, spread over {len(members)} "
+                              f"replicas: only {allowed} allowed, expected {limit} — does the count include other "
+                              "requests than this client's in this window?")
 
     # 3. Through the entry point, all at once: is the count atomic?
     total = 3 * limit
@@ -274,6 +309,11 @@ def _check_rate_limit(stack, exercise) -> str:
     if never := [key for key in keys if r.ttl(key) == -1]:
         raise CheckFailed(f"the counter {never[0]!r} never expires: that client would stay blocked forever — "
                           "give the key a TTL of window_s")
+    if not _window_ends_for_a_busy_client(members[0], limit, window):
+        raise CheckFailed(f"a client over its limit that kept sending (one request every {window / 4:g} s) was still "
+                          f"refused {2.5 * window:g} s later, though the window is {window} s: each request set the "
+                          "key's TTL again, so its window never ends — start the clock only with the window's first "
+                          "request (EXPIRE key window_s NX)")
     other = fire(f"{stack.url('users')}/users?limit=1", 1, {"X-Client-Id": f"other-{uuid.uuid4().hex[:8]}"})
     if other.status.iloc[0] != 200:
         raise CheckFailed(f"a different client was refused ({other.status.iloc[0]}): count per client, "

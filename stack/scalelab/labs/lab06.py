@@ -126,7 +126,7 @@ def steady_load(url: str, seconds: float, concurrency: int = 8, timeout: float =
 
 def plot_served_by(run: dict, title: str):
     """Requests answered per second, by the replica that answered (failures in red)."""
-    from scalelab.plot import Figure
+    from scalelab.plot import Figure, legend_outside
     frame = run["frame"].assign(second=lambda f: f.t_s.astype(int))
     ok = frame[frame.status.between(200, 399)]
     per = ok.pivot_table(index="second", columns="instance", values="ms", aggfunc="count").fillna(0)
@@ -139,7 +139,7 @@ def plot_served_by(run: dict, title: str):
     ax.axvspan(run["action_at_s"], run["action_at_s"] + run["action_s"], color="grey", alpha=0.15,
                label=f"action ({run['action_s']:.1f} s)")
     ax.set(xlabel="seconds since the load started", ylabel="answers / s", title=title)
-    ax.legend(fontsize="small", loc="lower left")
+    legend_outside(ax)
     ax.grid(True, alpha=0.3)
     return fig
 
@@ -208,7 +208,7 @@ def run_autoscaling(stack, spec: HpaSpec, desired_replicas, users: int = 8, dura
 def plot_scaling(run: dict):
     """Replicas (as the runtime reported them) and CPU utilization (as the autoscaler measured
     it) over time, with the load's span, the target and the window."""
-    from scalelab.plot import Figure
+    from scalelab.plot import Figure, legend_outside
     spec, history, seen = run["spec"], run["history"], run["replicas_seen"]
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -227,7 +227,7 @@ def plot_scaling(run: dict):
     ax2.axhline(spec.target_cpu_utilization, color="tab:red", ls=":", lw=1, label="target")
     ax2.set_ylabel("CPU utilization, % of the request", color="tab:red")
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize="small", loc="upper right")
+    legend_outside(ax, handles=handles)
     ax.grid(True, alpha=0.3)
     return fig
 
@@ -266,6 +266,18 @@ def _beside_the_stack(objects: list[dict], namespace: str | None, tag: str | Non
 
 def _probe_path(container: dict, kind: str) -> str | None:
     return (((container.get(kind) or {}).get("httpGet") or {}).get("path"))
+
+
+def _probe_answer(url: str) -> str:
+    """What a probe path answers: "200 <status>" for the service's own JSON {"status": ...}, else its
+    status and the start of its body (something else answering 200 is not the user service)."""
+    r = httpx.get(url, timeout=5)
+    try:
+        if r.status_code == 200 and isinstance(status := r.json().get("status"), str):
+            return f"200 {status}"
+    except (ValueError, AttributeError):
+        pass
+    return f"{r.status_code} {r.text[:60]!r}"
 
 
 def _check_deployment(stack, exercise) -> str:
@@ -333,8 +345,8 @@ def _check_deployment(stack, exercise) -> str:
                           f"(by number, or by the port's name {list(k for k in ports if k)})")
     # The probe paths exist in the running service and mean what they should.
     member = stack.members("users")[0]
-    answers = {p: httpx.get(f"{stack.member_url(member)}{p}", timeout=5).status_code for p in ("/ready", "/health")}
-    if answers != {"/ready": 200, "/health": 200}:
+    answers = {p: _probe_answer(f"{stack.member_url(member)}{p}") for p in ("/ready", "/health")}
+    if answers != {"/ready": "200 ready", "/health": "200 ok"}:
         raise CheckFailed(f"the live replica {member} answered {answers}: is the stack healthy? (stack.status())")
     if stack.supports("apply"):                       # runtimes with a Kubernetes API (kind)
         stack.apply(_beside_the_stack(deployments + services, stack.namespace, stack.image_tag))

@@ -40,7 +40,7 @@ EXPRS = {
     "requests/s": 'sum by (service) (rate(http_requests_total{job="shop", route!~"/metrics|/health|/ready"}[10s]))',
     "DB pool in use": 'sum by (instance) (db_pool_connections{job="shop", state="in_use"})',
     "queue depth": 'orders_queue_depth{job="shop"}',
-    "tasks/s": 'sum by (outcome) (rate(celery_tasks_total{job="shop"}[10s]))',
+    "tasks/s": 'sum by (outcome) (rate(celery_tasks_total{job="shop"}[3s]))',   # 3 scrapes: shorter than a burst's drain
     "cache hit ratio": 'sum(rate(cache_requests_total{job="shop", result="hit"}[30s]))'
                        ' / sum(rate(cache_requests_total{job="shop", result=~"hit|miss"}[30s]))',
 }

@@ -1,0 +1,379 @@
+"""Each exercise's check against the wrong answers a learner plausibly writes: the classic mistakes
+the notebook's prose names, and others. Every one must be rejected, with the right diagnosis.
+
+A table per exercise: (id, the learner's file, what the check must say). Live checks run on a
+real local stack; the checks that need none (pure functions, YAML) run on a workspace alone.
+"""
+
+import pytest
+
+from conftest import solved_stack
+from scalelab.exercise import CheckFailed, NotAttempted
+from scalelab.labs import lab01, lab02, lab03, lab06
+from scalelab.references import solve
+
+
+def table(rows):
+    """pytest params from (id, code, expected) rows."""
+    return [pytest.param(code, expected, id=name) for name, code, expected in rows]
+
+
+def rejected(stack, exercise, code: str, expected: str) -> CheckFailed:
+    """Write ``code`` as the learner's file of ``exercise``, run its check on the live ``stack``:
+    it must fail with ``expected`` in one message. The reference solutions are put back after."""
+    try:
+        (stack.workspace / f"{exercise.name}.py").write_text(code)
+        with pytest.raises(CheckFailed, match=expected) as failed:
+            exercise.check(stack)
+    finally:
+        solve(stack)
+    assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+    return failed.value
+
+
+def defined(signature: str, body: str, prelude: str = ""):
+    """The learner's function from its signature and body (a rules check calls it directly)."""
+    namespace = {}
+    exec(f"{prelude}def {signature}:\n    {body}\n", namespace)
+    return namespace[signature.split("(")[0]]
+
+
+class WorkspaceOnly:
+    """What a check that needs no running stack sees of one."""
+
+    def __init__(self, workspace):
+        self.workspace = workspace
+
+
+# -- lab 01 · exercise 1: fetch_user -------------------------------------------------------------
+SELECT = "SELECT id, email, name, created_at FROM users"
+FETCH_USER = [
+    ("f-string", f'''
+async def fetch_user(conn, user_id):
+    row = await conn.fetchrow(f"{SELECT} WHERE id = {{user_id}}")
+    return dict(row) if row else None
+''', "built by formatting"),
+    ("str-concatenation", f'''
+async def fetch_user(conn, user_id):
+    sql = "{SELECT} WHERE id = "
+    sql += str(user_id)
+    row = await conn.fetchrow(sql)
+    return dict(row) if row else None
+''', "built by formatting"),
+    ("join", f'''
+async def fetch_user(conn, user_id):
+    row = await conn.fetchrow(" ".join(["{SELECT} WHERE id =", str(user_id)]))
+    return dict(row) if row else None
+''', "built by formatting"),
+    ("percent-d", f'''
+async def fetch_user(conn, user_id):
+    row = await conn.fetchrow("{SELECT} WHERE id = %d" % user_id)
+    return dict(row) if row else None
+''', "built by formatting"),
+    ("str-format-via-variable", f'''
+TEMPLATE = "{SELECT} WHERE id = {{}}"
+
+async def fetch_user(conn, user_id):
+    query = TEMPLATE.format
+    row = await conn.fetchrow(query(user_id))
+    return dict(row) if row else None
+''', "built by formatting"),
+    ("too-few-columns", '''
+async def fetch_user(conn, user_id):
+    row = await conn.fetchrow("SELECT id, email FROM users WHERE id = $1", user_id)
+    return dict(row) if row else None
+''', r"the service ran your fetch_user and it failed: .*(name|created_at)"),
+    ("no-none-for-a-missing-user", f'''
+async def fetch_user(conn, user_id):
+    return dict(await conn.fetchrow("{SELECT} WHERE id = $1", user_id))
+''', r"\(no such user\) answered 500: fetch_user must return None"),
+    ("ignores-the-id", f'''
+async def fetch_user(conn, user_id):
+    row = await conn.fetchrow("{SELECT} ORDER BY id LIMIT 1")
+    return dict(row) if row else None
+''', r"returned 200 .*expected"),
+    ("not-async", f'''
+def fetch_user(conn, user_id):
+    return None
+''', "must be `async def`"),
+    ("returns-a-string", f'''
+async def fetch_user(conn, user_id):
+    row = await conn.fetchrow("{SELECT} WHERE id = $1", user_id)
+    return str(dict(row)) if row else None
+''', r"the service ran your fetch_user and it failed: .*not a user"),
+]
+
+lab1 = solved_stack(1)
+
+
+@pytest.mark.parametrize("code, expected", table(FETCH_USER))
+def test_fetch_user_check_rejects_a_wrong_answer_saying_what_is_wrong(lab1, code, expected):
+    rejected(lab1, lab01.fetch_user, code, expected)
+
+
+def test_fetch_user_stub_is_not_attempted_and_the_reference_passes(lab1, capsys):
+    (lab1.workspace / "user_queries.py").write_text("async def fetch_user(conn, user_id):\n"
+                                                    "    # YOUR CODE HERE\n    raise NotImplementedError()\n")
+    with pytest.raises(NotAttempted, match="not attempted yet"):
+        lab01.fetch_user.check(lab1)
+    solve(lab1)
+    lab01.fetch_user.check(lab1)
+    assert "✓" in capsys.readouterr().out
+
+
+# -- lab 01 · exercise 2: pool_size (its rules need no stack) -------------------------------------
+POOL = [
+    ("ignores-the-reserved-connections", "return 2, max(1, min(db_max_connections // replicas, 4 * cpu_count))",
+     r"over max_connections - 8"),
+    ("ignores-the-database-budget", "return 2, 4 * cpu_count", r"replicas × \d+ = \d+ connections, over"),
+    ("min-equals-max", "b = max(1, min((db_max_connections - 8) // replicas, 4 * cpu_count))\n    return b, b",
+     r"at most 2 idle connections"),
+    ("too-small-a-pool", "return 1, max(1, min((db_max_connections - 8) // replicas, 2))", r"a pool under 2 per core"),
+    ("a-list-not-a-tuple", "return [1, max(1, min((db_max_connections - 8) // replicas, 4 * cpu_count))]",
+     r"as two ints"),
+    ("a-float-size", "return 2, max(1, min((db_max_connections - 8) / replicas, 4 * cpu_count))", r"as two ints"),
+    ("too-many-per-core", "return 2, max(1, min((db_max_connections - 8) // replicas, 16 * cpu_count))",
+     r"more than 4 connections per core in one replica's pool"),
+    ("divides-by-replicas-minus-one", "return 2, (db_max_connections - 8) // (replicas - 1)",
+     r"raised ZeroDivisionError"),
+    ("max-below-min", "return 2, 1", r"1 <= min_size <= max_size"),
+]
+
+
+@pytest.mark.parametrize("body, expected", table(POOL))
+def test_pool_rules_reject_a_wrong_answer_saying_what_is_wrong(body, expected):
+    with pytest.raises(CheckFailed, match=expected):
+        lab01._check_rules(defined("pool_size(cpu_count, db_max_connections, replicas)", body))
+
+
+def test_pool_and_token_rules_accept_the_references():
+    from shop.reference.pool import pool_size
+    from shop.reference.tokens import verify_token
+    lab01._check_rules(pool_size)
+    lab02._check_rules(verify_token)
+
+
+# -- lab 03 · exercise 2: the rate limiter ---------------------------------------------------------
+LIMITER = [
+    ("expire-without-nx", '''
+async def allow(redis, client, limit, window_s):
+    key = f"ratelimit:{client}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window_s)
+        pipe.ttl(key)
+        count, _, ttl = await pipe.execute()
+    return count <= limit, max(ttl, 1)
+''', "its window never ends"),
+    ("one-key-for-every-client", '''
+async def allow(redis, client, limit, window_s):
+    key = "ratelimit:all"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window_s, nx=True)
+        pipe.ttl(key)
+        count, _, ttl = await pipe.execute()
+    return count <= limit, max(ttl, 1)
+''', "every client shares one count"),
+    ("get-then-set", '''
+async def allow(redis, client, limit, window_s):
+    key = f"ratelimit:{client}"
+    count = int(await redis.get(key) or 0) + 1
+    await redis.set(key, count, ex=window_s, keepttl=False) if count == 1 else await redis.set(key, count, keepttl=True)
+    return count <= limit, max(await redis.ttl(key), 1)
+''', "concurrent requests read the same count"),
+    ("no-expiry", '''
+async def allow(redis, client, limit, window_s):
+    key = f"ratelimit:{client}"
+    count = await redis.incr(key)
+    return count <= limit, window_s
+''', "never expires"),
+    ("off-by-one", '''
+async def allow(redis, client, limit, window_s):
+    key = f"ratelimit:{client}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window_s, nx=True)
+        pipe.ttl(key)
+        count, _, ttl = await pipe.execute()
+    return count < limit, max(ttl, 1)
+''', r"expected exactly \d+"),
+    ("counts-in-the-replicas-memory", '''
+import time
+COUNTS = {}
+
+async def allow(redis, client, limit, window_s):
+    window = int(time.time() // window_s)
+    COUNTS[(client, window)] = COUNTS.get((client, window), 0) + 1
+    return COUNTS[(client, window)] <= limit, window_s
+''', "each replica counts on its own"),
+    ("not-async", '''
+def allow(redis, client, limit, window_s):
+    return True, 1
+''', "must be `async def`"),
+]
+
+lab3 = solved_stack(3)
+
+
+@pytest.mark.parametrize("code, expected", table(LIMITER))
+def test_rate_limit_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, code, expected):
+    rejected(lab3, lab03.rate_limit, code, expected)
+
+
+# -- lab 06 · exercise 1: the Deployment and Service (checked before anything runs) ----------------
+def _reference_yaml() -> str:
+    from scalelab.paths import REPO
+    return (REPO / "stack/shop/reference/deployment.yaml").read_text()
+
+
+def _changed(old: str, new: str, count: int = 1) -> str:
+    text = _reference_yaml()
+    assert text.count(old) >= count, f"the reference no longer holds {old!r}"
+    return text.replace(old, new, count)
+
+
+DEPLOYMENT = [
+    ("readiness-on-health", lambda: _changed("httpGet: {path: /ready, port: http}", "httpGet: {path: /health, port: http}"),
+     r"readinessProbe path is '/health'"),
+    ("liveness-on-ready", lambda: _changed("httpGet: {path: /health, port: http}", "httpGet: {path: /ready, port: http}"),
+     r"livenessProbe path is '/ready'"),
+    ("latest-tag", lambda: _changed("image: scalelab/shop:dev", "image: scalelab/shop:latest"), r"never :latest"),
+    ("no-cpu-request", lambda: _changed("requests: {cpu: 200m, memory: 128Mi}", "requests: {memory: 128Mi}"),
+     r"resources.requests is"),
+    ("service-selects-other-pods", lambda: _changed(
+        "    app.kubernetes.io/name: users            # the same label", "    app.kubernetes.io/name: user            # the same label"),
+     r"the Service selects"),
+    ("wrong-container-port", lambda: _changed("containerPort: 8000", "containerPort: 8080"), r"the container's ports are"),
+    ("no-service", lambda: _reference_yaml().split("\n---\n")[0], r"write one Deployment and one Service"),
+    ("a-typo-the-schema-refuses", lambda: _changed("  replicas: 2", "  replica: 2"), r"schema rejects deployment.yaml"),
+    ("always-pull", lambda: _changed("imagePullPolicy: IfNotPresent", "imagePullPolicy: Always"),
+     r"imagePullPolicy is 'Always'"),
+    ("selector-does-not-match-the-pods", lambda: _changed(
+        "      app.kubernetes.io/name: users          # the pods", "      app.kubernetes.io/name: shop          # the pods"),
+     r"does not match the pod template's labels"),
+]
+
+
+@pytest.mark.parametrize("make, expected", table(DEPLOYMENT))
+def test_deployment_check_rejects_a_wrong_manifest_saying_what_is_wrong(tmp_path, make, expected):
+    (tmp_path / "deployment.yaml").write_text(make())
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        lab06.deployment.check(WorkspaceOnly(tmp_path))
+    assert failed.type is CheckFailed
+
+
+# -- lab 06 · exercise 2: desired_replicas (its case table runs before any load) --------------------
+HPA = [
+    ("round-not-ceil", "d = c if m is None else round(c * m / t)\n    return max(mn, min(mx, d))",
+     r"returned 3, expected 4: .*ratio 1.12"),
+    ("no-tolerance", "import math\n    d = c if m is None else math.ceil(c * m / t)\n    return max(mn, min(mx, d))",
+     r"returned 4, expected 3: .*inside the 0.1 tolerance"),
+    ("no-upper-clamp", "import math\n    if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else "
+     "math.ceil(c * r)\n    return max(mn, d)", r"clamped to max_replicas"),
+    ("crashes-without-a-metric", "import math\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else math.ceil(c * r)\n"
+     "    return max(mn, min(mx, d))", r"raised TypeError: .*no metric yet"),
+    ("a-float-count", "if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else c * r\n"
+     "    return max(mn, min(mx, d))", r"a replica count is an int"),
+    ("no-lower-clamp", "import math\n    if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance else "
+     "math.ceil(c * r)\n    return min(mx, d)", r"clamped to min_replicas"),
+    ("ratio-upside-down", "import math\n    if m is None: return c\n    r = t / m if m else 0\n    d = c if abs(r - 1) <= "
+     "tolerance else math.ceil(c * r)\n    return max(mn, min(mx, d))", r"one replica at twice the target"),
+    ("scales-up-from-zero", "import math\n    if m is None: return c\n    r = m / t\n    d = c if abs(r - 1) <= tolerance "
+     "else math.ceil(c * r)\n    return max(mn, min(mx, d), 1)", r"scaled to 0 by hand"),
+    ("ignores-the-tolerance-passed-in", "import math\n    if m is None or c <= 0: return c\n    r = m / t\n    d = c if "
+     "abs(r - 1) <= 0.1 else math.ceil(c * r)\n    return max(mn, min(mx, d))", r"a wider tolerance"),
+]
+
+
+@pytest.mark.parametrize("body, expected", table(HPA))
+def test_hpa_check_rejects_a_wrong_formula_on_its_case_table(tmp_path, body, expected):
+    (tmp_path / "hpa.py").write_text("def desired_replicas(c, m, t, tolerance=0.1, min_replicas=1, max_replicas=10):\n"
+                                     "    mn, mx = min_replicas, max_replicas\n"
+                                     f"    {body}\n")
+    with pytest.raises(CheckFailed, match=expected):
+        lab06.hpa.check(WorkspaceOnly(tmp_path))
+
+
+# -- lab 02 · exercise 2: verify_token (its token rules run before any replica does) ---------------
+TOKENS = [
+    ("signature-not-verified", 'return jwt.decode(token, options={"verify_signature": False})',
+     r"accepted a token payload changed after signing"),
+    ("expiry-not-required", 'return jwt.decode(token, secret, algorithms=["HS256"])',
+     r"accepted a token without an expiry"),
+    ("expiry-not-checked", 'return jwt.decode(token, secret, algorithms=["HS256"], '
+     'options={"verify_exp": False, "require": ["exp", "iat", "sub"]})', r"accepted a token expired a minute ago"),
+    ("sub-not-required", 'return jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})',
+     r"accepted a token naming no user"),
+    ("swallows-the-error", 'try:\n        return jwt.decode(token, secret, algorithms=["HS256"], '
+     'options={"require": ["exp", "iat", "sub"]})\n    except jwt.InvalidTokenError:\n        return None',
+     r"accepted a token .* and returned None: it must raise jwt.InvalidTokenError"),
+    ("raises-its-own-error", 'try:\n        return jwt.decode(token, secret, algorithms=["HS256"], '
+     'options={"require": ["exp", "iat", "sub"]})\n    except jwt.InvalidTokenError:\n        raise ValueError("bad token")',
+     r"verify_token raised ValueError: raise jwt.InvalidTokenError"),
+    ("returns-the-token", 'jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "iat", "sub"]})\n'
+     '    return token', r"return the token's claims as a dict"),
+    ("reads-the-payload-without-the-signature", 'import base64, json\n    payload = token.split(".")[1]\n'
+     '    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))',
+     r"accepted a token payload changed after signing"),
+]
+
+
+@pytest.mark.parametrize("body, expected", table(TOKENS))
+def test_token_rules_reject_a_wrong_verifier_saying_what_is_wrong(body, expected):
+    with pytest.raises(CheckFailed, match=expected):
+        lab02._check_rules(defined("verify_token(token, secret)", body, prelude="import jwt\n\n"))
+
+
+# -- lab 03 · exercise 1: cache-aside --------------------------------------------------------------
+def cache(get_user: str, forget_user: str = "    await redis.delete(user_key(user_id))") -> str:
+    return ("import json\n\n\ndef user_key(user_id):\n    return f\"user:{user_id}\"\n\n\n"
+            f"async def get_user(redis, user_id, load_from_db, ttl_s):\n{get_user}\n\n\n"
+            f"async def forget_user(redis, user_id):\n{forget_user}\n")
+
+
+CACHED_READ = '''    cached = await redis.get(user_key(user_id))
+    if cached is not None:
+        return json.loads(cached)
+    user = await load_from_db(user_id)
+'''
+USER_CACHE = [
+    ("never-reads-the-cache", cache('''    user = await load_from_db(user_id)
+    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=ttl_s)
+    return user'''), r"every read still goes to the database"),
+    ("no-ttl", cache(CACHED_READ + '''    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str))
+    return user'''), r"has no expiry"),
+    ("a-ttl-of-its-own", cache(CACHED_READ + '''    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=3600)
+    return user'''), r"expires in \d+ s; the service's TTL is \d+ s"),
+    ("never-invalidates", cache(CACHED_READ + '''    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=ttl_s)
+    return user''', forget_user="    return None"), r"a stale read — forget_user must delete"),
+    ("stores-repr-not-json", cache('''    cached = await redis.get(user_key(user_id))
+    if cached is not None:
+        return eval(cached, {"datetime": __import__("datetime")})
+    user = await load_from_db(user_id)
+    if user is not None:
+        await redis.set(user_key(user_id), repr(user), ex=ttl_s)
+    return user'''), r"(does not hold JSON|ran your get_user and it failed)"),
+    ("another-key-than-user-key", cache(CACHED_READ.replace("user_key(user_id)", "f'u:{user_id}'") + '''    if user is not None:
+        await redis.set(f"u:{user_id}", json.dumps(user, default=str), ex=ttl_s)
+    return user'''), r"Redis holds nothing under 'user:\d+'"),
+    ("swallows-redis-errors-as-a-miss-of-none", cache('''    try:
+        cached = await redis.get(user_key(user_id))
+    except Exception:
+        return None
+    if cached is not None:
+        return json.loads(cached)
+    user = await load_from_db(user_id)
+    if user is not None:
+        await redis.set(user_key(user_id), json.dumps(user, default=str), ex=ttl_s)
+    return user'''), r"with Redis down GET /users/\d+ answered 404"),
+]
+
+
+@pytest.mark.parametrize("code, expected", table(USER_CACHE))
+def test_user_cache_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, code, expected):
+    rejected(lab3, lab03.user_cache, code, expected)
