@@ -82,6 +82,19 @@ def test_on_kubernetes_the_tool_runs_through_the_runtimes_exec_seam_in_the_pod()
     assert isinstance(run, ToolRun) and run.where == "pod of worker-1" and run.output == "pong\n"
 
 
+def test_a_tool_missing_from_the_members_image_is_said_in_one_line_not_a_failed_run():
+    missing = ('Internal error occurred: error executing command in container: failed to exec in container: '
+               'exec: "valkey-cli": executable file not found in $PATH')
+    runtime = SimpleNamespace(name="kind", namespace="scalelab-x", members=lambda service: [f"{service}-1"],
+                              exec=lambda member, argv, timeout: (126, missing))
+    with pytest.raises(ToolUnavailable) as failed:
+        tools.run(FakeStack(runtime), "valkey-cli", "ping")
+    assert "valkey-cli is not in redis-1's image" in str(failed.value) and "\n" not in str(failed.value)
+    failing = SimpleNamespace(name="kind", namespace="scalelab-x", members=lambda service: [f"{service}-1"],
+                              exec=lambda member, argv, timeout: (1, "Error: No such command 'inspekt'.\n"))
+    assert tools.run(FakeStack(failing), "celery", "inspekt").returncode == 1, "a command that ran keeps its status"
+
+
 def test_in_a_container_nginx_dash_T_reads_the_masters_own_arguments_from_its_process_title(lab2):
     """Compose and kind run nginx as PID 1 with their own -p/-c: the command inside the container
     takes them from the master's title. Here the same command runs against nginx-1's pid."""

@@ -93,12 +93,20 @@ def run(stack, name: str, *args: str, member: str | None = None, timeout: float 
     if kind == "compose":
         argv = _inside(stack, name, member, args)
         code, out = runtime._container(member).exec_run(argv, user=_user(name))
-        return ToolRun(_shown(argv), f"container of {member}", code, out.decode(errors="replace"))
+        return _ran(name, member, ToolRun(_shown(argv), f"container of {member}", code, out.decode(errors="replace")))
     if hasattr(runtime, "exec"):       # kind, kubernetes: the runtime's exec seam (kubectl exec)
         argv = _inside(stack, name, member, args)
         code, out = runtime.exec(member, argv, timeout)
-        return ToolRun(_shown(argv), f"pod of {member}", code, out)
+        return _ran(name, member, ToolRun(_shown(argv), f"pod of {member}", code, out))
     raise ToolUnavailable(f"{name} is not wired on the {kind!r} runtime yet")
+
+
+def _ran(name: str, member: str, run_: ToolRun) -> ToolRun:
+    """A run whose command could not even start (126/127: not in the member's image) is the
+    tool missing there, said in one line — not a failed command to read an exit code from."""
+    if run_.returncode in (126, 127) and ("not found" in run_.output or "no such file" in run_.output.lower()):
+        raise ToolUnavailable(f"{name} is not in {member}'s image here ({' '.join(run_.output.split())[-160:]})")
+    return run_
 
 
 def _service(member: str) -> str:

@@ -53,6 +53,8 @@ def ready(pod) -> bool:
 
 
 EXEC_ATTEMPTS = 3        # tries to open an exec stream (never to re-run a command that ran)
+EXEC_NOT_RUN = 126
+
 
 
 class Api:
@@ -84,7 +86,8 @@ class Api:
                 raise ServiceFailed(f"applying {obj['kind']}/{obj['metadata']['name']} failed: {reason(exc)}") from exc
 
     def exec(self, namespace: str, pod: str, container: str, argv: list[str], timeout: float = 60) -> tuple[int, str]:
-        """Run ``argv`` in a container (``kubectl exec``): (exit code, stdout + stderr)."""
+        """Run ``argv`` in a container (``kubectl exec``): (exit code, stdout + stderr); a command
+        that could not start is EXEC_NOT_RUN (126, as a shell says) with the runtime's message."""
         from kubernetes.stream import stream
         for attempt in range(EXEC_ATTEMPTS):   # opening the stream can fail on a busy API server
             try:                               # (a TLS EOF): nothing ran yet, so open it again
@@ -106,7 +109,11 @@ class Api:
                     raise ServiceFailed(f"`{' '.join(argv[:3])} ...` in {pod} took over {timeout:.0f}s")
                 session.update(timeout=1)
                 output += [session.read_stdout(), session.read_stderr()]
-            code = session.returncode
+            try:
+                code = session.returncode
+            except ValueError as exc:          # the command never ran (e.g. no such executable in the
+                code = EXEC_NOT_RUN             # image): the API's message instead of an exit code
+                output.append(str(exc).split("with base 10: ", 1)[-1].strip("'\""))
         finally:
             session.close()
         return (code if code is not None else 0), "".join(output)
