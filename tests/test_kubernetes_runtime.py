@@ -73,6 +73,19 @@ def test_lab07_runs_the_prometheus_built_with_kubernetes_discovery_or_says_how_t
         images._built_binaries()
 
 
+def test_an_exec_status_gives_the_exit_code_or_why_the_command_never_ran():
+    from scalelab.runtimes.kubernetes.api import EXEC_NOT_RUN, _exit_status
+    assert _exit_status("") == (0, "") and _exit_status("{'metadata': {}, 'status': 'Success'}") == (0, "")
+    exited = ('{"status": "Failure", "reason": "NonZeroExitCode", '
+              '"details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}')
+    assert _exit_status(exited) == (3, "")
+    never_ran = ('{"status": "Failure", "message": "failed to exec in container: exec: \\"valkey-cli\\": executable '
+                 'file not found in $PATH: unknown", "reason": "InternalError", "details": {"causes": '
+                 '[{"message": "error executing command in container"}]}, "code": 500}')
+    code, problem = _exit_status(never_ran)
+    assert code == EXEC_NOT_RUN and "executable file not found" in problem
+
+
 # -- on the kind cluster, as any cluster ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def kind_as_any_cluster(tmp_path_factory):

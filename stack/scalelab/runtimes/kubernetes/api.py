@@ -109,14 +109,11 @@ class Api:
                     raise ServiceFailed(f"`{' '.join(argv[:3])} ...` in {pod} took over {timeout:.0f}s")
                 session.update(timeout=1)
                 output += [session.read_stdout(), session.read_stderr()]
-            try:
-                code = session.returncode
-            except ValueError as exc:          # the command never ran (e.g. no such executable in the
-                code = EXEC_NOT_RUN             # image): the API's message instead of an exit code
-                output.append(str(exc).split("with base 10: ", 1)[-1].strip("'\""))
+            code, problem = _exit_status(session.read_channel(3))   # 3: the exec's status channel
+            output.append(problem)
         finally:
             session.close()
-        return (code if code is not None else 0), "".join(output)
+        return code, "".join(output)
 
     def wait(self, lister, done, timeout: float, what: str, **selectors) -> None:
         """Watch ``lister``'s objects (with ``selectors``) until ``done(objects)`` is true, re-listing
@@ -140,3 +137,21 @@ def cores(quantity: str) -> float:
     if quantity and quantity[-1] in units:
         return float(quantity[:-1]) * units[quantity[-1]]
     return float(quantity)
+
+
+def _exit_status(status: str) -> tuple[int, str]:
+    """(exit code, problem) from an exec's status message: Success is 0; a command that exited
+    non-zero names its code; one that never ran (e.g. no such executable in the image) is
+    EXEC_NOT_RUN with the API's message (the client library would fail parsing it)."""
+    import yaml
+    found = yaml.safe_load(status) if status else None
+    if not isinstance(found, dict) or found.get("status") == "Success":
+        return 0, ""
+    for cause in (found.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message")), ""
+            except (TypeError, ValueError):
+                break
+    return EXEC_NOT_RUN, str(found.get("message") or status)
+
