@@ -139,6 +139,7 @@ def test_compose_file_runs_by_hand_with_healthchecks_ordering_the_start(tmp_path
     (tmp_path / "shop.env").write_text("SHOP_JWT_SECRET=" + "k" * 40 + "\n")
     (tmp_path / ".env").write_text(f"SCALELAB_TAG={tag}\nPOSTGRES_PASSWORD=pg-{uuid.uuid4().hex}\n"
                                    f"SHOP_DB_PASSWORD=shop-{uuid.uuid4().hex}\nREDIS_PASSWORD=r-{uuid.uuid4().hex}\n"
+                                   f"RABBITMQ_PASSWORD=mq-{uuid.uuid4().hex}\n"
                                    f"SHOP_ENV_FILE={tmp_path / 'shop.env'}\nNGINX_PORT=0\n")
     deploy = compose_images.DEPLOY
     compose = [*compose_engine.compose_command(), "-p", f"byhand{uuid.uuid4().hex[:6]}",
