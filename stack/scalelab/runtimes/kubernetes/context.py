@@ -32,6 +32,7 @@ from scalelab.runtimes.kubernetes.api import reason
 from scalelab.runtimes.kubernetes.runtime import KubernetesRuntime
 from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, tool
 
+NODE_STATUS_MAX_IMAGES = 50    # the kubelet's --node-status-max-images default
 LOAD_HINT = ("load them into every node (kind load docker-image / minikube image load / k3d image import) "
              "or set SCALELAB_REGISTRY=host:port to have them pushed there")
 
@@ -93,8 +94,11 @@ class ContextRuntime(KubernetesRuntime):
         if plan.has("prometheus"):
             wanted.add(f"scalelab/{images.NAME}:{images.tag()}")
         for node in self.core.list_node().items:
+            listed = node.status.images or []
+            if len(listed) >= NODE_STATUS_MAX_IMAGES:   # the kubelet lists only the largest 50: a miss here
+                continue                               # proves nothing (a pod that cannot start says so)
             held = {name.split("/", 1)[1] if name.startswith("docker.io/") else name
-                    for image in node.status.images or [] for name in image.names or []}
+                    for image in listed for name in image.names or []}
             if missing := sorted(wanted - held):
                 raise RuntimeUnavailable(f"node {node.metadata.name} lacks {len(missing)} of the stack's images "
                                          f"(e.g. {missing[0]}; `make images` builds them) — {LOAD_HINT}")

@@ -97,7 +97,7 @@ class KubernetesAutoscaler:
     # -- what start() makes sure of ------------------------------------------------------------
     def _autoscaling(self):
         from kubernetes import client
-        return client.AutoscalingV2Api(self.runtime.api[0])
+        return client.AutoscalingV2Api(self.runtime.api.client)
 
     def _require_cpu_request(self) -> None:
         """The Deployment's CPU request is the spec's (100 % utilization = the request): set it
