@@ -121,20 +121,19 @@ class ChaosDrill:
             # after the kill took effect. So a slow start of one member (a restart that takes
             # seconds, or a worker that waits for the broker another fault took down) never
             # shortens another's outage nor holds back another's start.
+            def timed(member: str, action: str, act) -> None:
+                started = time.perf_counter() - self._t0
+                act()
+                events.append({"member": member, "action": action, "t_s": started,
+                               "took_s": time.perf_counter() - self._t0 - started})
+
             def run_fault(fault) -> None:
                 try:
                     if (wait := self._t0 + fault.at_s - time.perf_counter()) > 0:
                         time.sleep(wait)
-                    for action in ("kill", "start"):
-                        started = time.perf_counter() - self._t0
-                        if action == "kill":
-                            self.stack.kill(fault.member, fault.signal)
-                        else:
-                            self.stack.start(fault.member)
-                        took = time.perf_counter() - self._t0 - started
-                        events.append({"member": fault.member, "action": action, "t_s": started, "took_s": took})
-                        if action == "kill":
-                            time.sleep(fault.down_s)
+                    timed(fault.member, "kill", lambda: self.stack.kill(fault.member, fault.signal))
+                    time.sleep(fault.down_s)
+                    timed(fault.member, "start", lambda: self.stack.start(fault.member))
                 except BaseException as exc:   # surfaced in the caller's thread below
                     failure.append(exc)
 
