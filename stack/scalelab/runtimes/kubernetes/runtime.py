@@ -342,9 +342,8 @@ class KubernetesRuntime:
 
     def _pod_identity(self, member: str) -> tuple[str, str]:
         """(name, uid) of the member's pod: a killed StatefulSet member comes back under its old name."""
-        name = self.pod(member)
-        uid = next((p.metadata.uid for p in self._pods(self._service(member)) if p.metadata.name == name), "")
-        return name, uid
+        name, pod = self._member_pod(member)
+        return name, pod.metadata.uid if pod is not None else ""
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         pw = compose_env.passwords(self.home)
@@ -391,6 +390,10 @@ class KubernetesRuntime:
     def _members_of(self, service: str) -> dict[str, str | None]:
         """member -> pod (None for a member killed and not started again). New pods are numbered
         and, once their container runs, told their member name."""
+        return self._members_and_pods(service)[0]
+
+    def _members_and_pods(self, service: str) -> tuple[dict[str, str | None], dict]:
+        """_members_of, and the pod objects it read (by name): one list call for both."""
         pods = self._pods(service)
         with STATE_LOCK:                            # a drill's faults ask from threads of their own
             if self.names.number(service, [p.metadata.name for p in pods]):
@@ -404,20 +407,24 @@ class KubernetesRuntime:
             with STATE_LOCK:
                 self.names.told[pod.metadata.name] = member
                 self._save()
-        return found
+        return found, {p.metadata.name: p for p in pods}
 
     def members(self, service: str) -> list[str]:
         return list(self._members_of(service))
 
     def pod(self, member: str) -> str:
         """The pod a member runs as now."""
-        found = self._members_of(self._service(member))
+        return self._member_pod(member)[0]
+
+    def _member_pod(self, member: str) -> tuple[str, object]:
+        """The name of the pod a member runs as now, and that pod as listed (None if it just went)."""
+        found, pods = self._members_and_pods(self._service(member))
         if member not in found:
             known = ", ".join(found) or "none (is the stack up?)"
             raise ScalelabError(f"no member {member!r} in this stack; members of {self._service(member)}: {known}")
         if found[member] is None:
             raise ScalelabError(f"{member} is down (killed): start it with stack.start({member!r})")
-        return found[member]
+        return found[member], pods.get(found[member])
 
     # -- changing the running stack -----------------------------------------------------------
     def _workload(self, service: str):
@@ -547,6 +554,11 @@ class KubernetesRuntime:
         grace period); its controller's replacement takes the name; back in rotation when ready."""
         service = self._service(member)
         pod = self.pod(member)
+        # As a Deployment's maxUnavailable 0: the others serve first. A pod whose readiness probe
+        # failed a moment ago (the database was down) is Ready again only after its next probe.
+        for other, other_pod in self._members_of(service).items():
+            if other != member and other_pod is not None:
+                self._wait_member_ready(other)
         if service == FRONTS.get("nginx"):
             nginx.members_changed(self, service, without={member})
         self._sync_workspace()                       # the replacement mounts the learner's files as they are now
@@ -660,11 +672,10 @@ class KubernetesRuntime:
         service = self._service(member)
         deadline = time.monotonic() + timeout
         while True:
-            pod_name = self._members_of(service).get(member)
-            if pod_name and pod_name != not_pod:
-                pods = {p.metadata.name: p for p in self._pods(service)}
-                if pod_name in pods and ready(pods[pod_name]):
-                    return
+            found, pods = self._members_and_pods(service)
+            pod_name = found.get(member)
+            if pod_name and pod_name != not_pod and pod_name in pods and ready(pods[pod_name]):
+                return
             if time.monotonic() > deadline:
                 raise ServiceFailed(f"{member} not ready after {timeout:.0f}s:\n{self._why_not_ready(service)}")
             time.sleep(0.25)
