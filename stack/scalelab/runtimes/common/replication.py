@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from scalelab import aio
+from scalelab import aio, db
 from scalelab.errors import ScalelabError
 
 ROLE = "replicator"                                    # the role standbys connect as
@@ -166,13 +166,6 @@ def hba_rule(rt, hba) -> dict | None:
         number = lines.index(HBA_MARK) + 2
     except ValueError:
         return None
-
-    async def read():
-        conn = await asyncpg.connect(_admin(rt), timeout=5)
-        try:
-            row = await conn.fetchrow("SELECT type, database, user_name, address, netmask, auth_method, error "
-                                      "FROM pg_hba_file_rules WHERE line_number = $1", number)
-            return dict(row) if row else None
-        finally:
-            await conn.close()
-    return aio.run(read())
+    rows = db.fetch(_admin(rt), "SELECT type, database, user_name, address, netmask, auth_method, error "
+                                "FROM pg_hba_file_rules WHERE line_number = $1", number)
+    return rows[0] if rows else None

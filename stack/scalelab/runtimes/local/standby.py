@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncpg
 
-from scalelab import aio
+from scalelab import aio, db
 from scalelab.errors import ServiceFailed
 from scalelab.paths import IS_ROOT, nobody_scratch
 from scalelab.process import ProcessRecord
@@ -152,17 +152,11 @@ def client_env(rt, service: str) -> dict[str, str]:
 
 def wait_streaming(rt, name: str, timeout: float = 15.0) -> dict:
     """Wait (bounded) until the primary's pg_stat_replication shows ``name`` streaming."""
-    async def row():
-        conn = await asyncpg.connect(_admin(rt), timeout=5)
-        try:
-            found = await conn.fetchrow("SELECT usename, application_name, state FROM pg_stat_replication "
-                                        "WHERE application_name = $1", name)
-            return dict(found) if found else None
-        finally:
-            await conn.close()
     deadline = time.monotonic() + timeout
     while True:
-        found = aio.run(row())
+        rows = db.fetch(_admin(rt), "SELECT usename, application_name, state FROM pg_stat_replication "
+                                    "WHERE application_name = $1", name)
+        found = rows[0] if rows else None
         if found and found["state"] == "streaming":
             return found
         if time.monotonic() > deadline:
