@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete images images-offline bench bench-kind down status doctor jupyter labs clean
+.PHONY: help setup lab-% tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -72,7 +72,7 @@ test: $(STAMP) tools-lab7 tools-rabbitmq  ## run every test: service, driver, no
 	elif [ $$status -ne 0 ]; then exit $$status; fi; \
 	echo "make test: the compose suite (containers from stack/deploy, every solution notebook with RUNTIME=compose)"; \
 	SCALELAB_REQUIRE_COMPOSE=1 $(BIN)/python -m pytest -m compose
-	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, labs 01 and 03 on it; what kind needs is built first where missing; every lab: make test-kind)"
+	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, labs 01, 03 and 06 on it; what kind needs is built first where missing; every lab: make test-kind)"
 	@$(MAKE) --no-print-directory test-kind KIND_TESTS="kind and not kind_sweep"
 
 test-fast: $(STAMP)  ## the tests without executing notebooks or Docker
@@ -91,6 +91,9 @@ kind-delete: $(STAMP)  ## delete the kind cluster (every lab's namespace in it) 
 
 prometheus-k8s:  ## build Prometheus 3 with Kubernetes service discovery from its Go module (lab 07 on kind; part of kind-offline)
 	stack/deploy/kind-offline/build-prometheus.sh
+
+kind-registry: $(STAMP)  ## a local image registry beside the kind cluster (Debian's docker-registry, built here); prints the SCALELAB_REGISTRY the kubernetes runtime pushes to
+	$(WITH_KIND) $(BIN)/python -m scalelab.runtimes.kind.registry
 
 kind-offline:  ## build kind, Kubernetes 1.34 and a kind node image here from Go modules and Debian packages (root; nothing from a registry)
 	stack/deploy/kind-offline/build.sh

@@ -369,8 +369,8 @@ def _check_deployment(stack, exercise) -> str:
         raise CheckFailed(f"the live replica {member} answered {answers}: is the stack healthy? (stack.status())")
     if stack.supports("apply"):                       # runtimes with a Kubernetes API (kind)
         stack.apply(_beside_the_stack(deployments + services, stack.namespace, stack.image_tag))
-        where = (f"applied to the {stack.runtime_name} cluster as {dep['metadata']['name']}{YOURS} and "
-                 f"{svc['metadata']['name']}{YOURS} (the API server accepted them), beside the stack's own")
+        where = (f"applied to the {stack.runtime_name} cluster as Deployment {dep['metadata']['name']}{YOURS} and "
+                 f"Service {svc['metadata']['name']}{YOURS} (the API server accepted them), beside the stack's own")
     else:
         where = f"validated only: the {stack.runtime_name} runtime has no Kubernetes to apply it to"
     return (f"{path.name}: {', '.join(kinds)} valid against the Kubernetes {kube_schema.KUBERNETES_VERSION} schema; "
