@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
+.PHONY: help setup lab-% tools-lab3 tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -40,8 +40,12 @@ lab-%-reset: $(STAMP)  ## return lab N's stack to its starting state (fresh data
 lab-%: $(STAMP)  ## bring lab N's stack up (re-uses a running one), e.g. make lab-1
 	$(SCALELAB) up --lab $*
 
+lab-3: tools-lab3                 # lab 03's real-client step (valkey-cli) on local
 lab-7: tools-lab7 tools-rabbitmq   # lab 07's stack runs a Prometheus server and RabbitMQ (the recipe is lab-%'s)
 lab-5 lab-8: tools-rabbitmq        # labs 05 and 08 run RabbitMQ
+
+tools-lab3:  ## make valkey-cli / redis-cli available for lab 03's real-client step on local (as root on Debian: apt-get install redis-tools)
+	@stack/deploy/ensure-redis-cli.sh || true
 
 tools-lab7:  ## make a Prometheus server available for lab 07 (as root on Debian: apt-get install prometheus)
 	stack/deploy/ensure-prometheus.sh
@@ -65,7 +69,7 @@ jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the repo root (labs/, solu
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py
 
-test: $(STAMP) tools-lab7 tools-rabbitmq  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
+test: $(STAMP) tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
 	$(BIN)/python -m pytest -m "not compose and not kind"
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test: the kind suite was NOT run either — it needs the same Docker engine"; exit 0; \
