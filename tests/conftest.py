@@ -2,6 +2,7 @@
 
 import os
 import uuid
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,27 @@ from scalelab.errors import RuntimeUnavailable
 from scalelab.references import solve
 
 REQUIRED = {"compose": "SCALELAB_REQUIRE_COMPOSE", "kind": "SCALELAB_REQUIRE_KIND"}
+
+
+LABS_COUNT = 8
+
+
+def full_labs(today: date | None = None) -> list[int]:
+    """The labs whose solution runs with its default parameters (FAST=False, what a learner runs)
+    in this run: one a day in turn (all eight take over an hour on a 2-core machine), or
+    SCALELAB_FULL_LABS ("all", or numbers such as "1,4")."""
+    chosen = os.environ.get("SCALELAB_FULL_LABS", "").strip()
+    if chosen == "all":
+        return list(range(1, LABS_COUNT + 1))
+    if chosen:
+        return sorted({int(n) for n in chosen.split(",") if n.strip()})
+    return [(today or date.today()).toordinal() % LABS_COUNT + 1]
+
+
+def pytest_report_header(config):
+    labs = ", ".join(f"{n:02d}" for n in full_labs())
+    return (f"default parameters (FAST=False) this run: lab {labs} on local — one lab a day in turn "
+            "(all eight take over an hour); SCALELAB_FULL_LABS=all runs every one")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,7 +19,7 @@ from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
 
-from conftest import unavailable
+from conftest import full_labs, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "notebooks"
@@ -46,14 +46,16 @@ KIND_SMOKE_LABS = {1, 3, 6}
 
 
 
-def execute(path: Path, kind: str, state_dir: Path, monkeypatch, runtime: str = "local"):
-    """Run ``path`` with FAST on and its own state dir; always tear its stack down after."""
+def execute(path: Path, kind: str, state_dir: Path, monkeypatch, runtime: str = "local", fast: bool = True):
+    """Run ``path`` with FAST on (or its defaults) and its own state dir; always tear its stack down after."""
     monkeypatch.setenv("SCALELAB_HOME", str(state_dir))
     BUILD.mkdir(parents=True, exist_ok=True)
     output = BUILD / (f"{kind}-{path.name}" if runtime == "local" else f"{kind}-{runtime}-{path.name}")
+    if not fast:
+        output = output.with_name(f"full-{output.name}")
     try:
         pm.execute_notebook(
-            str(path), str(output), parameters={"RUNTIME": runtime, "FAST": True},
+            str(path), str(output), parameters={"RUNTIME": runtime, "FAST": fast},
             kernel_name="python3", cwd=str(path.parent), progress_bar=False,
             execution_timeout=600, start_timeout=120,
         )
@@ -92,13 +94,35 @@ def test_solution_notebook_runs_and_every_check_passes(notebook, runtime, tmp_pa
     except RuntimeUnavailable as exc:   # e.g. no Docker engine: skip, saying why (make test requires it)
         required = os.environ.get("SCALELAB_REQUIRE_COMPOSE" if runtime != "kind" else "SCALELAB_REQUIRE_KIND")
         (pytest.fail if required else pytest.skip)(f"{runtime!r} unavailable: {exc}")
-    output = execute(notebook, "solutions", tmp_path / "state", monkeypatch, runtime)
+    assert_every_check_passed(execute(notebook, "solutions", tmp_path / "state", monkeypatch, runtime))
+
+
+def assert_every_check_passed(output: Path) -> None:
     executed = json.loads(output.read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] == "error"]
     passed = [o for o in outputs if o["output_type"] == "stream" and "✓" in "".join(o.get("text", ""))]
     checks = [c for c in executed["cells"] if c["cell_type"] == "code" and ".check(stack)" in "".join(c["source"])]
     assert checks and len(passed) == len(checks), "every check cell printed its green line"
+
+
+# What a learner runs: FAST=False, on local. One lab per run in turn (the header says which).
+FULL_RUNS = [pytest.param(nb, id=nb.stem, marks=pytest.mark.timeout(2 * NOTEBOOK_TIMEOUT_S))
+             for nb in SOLUTIONS if lab_number_of(nb) in full_labs()]
+
+
+@pytest.mark.parametrize("notebook", FULL_RUNS)
+def test_solution_notebook_passes_with_its_default_parameters(notebook, tmp_path, monkeypatch):
+    assert_every_check_passed(execute(notebook, "solutions", tmp_path / "state", monkeypatch, fast=False))
+
+
+def test_each_lab_takes_its_turn_at_default_parameters(monkeypatch):
+    from datetime import date, timedelta
+    monkeypatch.delenv("SCALELAB_FULL_LABS", raising=False)
+    week = {full_labs(date(2026, 12, 3) + timedelta(days=i))[0] for i in range(len(SOLUTIONS))}
+    assert week == {lab_number_of(nb) for nb in SOLUTIONS}, "eight days in a row run every lab once"
+    monkeypatch.setenv("SCALELAB_FULL_LABS", "all")
+    assert full_labs() == [lab_number_of(nb) for nb in SOLUTIONS]
 
 
 # Each unfilled lab on local, and on kind where its plan runs there (under `-m kind`).
