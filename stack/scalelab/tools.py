@@ -124,7 +124,11 @@ def _inside(stack, name: str, member: str, args) -> list[str]:
     if name == "nginx":
         # The master's own -p/-c/-e, from its process title ("nginx: master process nginx -p ..."):
         # the container's configuration is not nginx's default path (compose and kind differ).
-        own = 'cmd=$(tr "\\000" " " </proc/1/cmdline); exec ${cmd#nginx: master process } "$@"'
+        # The master is PID 1 in its container, but not where the pod shares one process
+        # namespace (the kubernetes runtime: PID 1 is the pod's pause): look for its title.
+        own = ('for cmdline in /proc/[0-9]*/cmdline; do cmd=$(tr "\\000" " " <"$cmdline" 2>/dev/null); '
+               'case "$cmd" in "nginx: master process "*) exec ${cmd#nginx: master process } "$@";; esac; done; '
+               'echo "no nginx master process in this container" >&2; exit 1')
         return ["sh", "-c", own, "nginx", *args]
     if name == "psql":
         dsn = urlsplit(stack.database_url())
