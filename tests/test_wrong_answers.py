@@ -9,7 +9,7 @@ import pytest
 
 from conftest import solved_stack
 from scalelab.exercise import CheckFailed, NotAttempted
-from scalelab.labs import lab01, lab02, lab03, lab06
+from scalelab.labs import lab01, lab02, lab03, lab04, lab05, lab06, lab07, lab08
 from scalelab.references import solve
 
 
@@ -377,3 +377,170 @@ USER_CACHE = [
 @pytest.mark.parametrize("code, expected", table(USER_CACHE))
 def test_user_cache_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, code, expected):
     rejected(lab3, lab03.user_cache, code, expected)
+
+
+# -- the other labs' exercises: helpers for a learner's file that is not a .py, and for checks that
+#    stop before they need a running service -------------------------------------------------------
+def rejected_file(stack, exercise, file: str, text: str, expected: str) -> CheckFailed:
+    """``rejected`` for an exercise whose learner's file is ``file`` (a .conf, a .yaml)."""
+    try:
+        (stack.workspace / file).write_text(text)
+        with pytest.raises(CheckFailed, match=expected) as failed:
+            exercise.check(stack)
+    finally:
+        solve(stack)
+    assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+    return failed.value
+
+
+def rejected_offline(workspace, exercise, text: str, expected: str, file: str | None = None) -> CheckFailed:
+    """The learner's file written into a bare workspace; the check must fail before it needs a stack."""
+    (workspace / (file or f"{exercise.name}.py")).write_text(text)
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        exercise.check(WorkspaceOnly(workspace))
+    assert failed.type is CheckFailed and "the check could not finish" not in str(failed.value)
+    return failed.value
+
+
+# -- lab 04 · exercise 1: the primary's side of replication --------------------------------------
+def replication(settings: str = '{"wal_level": "replica", "max_wal_senders": "10", "wal_keep_size": "256MB"}',
+                role: str = 'f"CREATE ROLE {role} WITH REPLICATION LOGIN PASSWORD {password_literal}"',
+                hba: str = 'f"host replication {role} {standby_address} scram-sha-256"') -> str:
+    return (f"def primary_settings():\n    return {settings}\n\n\n"
+            f"def replication_role_sql(role, password_literal):\n    return {role}\n\n\n"
+            f"def hba_line(role, standby_address):\n    return {hba}\n")
+
+
+REPLICATION_SETTINGS = [   # the settings are judged before the primary is touched
+    ("wal-level-minimal", replication(settings='{"wal_level": "minimal", "max_wal_senders": "10", '
+                                               '"wal_keep_size": "256MB"}'), r"wal_level 'minimal' records only"),
+    ("one-wal-sender-per-standby", replication(settings='{"wal_level": "replica", "max_wal_senders": "1", '
+                                                        '"wal_keep_size": "256MB"}'),
+     r"max_wal_senders = 1: .*pg_basebackup -X stream needs two"),
+    ("no-wal-kept", replication(settings='{"wal_level": "replica", "max_wal_senders": "10"}'),
+     r"wal_keep_size is None: .*can never catch up"),
+    ("settings-as-a-conf-string", replication(settings='"wal_level = replica\\nmax_wal_senders = 10"'),
+     r"primary_settings\(\) returned str: return a dict"),
+    ("hba-line-without-the-address-argument", replication().replace("def hba_line(role, standby_address)",
+                                                                    "def hba_line(role)").replace(
+        "{standby_address}", "127.0.0.1/32"), r"hba_line\(.*raised TypeError.*hba_line\(role, standby_address\)"),
+]
+
+
+@pytest.mark.parametrize("code, expected", table(REPLICATION_SETTINGS))
+def test_replication_check_rejects_wrong_settings_before_touching_the_primary(tmp_path, code, expected):
+    rejected_offline(tmp_path, lab04.replication, code, expected)
+
+
+# -- lab 04 · exercise 3: shard_for and the hash ring (its rules run before any shard is written) -----
+SHARD_FOR = "import bisect\nimport hashlib\n\n\ndef stable_hash(key):\n" \
+            "    return int.from_bytes(hashlib.md5(str(key).encode()).digest()[:8], 'big')\n\n\n" \
+            "def shard_for(key, n):\n    return stable_hash(key) % n\n"
+RING = '''
+
+class HashRing:
+    def __init__(self, nodes, vnodes=100):
+        self.points = sorted((stable_hash(f"{node}#{i}"), node) for node in nodes for i in range(vnodes))
+        self.hashes = [h for h, _ in self.points]
+
+    def node_for(self, key):
+        i = bisect.bisect_left(self.hashes, stable_hash(key)) % len(self.hashes)
+        return self.points[i][1]
+'''
+SHARDING = [
+    ("pythons-salted-hash", SHARD_FOR.replace("return stable_hash(key) % n", "return hash(str(key)) % n") + RING,
+     r"Python's hash\(\) is salted per process"),
+    ("ring-on-pythons-hash", SHARD_FOR + RING.replace("stable_hash(f", "hash(f").replace("stable_hash(key)", "hash(str(key))"),
+     r"HashRing.node_for answers differently in a new process"),
+    ("the-last-digit-not-a-hash", SHARD_FOR.replace("return stable_hash(key) % n", "return ord(str(key)[-1]) % n") + RING,
+     r"one shard is \d+% off an even share .*mix the key's bits"),
+    ("a-ring-that-is-modulo", SHARD_FOR + '''
+
+class HashRing:
+    def __init__(self, nodes):
+        self.nodes = list(nodes)
+
+    def node_for(self, key):
+        return self.nodes[shard_for(key, len(self.nodes))]
+''', r"adding node-4 moved key \d+ from node-\d to node-\d: .*only moves to the new node"),
+    ("a-ring-without-virtual-nodes", SHARD_FOR + RING.replace("vnodes=100", "vnodes=1"),
+     r"the ring puts .* keys on its 4 nodes .*virtual nodes"),
+    ("no-wrap-around-past-the-last-point", SHARD_FOR + RING.replace(" % len(self.hashes)", ""),
+     r"your sharding code raised IndexError"),
+    ("returns-the-point-not-the-node", SHARD_FOR + RING.replace("return self.points[i][1]", "return self.points[i]"),
+     r"node_for\(1\) returned \(\d+, '[a-d]'\): it must return one of the nodes"),
+]
+
+
+@pytest.mark.parametrize("code, expected", table(SHARDING))
+def test_sharding_check_rejects_a_wrong_answer_before_any_shard_is_written(tmp_path, code, expected):
+    rejected_offline(tmp_path, lab04.sharding, code, expected)
+
+
+# -- lab 07 · exercise 2: the circuit breaker (its state machine runs on a fake clock first) ---------
+def _breaker_reference() -> str:
+    from scalelab.paths import REPO
+    return (REPO / "stack/shop/reference/circuit_breaker.py").read_text()
+
+
+def breaker(old: str, new: str) -> str:
+    text = _breaker_reference()
+    assert old in text, f"the reference no longer holds {old!r}"
+    return text.replace(old, new, 1)
+
+
+CIRCUIT_BREAKER = [
+    ("never-half-open", lambda: breaker('if self._state == "open" and self.clock() - self.opened_at >= self.reset_timeout_s:',
+                                        "if False:"), r"2.1 s after opening .* allow\(\) said no"),
+    ("half-open-lets-everything-through", lambda: breaker(
+        'if state == "half_open" and not self.probe_in_flight:', 'if state == "half_open":'),
+     r"half-open, a second call was allowed while the probe is still out"),
+    ("counts-all-failures-not-in-a-row", lambda: breaker(
+        '        self._state = "closed"\n        self.failures = 0\n', '        self._state = "closed"\n'),
+     r"a success resets the count"),
+    ("opens-one-failure-late", lambda: breaker("self.failures >= self.failure_threshold",
+                                               "self.failures > self.failure_threshold"),
+     r"after 3 failures in a row \(threshold 3\) the breaker is 'closed', expected 'open'"),
+    ("a-failed-probe-does-not-reopen", lambda: breaker('if self._state == "half_open" or self.failures',
+                                                       "if self.failures").replace(
+        "self.opened_at = self.clock()\n", "self.opened_at = self.clock()\n            self.failures = 0\n"),
+     r"the probe failed and the breaker is 'half_open'"),
+    ("open-lets-calls-through", lambda: breaker('        if state == "closed":\n            return True',
+                                                '        if state in ("closed", "open"):\n            return True'),
+     r"an open breaker allowed a call"),
+    ("time-time-hard-coded", lambda: breaker("self.clock()", "time.monotonic()").replace("self.clock()", "time.monotonic()"),
+     r"2.1 s after opening .* allow\(\) said no"),
+]
+
+
+@pytest.mark.parametrize("make, expected", table(CIRCUIT_BREAKER))
+def test_circuit_breaker_state_machine_rejects_a_wrong_breaker_before_the_live_drill(tmp_path, make, expected):
+    rejected_offline(tmp_path, lab07.circuit_breaker, make(), expected)
+
+
+# -- lab 05 · exercise 3: broker.yaml (the risks no crash drill can show are named first) ------------
+BROKER = [
+    ("redis-fsync-every-second", "broker: redis\nappendonly: yes\nappendfsync: everysec\n",
+     r"appendfsync everysec: .*a power cut or a kernel crash loses up to the last second"),
+    ("redis-fsync-left-to-the-kernel", "broker: redis\nappendonly: yes\nappendfsync: no\n",
+     r"appendfsync no: the kernel decides"),
+    ("rabbitmq-without-confirms", "broker: rabbitmq\ndurable: true\npersistent: true\nconfirm_publish: false\n",
+     r"confirm_publish: false — the publish returns before RabbitMQ has the message on disk"),
+    ("rabbitmq-defaults", "broker: rabbitmq\n", r"confirm_publish: false"),
+    ("a-redis-setting-on-rabbitmq", "broker: rabbitmq\ndurable: true\npersistent: true\nconfirm_publish: true\n"
+     "appendfsync: always\n", r"appendfsync is a setting of broker: redis, not of broker: rabbitmq"),
+    ("kafka", "broker: kafka\n", r"broker: 'kafka' — write `broker: redis` or `broker: rabbitmq`"),
+]
+
+
+@pytest.mark.parametrize("text, expected", table(BROKER))
+def test_broker_check_rejects_settings_that_break_the_promise_before_any_drill(tmp_path, text, expected):
+    rejected_offline(tmp_path, lab05.broker_settings, text, expected, file="broker.yaml")
+
+
+# -- lab 05 · exercises 1 and 2: their shape is judged before the database is --------------------
+def test_idempotency_and_order_task_checks_reject_a_sync_function_before_touching_the_database(tmp_path):
+    rejected_offline(tmp_path, lab05.idempotency, "def apply_once(conn, key, order_id, amount_cents):\n    return True\n",
+                     r"apply_once must be `async def`")
+    rejected_offline(tmp_path, lab05.order_task, "def process_order(conn, order_id, pay):\n    return 'done'\n",
+                     r"process_order must be `async def`")
