@@ -8,6 +8,7 @@ real local stack; the checks that need none (pure functions, YAML) run on a work
 import pytest
 
 from conftest import solved_stack
+from scalelab import Stack
 from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab01, lab02, lab03, lab04, lab05, lab06, lab07, lab08
 from scalelab.references import solve
@@ -544,3 +545,35 @@ def test_idempotency_and_order_task_checks_reject_a_sync_function_before_touchin
                      r"apply_once must be `async def`")
     rejected_offline(tmp_path, lab05.order_task, "def process_order(conn, order_id, pay):\n    return 'done'\n",
                      r"process_order must be `async def`")
+
+
+# -- lab 07 · exercise 1: alert rules (promtool and the rules' shape are judged before Prometheus) ----
+def _rules_reference() -> str:
+    from scalelab.paths import REPO
+    return (REPO / "stack/shop/reference/alert_rules.yaml").read_text()
+
+
+def rules(old: str, new: str, count: int = 1) -> str:
+    text = _rules_reference()
+    assert text.count(old) >= count, f"the reference no longer holds {old!r}"
+    return text.replace(old, new, count)
+
+
+ALERT_RULES_STATIC = [
+    ("production-for", lambda: rules("for: 3s", "for: 5m"), r"HighCpu has `for: 5m`: keep it at most 15s"),
+    ("another-name", lambda: rules("alert: HighCpu", "alert: HighCPU"), r"no alert named HighCpu in alert_rules.yaml"),
+    ("rate-of-an-instant-vector", lambda: rules('rate(process_cpu_seconds_total{job="shop"}[10s])',
+                                                'rate(process_cpu_seconds_total{job="shop"})'),
+     r"promtool rejects alert_rules.yaml: .*range vector"),
+    ("a-bare-list-of-rules", lambda: "- alert: HighCpu\n  expr: up == 0\n", r"must hold a mapping with a `groups:` list"),
+    ("tabs-for-indentation", lambda: _rules_reference().replace("    rules:", "\trules:"), r"is not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("make, expected", table(ALERT_RULES_STATIC))
+def test_alert_rules_check_rejects_a_wrong_file_before_prometheus_loads_it(tmp_path, make, expected):
+    stack = Stack(lab=7, runtime="local", state_dir=tmp_path)    # not up: promtool runs on this host
+    (stack.workspace / "alert_rules.yaml").write_text(make())
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        lab07.alert_rules.check(stack)
+    assert "the check could not finish" not in str(failed.value)
