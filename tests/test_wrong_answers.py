@@ -29,6 +29,7 @@ def rejected(stack, exercise, code: str, expected: str) -> CheckFailed:
     finally:
         solve(stack)
     assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+    print("MSG:", str(failed.value).splitlines()[0])
     return failed.value
 
 
@@ -577,3 +578,98 @@ def test_alert_rules_check_rejects_a_wrong_file_before_prometheus_loads_it(tmp_p
     with pytest.raises(CheckFailed, match=expected) as failed:
         lab07.alert_rules.check(stack)
     assert "the check could not finish" not in str(failed.value)
+
+
+# -- lab 04 on a live stack: the primary's role and pg_hba line, read routing, the debit ---------------
+REPLICATION_ON_THE_PRIMARY = [
+    ("a-superuser-for-replication", replication(
+        role='f"CREATE ROLE {role} WITH SUPERUSER LOGIN PASSWORD {password_literal}"'), r"'replicator' is a SUPERUSER"),
+    ("a-role-without-replication", replication(role='f"CREATE ROLE {role} WITH LOGIN PASSWORD {password_literal}"'),
+     r"'replicator' has no REPLICATION attribute"),
+    ("trust-in-pg-hba", replication(hba='f"host replication {role} {standby_address} trust"'),
+     r"authenticates with 'trust': anyone on this host could copy the whole database"),
+    ("all-databases-not-replication", replication(hba='f"host all {role} {standby_address} scram-sha-256"'),
+     r"replication connections only match the keyword 'replication'"),
+]
+
+READ_ROUTING = [
+    ("every-read-to-the-replica", "async def choose_node(write_lsn, replica):\n    return 'replica'\n",
+     r"a stale read: the client that just created user \d+ read it from the replica"),
+    ("every-read-to-the-primary", "async def choose_node(write_lsn, replica):\n    return 'primary'\n",
+     r"a read from a client that wrote nothing was served by the primary"),
+    ("the-primary-after-any-write", "async def choose_node(write_lsn, replica):\n"
+     "    return 'replica' if write_lsn is None else 'primary'\n",
+     r"once the replica had replayed the write, the writer's read still went to the primary"),
+    ("the-query-not-awaited", "async def choose_node(write_lsn, replica):\n    if write_lsn is None:\n"
+     "        return 'replica'\n    caught_up = replica.fetchval('SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn', "
+     "write_lsn)\n    return 'replica' if caught_up else 'primary'\n", r"a stale read"),
+    ("not-async", "def choose_node(write_lsn, replica):\n    return 'replica'\n", r"choose_node must be `async def`"),
+]
+
+DEBIT_OPTIMISTIC = '''
+
+async def debit_optimistic(conn, account_id, amount, attempts=20):
+    for _ in range(attempts):
+        row = await conn.fetchrow("SELECT balance, version FROM accounts WHERE id = $1", account_id)
+        if row is None or row["balance"] < amount:
+            return None
+        balance = await conn.fetchval("UPDATE accounts SET balance = $2, version = version + 1"
+                                      " WHERE id = $1 AND version = $3 RETURNING balance",
+                                      account_id, row["balance"] - amount, row["version"])
+        if balance is not None:
+            return balance
+    raise TooManyConflicts("busy")
+'''
+DEBIT_ATOMIC = '''from shop.accounts import TooManyConflicts
+
+
+async def debit(conn, account_id, amount):
+    return await conn.fetchval("UPDATE accounts SET balance = balance - $2, version = version + 1"
+                               " WHERE id = $1 AND balance >= $2 RETURNING balance", account_id, amount)
+'''
+DEBIT = [
+    ("read-check-then-write", '''from shop.accounts import TooManyConflicts
+
+
+async def debit(conn, account_id, amount):
+    balance = await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", account_id)
+    if balance is None or balance < amount:
+        return None
+    return await conn.fetchval("UPDATE accounts SET balance = $2 WHERE id = $1 RETURNING balance",
+                               account_id, balance - amount)
+''' + DEBIT_OPTIMISTIC, r"debits of 10 succeeded but the balance fell by \d+: a lost update"),
+    ("for-update-without-a-transaction", '''from shop.accounts import TooManyConflicts
+
+
+async def debit(conn, account_id, amount):
+    balance = await conn.fetchval("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+    if balance is None or balance < amount:
+        return None
+    return await conn.fetchval("UPDATE accounts SET balance = $2 WHERE id = $1 RETURNING balance",
+                               account_id, balance - amount)
+''' + DEBIT_OPTIMISTIC, r"debits of 10 succeeded but the balance fell by \d+: a lost update"),
+    ("optimistic-without-the-version", DEBIT_ATOMIC + DEBIT_OPTIMISTIC.replace(" AND version = $3", "").replace(
+        'account_id, row["balance"] - amount, row["version"]', 'account_id, row["balance"] - amount'),
+     r"debits of 10 succeeded but the balance fell by \d+: a lost update"),
+    ("no-balance-guard", DEBIT_ATOMIC.replace(" AND balance >= $2", "") + DEBIT_OPTIMISTIC,
+     r"debiting 25 from 20 answered 200 .*return None when the balance cannot cover"),
+    ("returns-a-bool-not-the-balance", DEBIT_ATOMIC.replace("return await conn.fetchval", "return 1 == await conn.execute")
+     .replace("RETURNING balance", "") + DEBIT_OPTIMISTIC, r"debiting 10 from 30 answered 500 .*debit\(\) returned bool"),
+]
+
+
+lab4 = solved_stack(4, scope="class")   # up for this class only: one lab's stack at a time
+
+
+class TestLab04Live:
+    @pytest.mark.parametrize("code, expected", table(REPLICATION_ON_THE_PRIMARY))
+    def test_replication_check_rejects_a_wrong_role_or_hba_line_on_the_primary(self, lab4, code, expected):
+        rejected(lab4, lab04.replication, code, expected)
+
+    @pytest.mark.parametrize("code, expected", table(READ_ROUTING))
+    def test_read_routing_check_rejects_a_wrong_answer_saying_what_is_wrong(self, lab4, code, expected):
+        rejected(lab4, lab04.read_routing, code, expected)
+
+    @pytest.mark.parametrize("code, expected", table(DEBIT))
+    def test_debit_check_rejects_a_wrong_answer_saying_what_is_wrong(self, lab4, code, expected):
+        rejected(lab4, lab04.debit, code, expected)
