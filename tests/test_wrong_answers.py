@@ -392,6 +392,7 @@ def rejected_file(stack, exercise, file: str, text: str, expected: str) -> Check
     finally:
         solve(stack)
     assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+    print("MSG:", str(failed.value).splitlines()[0])
     return failed.value
 
 
@@ -673,3 +674,43 @@ class TestLab04Live:
     @pytest.mark.parametrize("code, expected", table(DEBIT))
     def test_debit_check_rejects_a_wrong_answer_saying_what_is_wrong(self, lab4, code, expected):
         rejected(lab4, lab04.debit, code, expected)
+
+
+# -- lab 02 · exercise 1: the upstream block nginx runs --------------------------------------------
+def _upstream_reference() -> str:
+    from scalelab.paths import REPO
+    return (REPO / "stack/deploy/nginx/reference/upstream.conf").read_text()
+
+
+def upstream(old: str, new: str) -> str:
+    text = _upstream_reference()
+    assert old in text, f"the reference no longer holds {old!r}"
+    return text.replace(old, new, 1)
+
+
+UPSTREAM_LIVE = [
+    ("no-read-timeout", lambda: upstream("proxy_read_timeout 2s;\n", ""),
+     r"frozen \(SIGSTOP\), \d+ of \d+ requests failed .*by default nginx waits 60 s"),
+    ("only-the-upstream-block", lambda: _upstream_reference().split("# What nginx does")[0],
+     r"frozen \(SIGSTOP\), \d+ of \d+ requests failed .*by default nginx waits 60 s"),
+    ("no-retry-on-another-replica", lambda: upstream("proxy_next_upstream error timeout http_502 http_503;",
+                                                     "proxy_next_upstream off;"),
+     r"killed mid-load, \d+ of \d+ GET requests failed .*nginx handed the failure to the client"),
+    ("another-name-than-users", lambda: upstream("upstream users {", "upstream backend {"),
+     r"nginx rejected upstream.conf: host not found in upstream \"users\""),
+    ("a-missing-semicolon", lambda: upstream("keepalive 16;", "keepalive 16"), r"nginx rejected upstream.conf: unexpected"),
+]
+
+
+def test_upstream_check_rejects_hard_coded_addresses_before_reloading_nginx(tmp_path):
+    rejected_offline(tmp_path, lab02.upstream, upstream("server {address}", "server 127.0.0.1:8001"),
+                     r"no line of upstream.conf holds \{address\}", file="upstream.conf")
+
+
+lab2 = solved_stack(2, scope="class")
+
+
+class TestLab02Live:
+    @pytest.mark.parametrize("make, expected", table(UPSTREAM_LIVE))
+    def test_upstream_check_rejects_a_wrong_block_saying_what_is_wrong(self, lab2, make, expected):
+        rejected_file(lab2, lab02.upstream, "upstream.conf", make(), expected)
