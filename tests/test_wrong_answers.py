@@ -714,3 +714,86 @@ class TestLab02Live:
     @pytest.mark.parametrize("make, expected", table(UPSTREAM_LIVE))
     def test_upstream_check_rejects_a_wrong_block_saying_what_is_wrong(self, lab2, make, expected):
         rejected_file(lab2, lab02.upstream, "upstream.conf", make(), expected)
+
+
+# -- lab 05 on a live stack: the idempotency guard, the task body, a broker that loses a restart -------
+INSERT_PAYMENT = ('"INSERT INTO payments (idempotency_key, order_id, amount_cents) VALUES ($1, $2, $3)'
+                  ' ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"')
+IDEMPOTENCY = [
+    ("check-then-insert", '''
+async def apply_once(conn, key, order_id, amount_cents):
+    if await conn.fetchval("SELECT 1 FROM payments WHERE idempotency_key = $1", key):
+        return False
+    await conn.execute("INSERT INTO payments (idempotency_key, order_id, amount_cents) VALUES ($1, $2, $3)",
+                       key, order_id, amount_cents)
+    return True
+''', r"simultaneous deliveries failed with UniqueViolationError: two of them passed a check"),
+    ("always-true", f'''
+async def apply_once(conn, key, order_id, amount_cents):
+    await conn.execute({INSERT_PAYMENT}, key, order_id, amount_cents)
+    return True
+''', r"16 simultaneous deliveries: 16 said True .*exactly 1 did"),
+    ("returns-the-id", f'''
+async def apply_once(conn, key, order_id, amount_cents):
+    return await conn.fetchval({INSERT_PAYMENT}, key, order_id, amount_cents)
+''', r"apply_once\(\) returned .*None.*: return True when this call recorded the payment"),
+    ("one-payment-per-order", '''
+async def apply_once(conn, key, order_id, amount_cents):
+    payment_id = await conn.fetchval(
+        "INSERT INTO payments (idempotency_key, order_id, amount_cents) SELECT $1, $2, $3"
+        " WHERE NOT EXISTS (SELECT 1 FROM payments WHERE order_id = $2)"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", key, order_id, amount_cents)
+    return payment_id is not None
+''', r"a payment under a different key was refused: the guard is per key"),
+]
+
+CLAIM = ('''    order = await conn.fetchrow(
+        "UPDATE orders SET status = 'processing', updated_at = clock_timestamp()"
+        " WHERE id = $1 AND status IN ('pending', 'processing', 'retrying') RETURNING id, total_cents", order_id)
+    if order is None:
+        return "skipped"
+''')
+DONE = ('''    await conn.execute("UPDATE orders SET status = 'done', done_at = clock_timestamp(), updated_at = clock_timestamp()"
+                       " WHERE id = $1", order_id)
+    return "done"
+''')
+TASK = "async def process_order(conn, order_id, pay):\n"
+ORDER_TASK = [
+    ("pending-only-a-dead-workers-order-stays", TASK + CLAIM.replace("('pending', 'processing', 'retrying')",
+                                                                     "('pending', 'retrying')")
+     + "    await pay(dict(order))\n" + DONE, r"an order left 'processing' by a worker that died ended 'processing'"),
+    ("anything-not-done", TASK + CLAIM.replace("status IN ('pending', 'processing', 'retrying')", "status <> 'done'")
+     + "    await pay(dict(order))\n" + DONE, r"a redelivered 'dead' order was processed again"),
+    ("one-long-transaction", TASK + "    async with conn.transaction():\n"
+     + "\n".join("    " + line if line else line for line in (CLAIM + "    await pay(dict(order))\n" + DONE).split("\n")),
+     r"while pay\(\) ran, another connection saw status 'pending'"),
+    ("swallows-the-payment-error", TASK + CLAIM + "    try:\n        await pay(dict(order))\n"
+     "    except Exception:\n        return 'failed'\n" + DONE, r"when pay\(\) raised, process_order\(\) returned normally"),
+    ("done-before-the-payment", TASK + CLAIM + DONE.replace('    return "done"\n', "") + "    await pay(dict(order))\n"
+     "    return 'done'\n", r"while pay\(\) ran, another connection saw status 'done'"),
+    ("checks-then-updates", TASK + '''    status = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+    if status == "done":
+        return "skipped"
+    order = await conn.fetchrow("SELECT id, total_cents FROM orders WHERE id = $1", order_id)
+    await pay(dict(order))
+''' + DONE, r"while pay\(\) ran, another connection saw status 'pending'"),
+]
+
+
+lab5 = solved_stack(5, scope="class")
+
+
+class TestLab05Live:
+    @pytest.mark.parametrize("code, expected", table(IDEMPOTENCY))
+    def test_idempotency_check_rejects_a_wrong_guard_saying_what_is_wrong(self, lab5, code, expected):
+        rejected(lab5, lab05.idempotency, code, expected)
+
+    @pytest.mark.parametrize("code, expected", table(ORDER_TASK))
+    def test_order_task_check_rejects_a_wrong_task_body_saying_what_is_wrong(self, lab5, code, expected):
+        rejected(lab5, lab05.order_task, code, expected)
+
+    def test_broker_check_rejects_transient_messages_after_its_crash_drill(self, lab5):
+        rejected_file(lab5, lab05.broker_settings, "broker.yaml",
+                      "broker: rabbitmq\ndurable: true\npersistent: false\nconfirm_publish: true\n",
+                      r"rabbitmq-1 SIGKILLed with \d+ order messages waiting: \d+ of \d+ accepted orders never done — "
+                      r"persistent: false")
