@@ -29,7 +29,6 @@ def rejected(stack, exercise, code: str, expected: str) -> CheckFailed:
     finally:
         solve(stack)
     assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
-    print("MSG:", str(failed.value).splitlines()[0])
     return failed.value
 
 
@@ -392,7 +391,6 @@ def rejected_file(stack, exercise, file: str, text: str, expected: str) -> Check
     finally:
         solve(stack)
     assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
-    print("MSG:", str(failed.value).splitlines()[0])
     return failed.value
 
 
@@ -797,3 +795,64 @@ class TestLab05Live:
                       "broker: rabbitmq\ndurable: true\npersistent: false\nconfirm_publish: true\n",
                       r"rabbitmq-1 SIGKILLed with \d+ order messages waiting: \d+ of \d+ accepted orders never done — "
                       r"persistent: false")
+
+
+# -- lab 08 · exercise: the idempotent projector (its rules need a Redis, not the event pipeline) ------
+PROJECTOR = '''
+def apply(event, redis):
+    order, user = f"rm:order:{event['order_id']}", f"rm:user:{event['user_id']}"
+    last = int(redis.hget(order, "seq") or 0)
+    if event["seq"] <= last:
+        return False
+    pipe = redis.pipeline()
+    pipe.hset(order, mapping={"seq": event["seq"], "status": event["status"], "user_id": event["user_id"],
+                              "total_cents": event["total_cents"]})
+    pipe.hincrby(order, "events", 1)
+    if event["type"] == "created":
+        pipe.hincrby(user, "orders", 1)
+        pipe.zadd(f"{user}:orders", {event["order_id"]: event["order_id"]})
+    if event["status"] == "done":
+        pipe.hincrby(user, "done", 1)
+        pipe.hincrby(user, "spent_cents", event["total_cents"])
+    pipe.execute()
+    return True
+'''
+
+
+def projector(old: str, new: str) -> str:
+    assert old in PROJECTOR, f"the projector no longer holds {old!r}"
+    return PROJECTOR.replace(old, new, 1)
+
+
+PROJECTOR_WRONG = [
+    ("no-seq-guard", projector('    if event["seq"] <= last:\n        return False\n', ""),
+     r"a redelivered 'created' event changed the read model"),
+    ("lets-the-same-seq-through", projector('event["seq"] <= last', 'event["seq"] < last'),
+     r"a redelivered 'created' event changed the read model"),
+    ("returns-nothing", projector("    return True\n", ""), r"apply\(\) returned None for a new event"),
+    ("spends-on-every-event", projector('''    if event["status"] == "done":
+        pipe.hincrby(user, "done", 1)
+        pipe.hincrby(user, "spent_cents", event["total_cents"])''', '''    pipe.hincrby(user, "spent_cents", event["total_cents"])
+    if event["status"] == "done":
+        pipe.hincrby(user, "done", 1)'''), r"rm:user:<id> is .*, expected orders=1, done=1, spent_cents=4200"),
+    ("check-then-write", PROJECTOR, r"one new event applied by 8 clients at the same instant: \d+ said True"),
+]
+
+
+class RedisOnly(WorkspaceOnly):
+    """What the projector's rules see of a stack: a workspace and a Redis (another lab's)."""
+
+    def __init__(self, workspace, redis_url: str):
+        super().__init__(workspace)
+        self._redis_url = redis_url
+
+    def redis_url(self) -> str:
+        return self._redis_url
+
+
+@pytest.mark.parametrize("code, expected", table(PROJECTOR_WRONG))
+def test_projector_check_rejects_a_wrong_apply_before_the_live_pipeline(lab3, tmp_path, code, expected):
+    (tmp_path / "projector.py").write_text(code)
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        lab08.projector.check(RedisOnly(tmp_path, lab3.redis_url()))
+    assert "the check could not finish" not in str(failed.value)
