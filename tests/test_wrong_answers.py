@@ -565,6 +565,11 @@ ALERT_RULES_STATIC = [
     ("rate-of-an-instant-vector", lambda: rules('rate(process_cpu_seconds_total{job="shop"}[10s])',
                                                 'rate(process_cpu_seconds_total{job="shop"})'),
      r"promtool rejects alert_rules.yaml: .*range vector"),
+    ("an-average-not-the-p95", lambda: rules("""histogram_quantile(0.95, sum by (service, le) (
+            rate(http_request_duration_seconds_bucket{job="shop", route!~"/metrics|/health|/ready"}[10s]))) > 0.2""",
+                                             """sum by (service) (rate(http_request_duration_seconds_sum{job="shop"}[10s]))
+            / sum by (service) (rate(http_request_duration_seconds_count{job="shop"}[10s])) > 0.2"""),
+     r"HighLatency's expr takes no 95th percentile: an average"),
     ("a-bare-list-of-rules", lambda: "- alert: HighCpu\n  expr: up == 0\n", r"must hold a mapping with a `groups:` list"),
     ("tabs-for-indentation", lambda: _rules_reference().replace("    rules:", "\trules:"), r"is not valid YAML"),
 ]
@@ -856,3 +861,14 @@ def test_projector_check_rejects_a_wrong_apply_before_the_live_pipeline(lab3, tm
     with pytest.raises(CheckFailed, match=expected) as failed:
         lab08.projector.check(RedisOnly(tmp_path, lab3.redis_url()))
     assert "the check could not finish" not in str(failed.value)
+
+
+# -- lab 07 on a live stack: an alert that fires on a quiet stack --------------------------------------
+lab7 = solved_stack(7, scope="class")
+
+
+class TestLab07Live:
+    def test_alert_rules_check_rejects_an_alert_on_a_counter_that_fires_on_a_quiet_stack(self, lab7):
+        counter = rules('rate(process_cpu_seconds_total{job="shop"}[10s]) > 0.5', 'process_cpu_seconds_total{job="shop"} > 0.5')
+        rejected_file(lab7, lab07.alert_rules, "alert_rules.yaml", counter,
+                      r"on a quiet stack HighCpu is already (pending|firing) .*its threshold must stay quiet")
