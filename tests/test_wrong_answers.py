@@ -2,7 +2,9 @@
 the notebook's prose names, and others. Every one must be rejected, with the right diagnosis.
 
 A table per exercise: (id, the learner's file, what the check must say). Live checks run on a
-real local stack; the checks that need none (pure functions, YAML) run on a workspace alone.
+real local stack (labs 02, 04, 05 and 07 one at a time: a class each, its stack up for that class
+only); the checks that need none (pure functions, YAML, the steps a check runs before it touches a
+service) run on a workspace alone, with promtool on this host, or with another lab's Redis.
 """
 
 import pytest
