@@ -106,7 +106,7 @@ def _check_upstream(stack, exercise) -> str:
     if "YOUR CODE HERE" in text:
         raise NotAttempted(f"{path.name} still holds `# YOUR CODE HERE`: write the upstream block and what "
                            "nginx does when a replica fails")
-    if "{address}" not in text:
+    if not any("{address}" in line.split("#", 1)[0] for line in text.splitlines()):   # a comment's is no server
         raise CheckFailed("no line of upstream.conf holds {address}: the driver repeats the line that holds it "
                           "once per replica, with the replica's real address — hard-coded ports go stale")
     try:

@@ -406,13 +406,24 @@ def _check_projector(stack, exercise) -> str:
             raise CheckFailed(f"after one order of 4200 cents went done (and its events were redelivered), "
                               f"rm:user:<id> is {s3['user']}, expected orders=1, done=1, spent_cents=4200")
         # The same new event from 8 clients at once: the check and the change must be one step.
-        results = []
-        threads = [threading.Thread(target=lambda: results.append(
-            apply(event(4, "status", "done", 4200), redis_client(stack)))) for _ in range(8)]
+        # Each client connected first, then all 8 released together: a check-then-write meets its race
+        # on every run, not only when the threads' start-up happens to line up.
+        results, clients = [], [redis_client(stack) for _ in range(8)]
+        for c in clients:
+            c.ping()
+        start = threading.Barrier(len(clients))
+
+        def deliver(c):
+            start.wait(timeout=10)
+            results.append(apply(event(4, "status", "done", 4200), c))
+
+        threads = [threading.Thread(target=deliver, args=(c,)) for c in clients]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        for c in clients:
+            c.close()
         s4 = snapshot()
         if s4["order"].get("events") != "4" or s4["user"].get("spent_cents") != "8400" or results.count(True) != 1:
             raise CheckFailed(f"one new event applied by 8 clients at the same instant: {results.count(True)} said "

@@ -164,6 +164,12 @@ def _check_sharding_code(stack, exercise) -> str:
         if not isinstance(got, int) or not 0 <= got < SHARDS:
             raise CheckFailed(f"shard_for({key!r}, {SHARDS}) returned {got!r}: expected an int 0 .. {SHARDS - 1}")
 
+    probe = ring_class(["a", "b", "c", "d"])
+    for key in [1, 42, "ada@example.com"]:
+        if (node := probe.node_for(key)) not in ("a", "b", "c", "d"):
+            raise CheckFailed(f"HashRing(['a', 'b', 'c', 'd']).node_for({key!r}) returned {node!r}: it must return "
+                              "one of the nodes")
+
     # 2. Stable across processes: every replica and every script must agree where a key lives.
     keys = [f"user:{i}" for i in range(200)] + list(range(1, 201))
     here = [[shard_for(k, SHARDS) for k in keys], [ring_class(["a", "b", "c", "d"]).node_for(k) for k in keys]]

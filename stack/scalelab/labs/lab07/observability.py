@@ -7,6 +7,7 @@ nothing, then injects each fault for real and waits for each alert to reach ``fi
 """
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -164,6 +165,11 @@ def _check_alert_rules(stack, exercise) -> str:
         if seconds is None or seconds > MAX_FOR_S:
             raise CheckFailed(f"{name} has `for: {hold}`: keep it at most {MAX_FOR_S}s in this lab "
                               "(Prometheus scrapes every second here; production waits minutes)")
+    # An average also fires under this check's all-slow load, yet looks fine while 5 % of requests wait seconds.
+    if not re.search(r"histogram_quantile\s*\(\s*0?\.95\s*,", str(rules["HighLatency"].get("expr", ""))):
+        raise CheckFailed("HighLatency's expr takes no 95th percentile: an average (or a max of one scrape) looks "
+                          "fine while 5 % of requests wait seconds — histogram_quantile(0.95, ...) over the "
+                          "request-duration histogram's buckets")
 
     prom = prometheus(stack)
     try:
