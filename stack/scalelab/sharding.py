@@ -47,13 +47,13 @@ class ShardedStore:
                         # Identifiers cannot be bound parameters; these are ours ([a-z0-9_]), quoted anyway.
                         await conn.execute(f'CREATE DATABASE "{name}" OWNER "{app_role}"')
             finally:
-                await conn.close()
+                await db.close(conn)
             for name in wanted:
                 shard = await db.connect(self.dsn(name))
                 try:
                     await shard.execute(TABLE)
                 finally:
-                    await shard.close()
+                    await db.close(shard)
 
         aio.run(go())
         self.names = wanted
@@ -94,7 +94,7 @@ class ShardedStore:
                 try:
                     await conn.execute("TRUNCATE users")
                 finally:
-                    await conn.close()
+                    await db.close(conn)
         aio.run(go())
 
     def put_many(self, rows: Iterable[dict], route: Route) -> dict[str, int]:
@@ -110,7 +110,7 @@ class ShardedStore:
                     try:
                         await conn.copy_records_to_table("users", records=batch, columns=["id", "email", "name"])
                     finally:
-                        await conn.close()
+                        await db.close(conn)
         aio.run(go())
         return {name: len(batch) for name, batch in batches.items()}
 
@@ -170,7 +170,7 @@ class ShardedStore:
                 return sum(len(batch) for _, _, batch in moves)
             finally:
                 for conn in conns.values():
-                    await conn.close()
+                    await db.close(conn)
         return aio.run(go())
 
     def drop(self) -> None:
@@ -185,7 +185,7 @@ class ShardedStore:
                 for name in names:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             finally:
-                await conn.close()
+                await db.close(conn)
         aio.run(go())
         self.names = []
 
@@ -195,5 +195,5 @@ class ShardedStore:
             try:
                 return [dict(r) for r in await conn.fetch(sql, *args)]
             finally:
-                await conn.close()
+                await db.close(conn)
         return aio.run(go())

@@ -199,8 +199,8 @@ def _check_idempotency(stack, exercise) -> str:
             return results, [dict(r) for r in rows], other, again
         finally:
             for c in conns:
-                await c.close()
-            await setup.close()
+                await db.close(c)
+            await db.close(setup)
 
     try:
         results, rows, other, again = aio.run(go())
@@ -328,8 +328,8 @@ def _check_task_directly(stack, process_order) -> list[str]:
             return ["claimed → 'processing' during pay() → 'done'; a second delivery skipped; a 'processing' leftover "
                     "finished; dead/failed left alone; a failing pay() propagates"]
         finally:
-            await conn.close()
-            await watcher.close()
+            await db.close(conn)
+            await db.close(watcher)
 
     try:
         return aio.run(go())

@@ -62,7 +62,7 @@ def sample_lag(stack, running, every_s: float = 0.05) -> pd.DataFrame:
                 await asyncio.sleep(every_s)
             return rows
         finally:
-            await conn.close()
+            await db.close(conn)
     return pd.DataFrame(aio.run(go()), columns=["t_s", "lag_bytes", "replay_lag_s"])
 
 
@@ -122,8 +122,8 @@ def propagation_ms(stack, member: str = STANDBY, timeout: float = 10.0) -> tuple
                 await asyncio.sleep(0.001)
             return user_id, (time.perf_counter() - started) * 1000
         finally:
-            await primary.close()
-            await standby.close()
+            await db.close(primary)
+            await db.close(standby)
     user_id, ms = aio.run(go())
     if ms is None:
         raise CheckFailed(f"a row written on the primary (users.id={user_id}) is not on {member} after "
@@ -165,7 +165,7 @@ class WriteLoad:
                                                          start_lsn))
                 await conn.execute("TRUNCATE lag_probe")
             finally:
-                await conn.close()
+                await db.close(conn)
         try:
             asyncio.run(go())
         except Exception as exc:  # reported by join(): a notebook must see it

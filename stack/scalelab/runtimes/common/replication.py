@@ -94,7 +94,7 @@ async def _apply_settings(rt, settings: dict[str, str]) -> bool:
         await conn.execute("SELECT pg_reload_conf()")
         return needs_restart
     finally:
-        await conn.close()
+        await db.close(conn)
 
 
 async def _verify_settings(rt, settings: dict[str, str]) -> None:
@@ -106,7 +106,7 @@ async def _verify_settings(rt, settings: dict[str, str]) -> None:
             pending = [name for name in settings
                        if await conn.fetchval("SELECT pending_restart FROM pg_settings WHERE name = $1", name)]
         finally:
-            await conn.close()
+            await db.close(conn)
         if not pending:
             return
         if time.monotonic() > deadline:
@@ -126,7 +126,7 @@ async def _create_role(rt, config) -> None:
         except asyncpg.PostgresError as exc:
             raise ReplicationSetupFailed(f"the role SQL failed: {exc}") from None
     finally:
-        await conn.close()
+        await db.close(conn)
 
 
 def _write_hba(hba, line: str) -> None:
@@ -156,7 +156,7 @@ async def _reload_and_read_hba(rt) -> list[str]:
         rows = await conn.fetch("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
         return [f"line {r['line_number']}: {r['error']}" for r in rows]
     finally:
-        await conn.close()
+        await db.close(conn)
 
 
 def hba_rule(rt, hba) -> dict | None:

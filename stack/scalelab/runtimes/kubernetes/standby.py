@@ -24,7 +24,7 @@ import time
 
 import asyncpg
 
-from scalelab import aio
+from scalelab import aio, db
 from scalelab.errors import ServiceFailed
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.replication import ReplicationSetupFailed
@@ -131,7 +131,7 @@ def _wait_recovering(rt, timeout: float = 30) -> None:
         try:
             return bool(await conn.fetchval("SELECT pg_is_in_recovery()"))
         finally:
-            await conn.close()
+            await db.close(conn)
     deadline = time.monotonic() + timeout
     while True:
         try:
