@@ -10,6 +10,7 @@ service) run on a workspace alone, with promtool on this host, or with another l
 import pytest
 
 from conftest import solved_stack
+from test_lab05_orders import CHECK_THEN_INSERT
 from scalelab import Stack
 from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.labs import lab01, lab02, lab03, lab04, lab05, lab06, lab07, lab08
@@ -32,6 +33,19 @@ def rejected(stack, exercise, code: str, expected: str) -> CheckFailed:
         solve(stack)
     assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
     return failed.value
+
+
+def reference_text(relative: str) -> str:
+    """A reference solution's file, by its path in the repository."""
+    from scalelab.paths import REPO
+    return (REPO / relative).read_text()
+
+
+def edited(relative: str, old: str, new: str, count: int = 1) -> str:
+    """The reference file with ``old`` replaced by ``new`` (``count`` times): one wrong answer."""
+    text = reference_text(relative)
+    assert text.count(old) >= count, f"{relative} no longer holds {old!r}"
+    return text.replace(old, new, count)
 
 
 def defined(signature: str, body: str, prelude: str = ""):
@@ -226,14 +240,11 @@ def test_rate_limit_check_rejects_a_wrong_answer_saying_what_is_wrong(lab3, code
 
 # -- lab 06 · exercise 1: the Deployment and Service (checked before anything runs) ----------------
 def _reference_yaml() -> str:
-    from scalelab.paths import REPO
-    return (REPO / "stack/shop/reference/deployment.yaml").read_text()
+    return reference_text("stack/shop/reference/deployment.yaml")
 
 
 def _changed(old: str, new: str, count: int = 1) -> str:
-    text = _reference_yaml()
-    assert text.count(old) >= count, f"the reference no longer holds {old!r}"
-    return text.replace(old, new, count)
+    return edited("stack/shop/reference/deployment.yaml", old, new, count)
 
 
 DEPLOYMENT = [
@@ -481,15 +492,8 @@ def test_sharding_check_rejects_a_wrong_answer_before_any_shard_is_written(tmp_p
 
 
 # -- lab 07 · exercise 2: the circuit breaker (its state machine runs on a fake clock first) ---------
-def _breaker_reference() -> str:
-    from scalelab.paths import REPO
-    return (REPO / "stack/shop/reference/circuit_breaker.py").read_text()
-
-
 def breaker(old: str, new: str) -> str:
-    text = _breaker_reference()
-    assert old in text, f"the reference no longer holds {old!r}"
-    return text.replace(old, new, 1)
+    return edited("stack/shop/reference/circuit_breaker.py", old, new)
 
 
 CIRCUIT_BREAKER = [
@@ -551,14 +555,11 @@ def test_idempotency_and_order_task_checks_reject_a_sync_function_before_touchin
 
 # -- lab 07 · exercise 1: alert rules (promtool and the rules' shape are judged before Prometheus) ----
 def _rules_reference() -> str:
-    from scalelab.paths import REPO
-    return (REPO / "stack/shop/reference/alert_rules.yaml").read_text()
+    return reference_text("stack/shop/reference/alert_rules.yaml")
 
 
 def rules(old: str, new: str, count: int = 1) -> str:
-    text = _rules_reference()
-    assert text.count(old) >= count, f"the reference no longer holds {old!r}"
-    return text.replace(old, new, count)
+    return edited("stack/shop/reference/alert_rules.yaml", old, new, count)
 
 
 ALERT_RULES_STATIC = [
@@ -683,14 +684,11 @@ class TestLab04Live:
 
 # -- lab 02 · exercise 1: the upstream block nginx runs --------------------------------------------
 def _upstream_reference() -> str:
-    from scalelab.paths import REPO
-    return (REPO / "stack/deploy/nginx/reference/upstream.conf").read_text()
+    return reference_text("stack/deploy/nginx/reference/upstream.conf")
 
 
 def upstream(old: str, new: str) -> str:
-    text = _upstream_reference()
-    assert old in text, f"the reference no longer holds {old!r}"
-    return text.replace(old, new, 1)
+    return edited("stack/deploy/nginx/reference/upstream.conf", old, new)
 
 
 UPSTREAM_LIVE = [
@@ -725,14 +723,7 @@ class TestLab02Live:
 INSERT_PAYMENT = ('"INSERT INTO payments (idempotency_key, order_id, amount_cents) VALUES ($1, $2, $3)'
                   ' ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"')
 IDEMPOTENCY = [
-    ("check-then-insert", '''
-async def apply_once(conn, key, order_id, amount_cents):
-    if await conn.fetchval("SELECT 1 FROM payments WHERE idempotency_key = $1", key):
-        return False
-    await conn.execute("INSERT INTO payments (idempotency_key, order_id, amount_cents) VALUES ($1, $2, $3)",
-                       key, order_id, amount_cents)
-    return True
-''', r"simultaneous deliveries failed with UniqueViolationError: two of them passed a check"),
+    ("check-then-insert", CHECK_THEN_INSERT, r"simultaneous deliveries failed with UniqueViolationError: two of them passed a check"),
     ("always-true", f'''
 async def apply_once(conn, key, order_id, amount_cents):
     await conn.execute({INSERT_PAYMENT}, key, order_id, amount_cents)
