@@ -12,6 +12,9 @@ A member is a pod (``runtimes/kubernetes``). What kind adds:
 * freezing a pod (``kill(member, "STOP")``): ``ctr task pause`` of its containers in the node
   (a cgroup freeze, as ``docker pause``), which a remote cluster would not allow.
 
+Beside it, ``registry`` runs a local image registry the nodes pull from (``make kind-registry``):
+the cluster seen as "any cluster with a registry" by the ``kubernetes`` runtime.
+
 ``down()`` deletes the stack's namespace and keeps the cluster (creating one takes a minute);
 ``SCALELAB_KIND_DELETE_CLUSTER=1`` (``make kind-delete``) deletes the cluster too.
 """
