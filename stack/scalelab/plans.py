@@ -22,8 +22,8 @@ AUTH = {"SHOP_AUTH_REQUIRED": "true"}
 
 LOCAL_AND_COMPOSE = ("local", "compose")
 EVERYWHERE = ("local", "compose", "kind")
-# "kubernetes" (any kubeconfig context, tests/test_kubernetes_runtime.py on the kind cluster):
-# the labs whose stack is tested there so far.
+# "kubernetes" (any kubeconfig context): the labs whose notebooks are tested there, on the kind
+# cluster seen as any cluster with a registry (tests/test_kubernetes_registry.py).
 
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
@@ -36,8 +36,6 @@ PLANS = {
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"},
             runtimes=EVERYWHERE),
 }
-# Labs 04 and 05 run on local and compose (compose.yaml has their standby, orders and worker
-# services); lab 06 runs on every runtime.
 PLANS[4] = Plan(4, "database scaling: replication, read/write split, sharding, races",
                 {"postgres": 1, "standby": 1, "users": 2, "nginx": 1},
                 exercises=("replication", "read_routing", "sharding", "debit"),
@@ -52,12 +50,11 @@ ORDERS = {"SHOP_BROKER_VISIBILITY_TIMEOUT_S": "5", "SHOP_ORDER_PROCESS_S": "0.5"
 PLANS[5] = Plan(5, "queues: orders through Celery workers, a broker that survives its crash",
                 {"postgres": 1, "redis": 1, "rabbitmq": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency", "broker"),
-                settings={**AUTH, **ORDERS}, runtimes=EVERYWHERE)
+                settings={**AUTH, **ORDERS}, runtimes=(*EVERYWHERE, "kubernetes"))
 PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
                 {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
                 exercises=("deployment", "hpa"),
                 settings={**AUTH})
-# Labs 07 and 08 (issue 8) run on local and compose (compose.yaml has Prometheus, the relay, the projector).
 PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit breaker, a chaos drill",
                 {"postgres": 1, "standby": 1, "redis": 1, "rabbitmq": 1, "users": 2, "nginx": 1, "orders": 1,
                  "worker": 2, "prometheus": 1},

@@ -189,6 +189,8 @@ class Cluster:
         back the host's kernel settings its nodes changed (host.py)."""
         if self.exists():
             _run(["kind", "delete", "cluster", "--name", self.name], timeout=300)
+        # the local registry of `make kind-registry` (registry.py) lives on kind's network too
+        _run(["docker", "rm", "--force", "--volumes", "scalelab-registry"], timeout=60, check=False)
         network = _run(["docker", "network", "inspect", "kind", "--format", "{{len .Containers}}"],
                        timeout=60, check=False)
         if network.returncode == 0 and network.stdout.strip() == "0":
