@@ -61,5 +61,8 @@ def test_create_from_kind_config_then_delete_restores_the_host(tmp_path):
     left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=io.x-k8s.kind.cluster={cluster.name}"],
                           capture_output=True, text=True, timeout=60).stdout.split()
     assert left == [], "no node container left"
+    registry = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "name=^scalelab-registry$"],
+                              capture_output=True, text=True, timeout=60).stdout.split()
+    assert registry == [], "make kind-registry's registry goes with the cluster"
     assert subprocess.run(["docker", "network", "inspect", "kind"], capture_output=True, timeout=60).returncode != 0
     assert not listening(kind_cluster.entry_port())

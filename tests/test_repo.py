@@ -158,3 +158,12 @@ def test_each_lab_says_in_its_first_cell_what_state_it_starts_from_and_how_to_st
     assert "**State.**" in intro and f"make lab-{lab}-reset" in intro, f"{notebook.name}: no word on its starting state"
     for test_file in re.findall(r"`(tests/[\w/]+\.py)`", intro):
         assert (REPO / test_file).is_file(), f"{notebook.name} names {test_file}, which does not exist"
+
+
+def test_the_readme_names_every_make_target_that_make_help_lists():
+    import re
+    makefile = (REPO / "Makefile").read_text()
+    documented = {m.group(1).replace("%", "N") for m in re.finditer(r"^([a-zA-Z0-9_%-]+):.*## ", makefile, re.M)}
+    readme = (REPO / "README.md").read_text()
+    missing = sorted(t for t in documented if f"`make {t}`" not in readme)
+    assert not missing, f"README's commands table lacks {missing}"
