@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from scalelab import RuntimeUnavailable, Stack
+from scalelab.errors import ServiceFailed
 from scalelab.ports import port_busy
 
 from conftest import completed_stack
@@ -226,3 +227,23 @@ def test_a_check_that_breaks_unexpectedly_says_so_in_one_check_failure_not_a_tra
     assert message.startswith("Exercise 9 · x(): the check could not finish — TimeoutError: no detail")
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
     assert "✓" not in capsys.readouterr().out
+
+
+def test_a_start_that_fails_at_its_third_member_leaves_nothing_running(tmp_path, monkeypatch):
+    """Lab 02: postgres, users-1, then users-2 exits at once. The error names users-2; what
+    started before it is stopped (no process, no port), and a second up() starts cleanly."""
+    from scalelab.runtimes.local import users
+    real = users.record
+
+    def record(rt, name, port):
+        rec = real(rt, name, port)
+        if name == "users-2":
+            rec.argv = [sys.executable, "-c", "raise SystemExit('users-2 cannot start')"]
+        return rec
+    monkeypatch.setattr(users, "record", record)
+    stack = Stack(lab=2, state_dir=tmp_path)
+    with pytest.raises(ServiceFailed, match="users-2 exited before it was ready"):
+        stack.up()
+    assert stack.runtime.running_lab() is None and not stack.runtime.procs
+    monkeypatch.undo()
+    assert Stack(lab=2, state_dir=tmp_path).runtime.procs == {}, "nothing saved as running"

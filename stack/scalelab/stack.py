@@ -42,7 +42,13 @@ class Stack:
 
     def up(self) -> "Stack":
         broker.validate(self.plan, self.workspace)   # a bad broker.yaml: one line naming the setting, nothing started
-        started = self.runtime.up(self.plan, self.workspace)
+        fresh = self.runtime.running_lab() is None
+        try:
+            started = self.runtime.up(self.plan, self.workspace)
+        except BaseException:
+            if fresh:             # what this call started before the failure: stopped, nothing left half-up
+                self._stop_after_failed_start()
+            raise
         if started and not self.detach and not self._owns:
             self._owns = True
             atexit.register(self._down_at_exit)
@@ -61,6 +67,12 @@ class Stack:
         self.down(purge=True)
         shutil.rmtree(self.workspace, ignore_errors=True)
         return self.up()
+
+    def _stop_after_failed_start(self) -> None:
+        try:
+            self.runtime.down()
+        except Exception:                            # noqa: BLE001 — the start's own error is the one to see
+            pass
 
     def _down_at_exit(self) -> None:
         if self._owns:
