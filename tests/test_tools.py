@@ -109,3 +109,16 @@ def test_in_a_container_nginx_dash_T_reads_the_masters_own_arguments_from_its_pr
                           env={"PATH": f"{nginx_dir}:/usr/bin:/bin"})
     assert done.returncode == 0 and "test is successful" in done.stderr, done.stderr[-500:]
     assert "upstream" in done.stdout
+
+
+lab3 = solved_stack(3)
+
+
+def test_valkey_cli_signs_in_with_the_password_kept_off_its_command_line(lab3):
+    try:
+        pong = lab3.tool("valkey-cli", "ping")
+    except ToolUnavailable as exc:      # make test installs redis-tools first (make tools-lab3)
+        pytest.skip(str(exc))
+    password = lab3.redis_url().split(":")[2].split("@")[0]
+    assert pong.returncode == 0 and pong.output.strip() == "PONG", pong
+    assert password not in " ".join(pong.argv) and "WRONGPASS" not in pong.output

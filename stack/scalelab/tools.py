@@ -144,7 +144,12 @@ def _local(stack, name: str, member: str, args: list[str], timeout: float) -> To
         dsn = stack.database_url() if member == "postgres" else stack.database_url(member=member)   # standby-1
         argv = [str(binaries.postgres().bin_dir / "psql"), "-X", dsn, *args]
     elif name in ("valkey-cli", "redis-cli"):
-        argv = [_redis_cli(), "-u", stack.redis_url(), *args]
+        # The password through REDISCLI_AUTH, never the command line (redis-cli 7 also reads a
+        # URL's empty user name as a user to sign in as: WRONGPASS).
+        url = urlsplit(stack.redis_url())
+        env["REDISCLI_AUTH"] = url.password or ""
+        argv = [_redis_cli(), "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379),
+                "-n", url.path.strip("/") or "0", *args]
     elif name == "nginx":
         argv = [*runtime._record(member).argv, *args]      # nginx-1's own binary, -c and -p
     elif name == "celery":
