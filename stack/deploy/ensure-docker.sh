@@ -77,6 +77,7 @@ if ! engine_up; then
             [ "$(date +%s)" -lt "$deadline" ] || unavailable "dockerd did not answer within 60 s (see $DOCKERD_LOG)"
             sleep 0.5   # polling `docker info`, bounded by the deadline
         done
+        say "dockerd started by this run keeps running after it (stop it: kill \$(pidof dockerd))"
     fi
 fi
 
