@@ -53,6 +53,12 @@ LATENCY_CONCURRENCY = 1   # the latency rungs: one request at a time, p50 = serv
 
 
 # -- load generators ----------------------------------------------------------------
+
+def md_table(frame, floatfmt: str) -> str:
+    """A results table in Markdown: a cell with nothing measured is "—", not "nan"."""
+    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=floatfmt,
+                                                                        missingval="—")
+
 def _pinning() -> list[str]:
     """Pin the load generator to the last core when there are cores to spare (>= 4)."""
     cores = os.cpu_count() or 1
@@ -371,12 +377,12 @@ def markdown(table: pd.DataFrame, econ: pd.DataFrame, goals: pd.DataFrame, meta:
         f"for half that (latency; p50 = service time), load generator "
         f"{'pinned to the last core' if meta['pinned'] else 'not pinned (fewer than 4 cores: it shares them with the servers)'}. "
         "\"server CPU ms/req\": CPU time of every process of the stack under test (nginx, replicas, stores) per request.",
-        "", table[[c for c in cols if c in table]].to_markdown(index=False, floatfmt=".2f"),
-        "", econ.to_markdown(index=False, floatfmt=".2f"),
+        "", md_table(table[[c for c in cols if c in table]], ".2f"),
+        "", md_table(econ, ".2f"),
         *(["", "What durability costs: lab 05's POST /orders, 4 clients, no worker running, each setting's median "
            "burst (the losses when the broker is SIGKILLed are the notebook's, step 11):", "",
-           durable.to_markdown(index=False, floatfmt=".1f")] if durable is not None and len(durable) else []),
-        "", goals.to_markdown(index=False, floatfmt=".2f"), ""])
+           md_table(durable, ".1f")] if durable is not None and len(durable) else []),
+        "", md_table(goals, ".2f"), ""])
 
 
 def plot(table: pd.DataFrame, path: Path, durable: pd.DataFrame | None = None) -> None:
