@@ -44,6 +44,19 @@ def lab_times(lab: int, workdir: Path) -> dict:
             "warm under target": "yes" if warm < TARGET_S else "no"}
 
 
+def write(rows: list[dict]) -> str:
+    """The results so far (after each lab: an interrupted run keeps what it measured)."""
+    table = pd.DataFrame(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"kind-{date.today().isoformat()}"
+    stem.with_suffix(".json").write_text(json.dumps({"date": date.today().isoformat(), "target_s": TARGET_S,
+                                                     "labs": table.to_dict("records")}, indent=1))
+    md = (f"# kind: up() per lab on an existing cluster ({date.today().isoformat()})\n\n"
+          f"Target: warm up() under {TARGET_S:.0f} s.\n\n" + table.to_markdown(index=False, floatfmt=".1f") + "\n")
+    stem.with_suffix(".md").write_text(md)
+    return md
+
+
 def main() -> int:
     labs = [lab for lab, plan in sorted(PLANS.items()) if "kind" in plan.runtimes]
     rows = []
@@ -55,16 +68,9 @@ def main() -> int:
                 print(f"bench-kind: {exc}", file=sys.stderr)
                 return 1
             print(f"bench-kind: lab {lab:02d}: {rows[-1]}", flush=True)
-    table = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"kind-{date.today().isoformat()}"
-    stem.with_suffix(".json").write_text(json.dumps({"date": date.today().isoformat(), "target_s": TARGET_S,
-                                                     "labs": table.to_dict("records")}, indent=1))
-    md = (f"# kind: up() per lab on an existing cluster ({date.today().isoformat()})\n\n"
-          f"Target: warm up() under {TARGET_S:.0f} s.\n\n" + table.to_markdown(index=False, floatfmt=".1f") + "\n")
-    stem.with_suffix(".md").write_text(md)
+            md = write(rows)
     print(md)
-    print(f"written: {stem}.json, .md")
+    print(f"written: {RESULTS}/kind-{date.today().isoformat()}.json, .md")
     return 0
 
 
