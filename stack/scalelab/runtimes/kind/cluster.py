@@ -21,6 +21,7 @@ from scalelab.runtimes.kind import host
 from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, run as _run, tool
 
 KIND_CONFIG = REPO / "kind-config.yaml"
+REGISTRY_CONTAINER = "scalelab-registry"     # make kind-registry's (registry.py); deleted with the cluster
 KIND_OFFLINE = REPO / "stack" / "deploy" / "kind-offline"
 
 
@@ -189,8 +190,8 @@ class Cluster:
         back the host's kernel settings its nodes changed (host.py)."""
         if self.exists():
             _run(["kind", "delete", "cluster", "--name", self.name], timeout=300)
-        # the local registry of `make kind-registry` (registry.py) lives on kind's network too
-        _run(["docker", "rm", "--force", "--volumes", "scalelab-registry"], timeout=60, check=False)
+        # the local registry of `make kind-registry` lives on kind's network too: it goes first
+        _run(["docker", "rm", "--force", "--volumes", REGISTRY_CONTAINER], timeout=60, check=False)
         network = _run(["docker", "network", "inspect", "kind", "--format", "{{len .Containers}}"],
                        timeout=60, check=False)
         if network.returncode == 0 and network.stdout.strip() == "0":

@@ -26,8 +26,9 @@ import httpx
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common.images import DEPLOY, Image
+from scalelab.runtimes.kind.cluster import REGISTRY_CONTAINER, cluster_name
 
-CONTAINER = "scalelab-registry"
+CONTAINER = REGISTRY_CONTAINER
 HOST_PORT = 5001
 ADDRESS = f"localhost:{HOST_PORT}"          # what SCALELAB_REGISTRY names, on the host and in the nodes
 NETWORK = "kind"                            # the Docker network kind puts its nodes on
@@ -127,21 +128,10 @@ def ensure(client, cluster: str, log: Path) -> str:
     return ADDRESS
 
 
-def remove(client) -> bool:
-    """Stop and delete the registry container (and its blobs). True when there was one."""
-    import docker.errors
-    try:
-        client.containers.get(CONTAINER).remove(force=True, v=True)
-        return True
-    except docker.errors.NotFound:
-        return False
-
-
 def main() -> int:
     import docker
 
     from scalelab import paths
-    from scalelab.runtimes.kind.cluster import cluster_name
     try:
         client = docker.from_env()
         log = paths.default_state_dir() / "logs" / "registry-build.log"
