@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab-% tools-lab3 tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
+.PHONY: help setup lint lab-% tools-lab3 tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -69,7 +69,10 @@ jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the repo root (labs/, solu
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py
 
-test: $(STAMP) tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
+lint: $(STAMP)  ## the lint gate make test starts with: ruff on stack/ (settings in pyproject.toml)
+	$(BIN)/ruff check stack
+
+test: $(STAMP) lint tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: lint, service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
 	$(BIN)/python -m pytest -m "not compose and not kind"
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test: the kind suite was NOT run either — it needs the same Docker engine"; exit 0; \

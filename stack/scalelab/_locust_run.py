@@ -14,6 +14,8 @@ from the ``scalelab`` package is imported before gevent patches the process.
 
 import locust  # noqa: F401  -- must stay the first import: gevent patches the process here
 
+# isort: split
+import itertools
 import json
 import os
 import random
@@ -79,14 +81,14 @@ def snapshot(env, runner):
 def timeline_rows(samples):
     """Turn cumulative once-a-second snapshots into one row per interval."""
     rows = []
-    for prev, cur in zip(samples, samples[1:]):
+    for prev, cur in itertools.pairwise(samples):
         dt = cur["time"] - prev["time"]
         if dt < 0.1:  # a sliver of time at the very end would only add noise
             continue
         window = diff_response_time_dicts(cur["response_times"], prev["response_times"])
         timed = cur["timed"] - prev["timed"]
 
-        def pct(p):
+        def pct(p, window=window, timed=timed):
             return calculate_response_time_percentile(window, timed, p) if timed else None
 
         rows.append(

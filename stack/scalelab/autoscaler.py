@@ -18,9 +18,10 @@ from __future__ import annotations
 import numbers
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import pandas as pd
 
@@ -50,7 +51,7 @@ class HpaSpec:
 class Autoscaler(Protocol):
     is_model: bool    # True: the driver's loop calling desired_replicas(); False: Kubernetes' HPA
 
-    def start(self) -> "Autoscaler": ...
+    def start(self) -> Autoscaler: ...
 
     def stop(self) -> None: ...
 
@@ -91,7 +92,7 @@ class ModelAutoscaler:
         self.errors: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> "ModelAutoscaler":
+    def start(self) -> ModelAutoscaler:
         if self._thread is not None and self._thread.is_alive():
             return self
         self._stop.clear()
@@ -107,7 +108,7 @@ class ModelAutoscaler:
             self._thread.join(timeout=120)   # a scale in progress finishes first (bounded)
             self._thread = None
 
-    def __enter__(self) -> "ModelAutoscaler":
+    def __enter__(self) -> ModelAutoscaler:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -148,7 +149,7 @@ class ModelAutoscaler:
         request_cores = self.spec.cpu_request_millicores / 1000
         members = self.runtime.members(self.spec.service)
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(members)))) as pool:
-            readings = dict(zip(members, pool.map(self._read, members)))
+            readings = dict(zip(members, pool.map(self._read, members), strict=True))
         utilization = {}
         for member, reading in readings.items():
             if reading is None:
@@ -191,7 +192,7 @@ class ModelAutoscaler:
             self.runtime.scale(spec.service, decided)
             new = [m for m in self.runtime.members(spec.service) if m not in self._last]
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(new)))) as pool:
-                for member, reading in zip(new, pool.map(self._read, new)):
+                for member, reading in zip(new, pool.map(self._read, new), strict=True):
                     if reading is not None:          # new members: utilization from now on
                         self._last[member] = reading
 

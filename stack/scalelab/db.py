@@ -7,7 +7,6 @@ import pandas as pd
 
 from scalelab import aio
 
-
 CONNECT_TIMEOUT_S = 15.0   # through a Kubernetes port-forward on a busy machine a connect takes seconds
 CONNECT_ATTEMPTS = 2
 

@@ -26,7 +26,8 @@ def _version(argv: list[str]) -> str | None:
 
 def rows(state_dir) -> list[tuple[str, str, str]]:
     """(status, what, detail) for everything the lab needs or can use."""
-    found = [(OK if sys.version_info >= (3, 11) else FAIL, "python", f"{platform.python_version()} at {sys.executable}")]
+    found = [(OK if sys.version_info >= (3, 11) else FAIL, "python",
+              f"{platform.python_version()} at {sys.executable}")]
     for name, finder in binaries.FINDERS.items():
         try:
             binary = finder()
@@ -37,14 +38,16 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
     if os.geteuid() == 0:
         found.append((OK if shutil.which("setpriv") else FAIL, "root",
                       "running as root: Postgres runs as `nobody` via setpriv"
-                      if shutil.which("setpriv") else "running as root and setpriv is missing: apt-get install util-linux"))
+                      if shutil.which("setpriv")
+                      else "running as root and setpriv is missing: apt-get install util-linux"))
     from scalelab.runtimes.kubernetes.tools import tool as kube_tool
     for tool, argv in {"docker": ["docker", "--version"], "kind": ["kind", "version"],
                        "kubectl": ["kubectl", "version", "--client"]}.items():
         path = shutil.which(tool) if tool == "docker" else kube_tool(tool)   # kind, kubectl: make kind-offline's first
         version = _version([path, *argv[1:]]) if path else None
         found.append((OK if version else WARN, tool,
-                      version or f"not found — needed only for runtime=\"{'kind' if tool != 'docker' else 'compose'}\""))
+                      version or "not found — needed only for "
+                                 f"runtime=\"{'kind' if tool != 'docker' else 'compose'}\""))
     from scalelab.runtimes.kind.cluster import doctor_rows
     found += doctor_rows()   # node image, metrics-server image, cluster, metrics flowing (when kind is here)
     try:
@@ -53,7 +56,8 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
         found.append((FAIL, "ports", f"cannot bind {HOST}: {exc}"))
     memory = psutil.virtual_memory()
     found.append((OK if memory.available > 2 * 2**30 else WARN, "memory",
-                  f"{memory.available / 2**30:.1f} GiB available of {memory.total / 2**30:.1f} GiB (a lab needs ~1 GiB)"))
+                  f"{memory.available / 2**30:.1f} GiB available of {memory.total / 2**30:.1f} GiB "
+                  "(a lab needs ~1 GiB)"))
     cores = os.cpu_count() or 1
     found.append((OK if cores >= 2 else WARN, "cpu", f"{cores} cores (load tests share them with the servers)"))
     state_dir.mkdir(parents=True, exist_ok=True)

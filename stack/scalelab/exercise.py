@@ -10,10 +10,10 @@ Jupyter), and names the next hint; an untouched stub says "not attempted yet".
 
 import importlib.util
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 from scalelab.errors import ScalelabError
 from scalelab.paths import REPO

@@ -8,7 +8,8 @@ version), so this works without a cluster and without a network. ``strict`` sche
 reject unknown fields: a typo such as ``contianers:`` is an error, not silently ignored.
 """
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 

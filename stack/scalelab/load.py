@@ -223,7 +223,8 @@ def ladder(
     """
     label = kw.pop("label", None)
     rows = [
-        run(base_url, paths, users=u, duration=duration, label=f"{label} x{u}" if label else f"{u} user{'s' * (u != 1)}", **kw).summary
+        run(base_url, paths, users=u, duration=duration,
+            label=f"{label} x{u}" if label else f"{u} user{'s' * (u != 1)}", **kw).summary
         for u in users_levels
     ]
     return pd.concat(rows, ignore_index=True)

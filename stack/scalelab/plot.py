@@ -109,7 +109,7 @@ def timeline(result_or_df: LoadResult | pd.DataFrame, columns=("rps", "p95_ms"))
     """One panel per column of the per-second timeline, against seconds since start."""
     df = result_or_df.timeline if isinstance(result_or_df, LoadResult) else result_or_df
     fig, axes = _new(len(columns), figsize=(7, 2.2 * len(columns)), sharex=True)
-    for ax, col in zip(axes, columns):
+    for ax, col in zip(axes, columns, strict=True):
         ax.plot(df["t_s"], df[col], "o-", ms=3)
         ax.set_ylabel(col)
         ax.set_ylim(bottom=0)

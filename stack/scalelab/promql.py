@@ -72,8 +72,8 @@ class Prometheus:
         return pd.DataFrame(rows, columns=["instance", "service", "url", "health", "last_error"])
 
     def alerts(self) -> pd.DataFrame:
-        rows = [{"alert": a["labels"].get("alertname"), "state": a["state"], "instance": a["labels"].get("instance", ""),
-                 "active_at": a.get("activeAt"), "value": a.get("value")}
+        rows = [{"alert": a["labels"].get("alertname"), "state": a["state"],
+                 "instance": a["labels"].get("instance", ""), "active_at": a.get("activeAt"), "value": a.get("value")}
                 for a in self._get("/api/v1/alerts")["alerts"]]
         return pd.DataFrame(rows, columns=["alert", "state", "instance", "active_at", "value"])
 

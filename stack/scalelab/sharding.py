@@ -12,9 +12,7 @@ each is a separate database with its own table, reached through its own DSN, exa
 separate servers would be — nothing here can join or query across them.
 """
 
-from typing import Callable, Iterable
-
-import asyncpg
+from collections.abc import Callable, Iterable
 
 from scalelab import aio, db
 

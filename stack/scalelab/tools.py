@@ -175,7 +175,8 @@ def _redis_cli() -> str:
         server = binaries.redis().path
     except ScalelabError:
         pass
-    candidates = [os.environ.get("REDIS_CLI"), *(str(server.with_name(n)) for n in ("valkey-cli", "redis-cli") if server),
+    candidates = [os.environ.get("REDIS_CLI"),
+                  *(str(server.with_name(n)) for n in ("valkey-cli", "redis-cli") if server),
                   shutil.which("valkey-cli"), shutil.which("redis-cli")]
     found = next((c for c in candidates if c and Path(c).exists()), None)
     if not found:
@@ -200,7 +201,7 @@ def _kubectl(runtime, kind: str, args, timeout: float) -> ToolRun:
     if kind not in ("kind", "kubernetes") or not namespace:
         raise ToolUnavailable(f"kubectl talks to a Kubernetes cluster: this stack runs on {kind!r} "
                               "(RUNTIME=\"kind\" runs it on one)")
-    from scalelab.runtimes.kubernetes.tools import tool   # the kind-offline kubectl first, then PATH's
+    from scalelab.runtimes.kubernetes.tools import tool  # the kind-offline kubectl first, then PATH's
     kubectl = tool("kubectl")
     if not kubectl:
         raise ToolUnavailable("kubectl not found on PATH — `make kind-offline` builds one")

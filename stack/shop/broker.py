@@ -7,13 +7,19 @@ reference (``shop/reference/broker.yaml``: RabbitMQ with publisher confirms). Wi
     broker: rabbitmq        # redis | rabbitmq
     confirm_publish: true
 
-| setting | broker | what it does | when left out |
-|---|---|---|---|
-| ``appendonly`` | redis | every write is also appended to a file (the AOF), replayed at start | ``no`` (Valkey's default) |
-| ``appendfsync`` | redis | when the AOF is forced to disk: ``no`` (the OS decides), ``everysec``, ``always`` (before the answer) | ``everysec`` (Valkey's) |
-| ``durable`` | rabbitmq | the queue itself survives a broker restart | ``true`` (Celery's default) |
-| ``persistent`` | rabbitmq | each message is written to disk (delivery mode 2) | ``true`` (Celery's default) |
-| ``confirm_publish`` | rabbitmq | the publisher waits for the broker's confirm (sent once the message is on disk) before the 202 | ``false`` (Celery's default) |
+===================  ========  ==================================================  ============================
+setting              broker    what it does                                        when left out
+===================  ========  ==================================================  ============================
+``appendonly``       redis     every write is also appended to a file (the AOF),   ``no`` (Valkey's default)
+                               replayed at start
+``appendfsync``      redis     when the AOF is forced to disk: ``no`` (the OS      ``everysec`` (Valkey's)
+                               decides), ``everysec``, ``always`` (before the
+                               answer)
+``durable``          rabbitmq  the queue itself survives a broker restart          ``true`` (Celery's default)
+``persistent``       rabbitmq  each message is written to disk (delivery mode 2)   ``true`` (Celery's default)
+``confirm_publish``  rabbitmq  the publisher waits for the broker's confirm (sent  ``false`` (Celery's default)
+                               once the message is on disk) before the 202
+===================  ========  ==================================================  ============================
 
 The services (``shop.tasks``, ``shop.orders_app``) and the driver read the file through
 :func:`load` / :func:`parse`, so they agree on the broker; a bad setting is one line naming it.
@@ -28,12 +34,11 @@ import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import amqp
 import yaml
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
-
-import amqp
 
 from shop import orders
 from shop.config import Settings

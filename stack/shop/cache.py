@@ -16,7 +16,7 @@ pool, and no retries (redis-py retries 10 times by default: seconds per request)
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff

@@ -3,8 +3,9 @@
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from fastapi import Request, Response
@@ -53,7 +54,7 @@ async def close_pool(pool: asyncpg.Pool, timeout: float = 5.0) -> None:
     """Wait for borrowed connections to come back, then close; force after ``timeout``."""
     try:
         await asyncio.wait_for(pool.close(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pool.terminate()
 
 

@@ -16,12 +16,12 @@ import re
 import sys
 import uuid
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 HEADER = "X-Request-ID"
 MAX_ID = 200   # a longer (or non-printable) id from outside is replaced, never logged as is
-_PRINTABLE_ID = re.compile(r"[!-~]{1,%d}" % MAX_ID)   # ASCII 33..126, what the check below allows
+_PRINTABLE_ID = re.compile(rf"[!-~]{{1,{MAX_ID}}}")   # ASCII 33..126, what the check below allows
 
 
 def new_request_id() -> str:
@@ -41,7 +41,7 @@ class JsonLines(logging.Formatter):
     """Formats ``record.fields`` (a dict) as one JSON object with ts and level first."""
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         fields = {"ts": ts.replace("+00:00", "Z"), "level": record.levelname.lower()}
         fields.update(getattr(record, "fields", None) or {"message": record.getMessage()})
         return json.dumps(fields, separators=(", ", ": "), default=str)

@@ -45,7 +45,8 @@ POOL = Gauge("db_pool_connections", "Connections of the asyncpg pool, by state",
 POOL_MAX = Gauge("db_pool_max_connections", "The asyncpg pool's upper bound", ["pool"])
 CACHE = Counter("cache_requests_total", "Cache lookups by result (hit, miss, bypass)", ["cache", "result"])
 # Labelled, so that only the process that sets it exports it (an unlabelled gauge reads 0 everywhere).
-QUEUE_DEPTH = Gauge("orders_queue_depth", "Messages waiting in the Celery queue (a Redis list or a RabbitMQ queue)", ["queue"])
+QUEUE_DEPTH = Gauge("orders_queue_depth", "Messages waiting in the Celery queue (a Redis list or a RabbitMQ queue)",
+                    ["queue"])
 ORDERS = Gauge("orders_by_status", "Orders in the database, by status", ["status"])
 TASKS = Counter("celery_tasks_total", "Celery task runs by outcome (processed, retried, failed)",
                 ["task", "outcome"])

@@ -68,7 +68,7 @@ class RequestBody:
         while more:
             try:
                 message = await asyncio.wait_for(receive(), deadline - loop.time())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return await send_error(send, 408, "request_timeout",
                                         f"the request body did not arrive within {self.timeout_s:g} s", CLOSE)
             if message["type"] == "http.disconnect":

@@ -11,19 +11,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shop import broker, metrics
+from shop import broker, metrics, tasks
 from shop import orders as order_flow
-from shop import tasks
 from shop.api import contract
-from shop.broker import BrokerClient, BrokerUnavailable
 from shop.api.routes import health, orders
+from shop.broker import BrokerClient, BrokerUnavailable
 from shop.config import Settings
 from shop.db import close_pool, create_pool
 from shop.errors import error_body, install_handlers
 from shop.exercises import Exercises
+from shop.middleware import InstanceHeader, InternalErrors, RequestBody
 from shop.resilience import OutboxSweep
 from shop.users_client import UsersClient
-from shop.middleware import InstanceHeader, InternalErrors, RequestBody
 
 log = logging.getLogger("uvicorn.error")
 

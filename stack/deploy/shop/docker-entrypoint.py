@@ -9,8 +9,9 @@ An explicit ``SHOP_INSTANCE`` wins; without a Compose name the hostname is used.
 On Kubernetes a Deployment's pods have generated names; the scalelab driver numbers them
 (``users-2``) and writes the name into ``SHOP_INSTANCE_FILE`` (an emptyDir) once the pod runs:
 the entrypoint waits for that file (at most ``SHOP_INSTANCE_WAIT_S``, default 120 s; then
-the pod's own name, said in the log). The command may name it: ``{SHOP_INSTANCE}`` in an argument is replaced (``--hostname
-{SHOP_INSTANCE}@scalelab`` makes a Celery worker ``worker-2@scalelab``).
+the pod's own name, said in the log). The command may name it: ``{SHOP_INSTANCE}`` in an
+argument is replaced (``--hostname {SHOP_INSTANCE}@scalelab`` makes a Celery worker
+``worker-2@scalelab``).
 """
 
 import os
@@ -24,7 +25,7 @@ def _dns_names(address: str) -> list[str]:
     """PTR names of ``address`` from the DNS server itself (/etc/hosts maps it to the hostname)."""
     try:
         import dns.exception
-        import dns.resolver   # dnspython: already in the image (email-validator needs it)
+        import dns.resolver  # dnspython: already in the image (email-validator needs it)
     except ImportError:
         return []
     try:

@@ -171,13 +171,15 @@ def _check_rules(pool_size) -> None:
         except Exception as exc:
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) raised {type(exc).__name__}: {exc}") from None
         if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(v, int) for v in result)):
-            raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) returned {result!r}: return (min_size, max_size) as two ints")
+            raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) returned {result!r}: "
+                              "return (min_size, max_size) as two ints")
         low, high = result
         budget = (conns - RESERVED) // replicas
         if not 1 <= low <= high:
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: need 1 <= min_size <= max_size")
         if low > 2:
-            raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: keep at most 2 idle connections (min_size <= 2)")
+            raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: "
+                              "keep at most 2 idle connections (min_size <= 2)")
         if budget >= 1 and high * replicas > conns - RESERVED:
             raise CheckFailed(f"pool_size({cpu}, {conns}, {replicas}) = {result}: {replicas} replicas × {high} = "
                               f"{high * replicas} connections, over max_connections - {RESERVED} = {conns - RESERVED}")
@@ -214,7 +216,8 @@ def _check_pool(stack, exercise) -> str:
     max_connections = int(db.fetchval(stack.database_url("app"), "SHOW max_connections"))
     low, high = pool_size(os.cpu_count() or 1, max_connections, 3)
     if (stats["min_size"], stats["max_size"]) != (low, high):
-        raise CheckFailed(f"the service's pool is {stats['min_size']}..{stats['max_size']}, your function says {low}..{high}")
+        raise CheckFailed(f"the service's pool is {stats['min_size']}..{stats['max_size']}, "
+                          f"your function says {low}..{high}")
     httpx.post(f"{base}/users", json={"email": f"pool-{uuid.uuid4().hex[:8]}@example.com", "name": "Pool"}, timeout=10)
     peak, result = _peak_connections(stack, duration=2.0)
     if result.failures:
@@ -231,7 +234,8 @@ pool = Exercise(
     checker=_check_pool,
     hints=[
         "Start from the budget one replica may use: (db_max_connections - RESERVED) // replicas.",
-        "Cap it by what the CPUs can run at once (4 * cpu_count) and keep at least 1: max(1, min(budget, 4 * cpu_count)).",
+        "Cap it by what the CPUs can run at once (4 * cpu_count) and keep at least 1: "
+        "max(1, min(budget, 4 * cpu_count)).",
         "min_size is how many connections stay open when idle: min(2, max_size).",
     ],
     reference="shop.reference.pool",

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import jwt

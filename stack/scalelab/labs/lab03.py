@@ -136,7 +136,8 @@ def _check_user_cache(stack, exercise) -> str:
         deleted = api.delete(f"/users/{user['id']}", headers=token)
         gone = [api.get(f"/users/{user['id']}").status_code for _ in range(3)]
         if deleted.status_code != 204 or any(code != 404 for code in gone):
-            raise CheckFailed(f"after DELETE the reads answered {gone}: the deleted user is still served from the cache")
+            raise CheckFailed(f"after DELETE the reads answered {gone}: "
+                              "the deleted user is still served from the cache")
 
         other, _ = signed_up(api, "Redis Down")
         redis_member = stack.members("redis")[0]
@@ -285,7 +286,8 @@ def _check_rate_limit(stack, exercise) -> str:
     total = 3 * limit
     started = time.monotonic()
     allowed, frame, client = _allowed(
-        stack, lambda c: fire(f"{stack.url('users')}/users?limit=1", total, {"X-Client-Id": c}, concurrency=total), limit)
+        stack, lambda c: fire(f"{stack.url('users')}/users?limit=1", total, {"X-Client-Id": c},
+                              concurrency=total), limit)
     elapsed = time.monotonic() - started
     if allowed != limit:
         raise CheckFailed(f"{total} concurrent requests of one client: {allowed} allowed, expected {limit} — "

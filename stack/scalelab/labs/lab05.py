@@ -63,7 +63,8 @@ def wait_orders(stack, ids: list[int], timeout: float = 30.0, statuses=TERMINAL)
             return frame
         if time.monotonic() > deadline:
             counts = frame.status.value_counts().to_dict() if len(frame) else {}
-            raise CheckFailed(f"after {timeout:.0f} s the {len(ids)} orders are {counts}, not all {'/'.join(statuses)}: "
+            raise CheckFailed(f"after {timeout:.0f} s the {len(ids)} orders are {counts}, "
+                              f"not all {'/'.join(statuses)}: "
                               "are workers running? (stack.status(), stack.logs('worker-1'))")
         time.sleep(0.05)
 

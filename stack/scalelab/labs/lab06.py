@@ -196,7 +196,8 @@ def run_autoscaling(stack, spec: HpaSpec, desired_replicas, users: int = 8, dura
         # The model acts on its own 2 s samples; the real HPA sees CPU only through the kubelet's
         # stats and metrics-server's 10 s scrapes (tens of seconds on a fresh cluster): its load
         # goes on until a replica was added, bounded.
-        scaled_out = (lambda: any(n > spec.min_replicas for t, n in replicas_seen if t >= started)) if not scaler.is_model else None
+        scaled_out = ((lambda: any(n > spec.min_replicas for t, n in replicas_seen if t >= started))
+                      if not scaler.is_model else None)
         result["load"] = steady_load(f"{stack.url(spec.service)}{path}", duration, concurrency=users,
                                      until=scaled_out, max_seconds=duration + HPA_SCALE_OUT_WAIT_S)
         ended = time.monotonic()
@@ -242,7 +243,8 @@ def plot_scaling(run: dict):
     # history's t_s counts from the autoscaler's start, a moment before the load started
     shift = run.get("history_shift_s", 0.0)
     util = history.dropna(subset=["cpu_utilization"])
-    ax2.plot(util.t_s - shift, util.cpu_utilization, "o-", color="tab:red", ms=3, label="CPU utilization (% of request)")
+    ax2.plot(util.t_s - shift, util.cpu_utilization, "o-", color="tab:red", ms=3,
+             label="CPU utilization (% of request)")
     ax2.axhline(spec.target_cpu_utilization, color="tab:red", ls=":", lw=1, label="target")
     ax2.set_ylabel("CPU utilization, % of the request", color="tab:red")
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
@@ -353,7 +355,8 @@ def _check_deployment(stack, exercise) -> str:
     if live_path != "/health":
         raise CheckFailed(f"livenessProbe path is {live_path!r}: liveness must not depend on the database (a "
                           "database outage would restart every pod) — which endpoint touches nothing else?")
-    if svc["spec"].get("selector") != labels and any(labels.get(k) != v for k, v in (svc["spec"].get("selector") or {}).items()):
+    if svc["spec"].get("selector") != labels and any(labels.get(k) != v
+                                                     for k, v in (svc["spec"].get("selector") or {}).items()):
         raise CheckFailed(f"the Service selects {svc['spec'].get('selector')}, the pods carry {labels}: it would "
                           "have no endpoints")
     if not svc["spec"].get("selector"):
@@ -448,10 +451,10 @@ def _check_hpa(stack, exercise) -> str:
         raise CheckFailed(f"{what} could not use your function: {run['errors'][0]}")
     if run["peak"] is None or run["peak"] <= spec.min_replicas:
         busiest = history.cpu_utilization.max()
-        raise CheckFailed(f"under {result.requests} CPU-bound requests in {run['load_s']:.0f} s the replicas never rose "
-                          f"above {spec.min_replicas} (CPU utilization peaked at {busiest} % of the request, target "
-                          f"{spec.target_cpu_utilization} %): what does your function return when the metric is "
-                          "above the target?")
+        raise CheckFailed(f"under {result.requests} CPU-bound requests in {run['load_s']:.0f} s the replicas never "
+                          f"rose above {spec.min_replicas} (CPU utilization peaked at {busiest} % of the request, "
+                          f"target {spec.target_cpu_utilization} %): what does your function return when the metric "
+                          "is above the target?")
     failures = result.failures
     if failures > 0.01 * max(result.requests, 1):
         raise CheckFailed(f"{failures} of {result.requests} requests failed while the replicas scaled "

@@ -5,12 +5,11 @@ import threading
 import time
 import uuid
 
-import asyncpg
 import httpx
 import pandas as pd
 import redis
 
-from scalelab import aio, db
+from scalelab import db
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
 from scalelab.labs import lab05
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from scalelab import aio, db
 from scalelab.errors import ScalelabError
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, Exercise
 
 STANDBY = "standby-1"
 ROLE = "replicator"   # the role name the driver passes to replication_role_sql()

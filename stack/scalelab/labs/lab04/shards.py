@@ -175,7 +175,7 @@ def _check_sharding_code(stack, exercise) -> str:
     here = [[shard_for(k, SHARDS) for k in keys], [ring_class(["a", "b", "c", "d"]).node_for(k) for k in keys]]
     for other in _in_fresh_processes(exercise.workspace_file(stack), keys):
         if other[0] != here[0]:
-            differ = sum(a != b for a, b in zip(other[0], here[0]))
+            differ = sum(a != b for a, b in zip(other[0], here[0], strict=True))
             raise CheckFailed(f"shard_for sends {differ} of {len(keys)} keys to another shard in a new process: "
                               "Python's hash() is salted per process — hash the key's bytes (hashlib) instead")
         if other[1] != here[1]:
@@ -197,8 +197,10 @@ def _check_sharding_code(stack, exercise) -> str:
     after = {k: five.node_for(k) for k in ids}
     ring_counts = Counter(before.values())
     if set(ring_counts) - set(nodes):
-        raise CheckFailed(f"node_for returned {sorted(set(ring_counts) - set(nodes))[:3]}: it must return one of the nodes")
-    if (ring_spread := _spread(Counter({nodes.index(n): c for n, c in ring_counts.items()}), KEYS, SHARDS)) > RING_EVEN_WITHIN:
+        raise CheckFailed(f"node_for returned {sorted(set(ring_counts) - set(nodes))[:3]}: "
+                          "it must return one of the nodes")
+    if (ring_spread := _spread(Counter({nodes.index(n): c for n, c in ring_counts.items()}),
+                               KEYS, SHARDS)) > RING_EVEN_WITHIN:
         raise CheckFailed(f"the ring puts {dict(ring_counts)} of {KEYS} keys on its {SHARDS} nodes ({ring_spread:.0%} "
                           "off even): give each node many points on the ring (virtual nodes, e.g. 100)")
     moved = [k for k in ids if before[k] != after[k]]

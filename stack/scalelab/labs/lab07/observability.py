@@ -34,14 +34,17 @@ CPU_WAIT_S = 90
 # runs every panel's expression against a real Prometheus).
 EXPRS = {
     "p95 latency (s)": 'histogram_quantile(0.95, sum by (service, le) ('
-                       'rate(http_request_duration_seconds_bucket{job="shop", route!~"/metrics|/health|/ready"}[10s])))',
-    "5xx share": 'sum by (service) (rate(http_requests_total{job="shop", route!~"/metrics|/health|/ready", status=~"5.."}[10s]))'
+                       'rate(http_request_duration_seconds_bucket{job="shop", '
+                       'route!~"/metrics|/health|/ready"}[10s])))',
+    "5xx share": 'sum by (service) (rate(http_requests_total{job="shop", route!~"/metrics|/health|/ready", '
+                 'status=~"5.."}[10s]))'
                  ' / sum by (service) (rate(http_requests_total{job="shop", route!~"/metrics|/health|/ready"}[10s]))',
     "CPU (cores)": 'rate(process_cpu_seconds_total{job="shop"}[10s])',
     "requests/s": 'sum by (service) (rate(http_requests_total{job="shop", route!~"/metrics|/health|/ready"}[10s]))',
     "DB pool in use": 'sum by (instance) (db_pool_connections{job="shop", state="in_use"})',
     "queue depth": 'orders_queue_depth{job="shop"}',
-    "tasks/s": 'sum by (outcome) (rate(celery_tasks_total{job="shop"}[3s]))',   # 3 scrapes: shorter than a burst's drain
+    # 3 scrapes: shorter than a burst's drain
+    "tasks/s": 'sum by (outcome) (rate(celery_tasks_total{job="shop"}[3s]))',
     "cache hit ratio": 'sum(rate(cache_requests_total{job="shop", result="hit"}[30s]))'
                        ' / sum(rate(cache_requests_total{job="shop", result=~"hit|miss"}[30s]))',
 }
@@ -121,7 +124,7 @@ def new_user() -> dict:
 def _firing(prom: Prometheus, names) -> dict[str, str]:
     frame = prom.alerts()
     frame = frame[frame.alert.isin(names) & (frame.state == "firing")]
-    return dict(zip(frame.alert, frame.instance))
+    return dict(zip(frame.alert, frame.instance, strict=True))
 
 
 def _wait_firing(prom: Prometheus, names: tuple[str, ...], timeout: float) -> dict[str, float]:
@@ -158,7 +161,8 @@ def _check_alert_rules(stack, exercise) -> str:
     rules = {r.get("alert"): r for g in doc["groups"] for r in (g.get("rules") or []) if "alert" in r}
     missing = [name for name in ALERTS if name not in rules]
     if missing:
-        raise CheckFailed(f"no alert named {', '.join(missing)} in {path.name} (found: {', '.join(map(str, rules)) or 'none'})")
+        raise CheckFailed(f"no alert named {', '.join(missing)} in {path.name} "
+                          f"(found: {', '.join(map(str, rules)) or 'none'})")
     for name in ALERTS:
         hold = str(rules[name].get("for", "0s"))
         seconds = pd.Timedelta(hold).total_seconds() if hold[-1:] in "smh" else None
@@ -206,10 +210,12 @@ def _check_alert_rules(stack, exercise) -> str:
     drill["phases"]["CPU load (/work?ms=200)"] = (start, time.time())
     for name in ("HighCpu", "HighLatency"):
         if name not in took:
-            cpu = prom.query(EXPRS["CPU (cores)"]).pipe(lambda f: dict(zip(f.get("instance", []), f.value.round(2))))
-            p95 = prom.query(EXPRS["p95 latency (s)"]).pipe(lambda f: dict(zip(f.get("service", []), f.value.round(3))))
-            raise CheckFailed(f"{name} did not fire within {CPU_WAIT_S} s of a CPU-bound load (CPU cores per member now "
-                              f"{cpu}, p95 per service {p95} s): check its expression and threshold")
+            cpu = prom.query(EXPRS["CPU (cores)"]).pipe(
+                lambda f: dict(zip(f.get("instance", []), f.value.round(2), strict=False)))
+            p95 = prom.query(EXPRS["p95 latency (s)"]).pipe(
+                lambda f: dict(zip(f.get("service", []), f.value.round(3), strict=False)))
+            raise CheckFailed(f"{name} did not fire within {CPU_WAIT_S} s of a CPU-bound load (CPU cores per member "
+                              f"now {cpu}, p95 per service {p95} s): check its expression and threshold")
 
     # 3. Errors: the primary killed; sign-ups (writes: the standby cannot take them) answer 503.
     stack.kill("postgres")
@@ -222,7 +228,8 @@ def _check_alert_rules(stack, exercise) -> str:
     drill["phases"]["Postgres killed"] = (start, time.time())
     codes = load.frame().status.value_counts().to_dict()
     if "HighErrorRate" not in took:
-        share = prom.query(EXPRS["5xx share"]).pipe(lambda f: dict(zip(f.get("service", []), f.value.round(3))))
+        share = prom.query(EXPRS["5xx share"]).pipe(
+            lambda f: dict(zip(f.get("service", []), f.value.round(3), strict=False)))
         raise CheckFailed(f"HighErrorRate did not fire within 45 s with Postgres down (answers {codes}; "
                           f"5xx share per service now {share}): check its expression")
     drill["took_s"] = took
@@ -252,7 +259,8 @@ alert_rules = Exercise(
         "One group, three rules: `- alert: HighCpu` / `expr:` / `for: 3s`. CPU: "
         "`rate(process_cpu_seconds_total{job=\"shop\"}[10s]) > 0.5` (seconds of CPU per second = cores).",
         "p95: `histogram_quantile(0.95, sum by (service, le) (rate(http_request_duration_seconds_bucket"
-        "{job=\"shop\", route!~\"/metrics|/health|/ready\"}[10s]))) > 0.2` — keep `le` in the `by`, or there is no histogram left.",
+        "{job=\"shop\", route!~\"/metrics|/health|/ready\"}[10s]))) > 0.2` — keep `le` in the `by`, "
+        "or there is no histogram left.",
         "Error rate: 5xx per second over all per second, per service: "
         "`sum by (service) (rate(http_requests_total{...status=~\"5..\"}[10s])) / sum by (service) "
         "(rate(http_requests_total{...}[10s])) > 0.01`.",

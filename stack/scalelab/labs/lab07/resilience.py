@@ -8,7 +8,6 @@ breaker's state and the client's counters; the helpers below read it.
 """
 
 import asyncio
-import statistics
 import time
 from contextlib import contextmanager
 
@@ -20,7 +19,8 @@ from scalelab.exercise import CheckFailed, Exercise, NotAttempted, is_stub
 from scalelab.labs.lab05 import ITEMS, new_user
 
 __all__ = ["circuit_breaker", "orders_stats", "breaker_state", "users_down", "users_paused", "without_breaker",
-           "place_orders", "burst", "read_latencies", "summary", "wait_breaker", "until_ordering", "new_user", "FakeClock"]
+           "place_orders", "burst", "read_latencies", "summary", "wait_breaker", "until_ordering", "new_user",
+           "FakeClock"]
 
 ORDERS = "orders-1"
 

@@ -13,8 +13,8 @@ How a runtime renders, tests and installs is its own (``local/nginx.py``: a file
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -67,7 +67,7 @@ def _not_configured(reason: str) -> str:
 
 def explain(output: str, text: str) -> str:
     """nginx -t's complaint about the rendered ``text``, with the offending line quoted."""
-    lines = [l for l in output.splitlines() if "[emerg]" in l or "[crit]" in l]
+    lines = [line for line in output.splitlines() if "[emerg]" in line or "[crit]" in line]
     message = (lines[0] if lines else output.strip()).split("] ", 1)[-1]
     message = re.sub(r"^\d+#\d+: ", "", message)
     if m := re.search(r" in (\S+):(\d+)$", message):

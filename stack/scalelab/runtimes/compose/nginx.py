@@ -20,7 +20,15 @@ from pathlib import Path
 
 from scalelab.errors import ServiceFailed
 from scalelab.runtimes.common.nginx import (  # one template, one upstream source, every runtime
-    FRONTS, REFERENCE, TEMPLATE, _not_configured, expand, explain, install_tested, upstream_source)
+    FRONTS,
+    REFERENCE,
+    TEMPLATE,
+    _not_configured,
+    expand,
+    explain,
+    install_tested,
+    upstream_source,
+)
 
 PORT = 8080                     # inside the container
 MEMBER_PORT = 8000              # the user service's port inside its container
@@ -43,7 +51,8 @@ def render(upstream: str | None, reason: str, addresses: list[str], generation: 
         text = text.replace("{{" + key + "}}", value)
     loopback = f"listen 127.0.0.1:{PORT};"
     if loopback not in text:
-        raise ServiceFailed(f"{TEMPLATE.name} no longer has `listen 127.0.0.1:{{{{port}}}};` — update compose_nginx.render")
+        raise ServiceFailed(f"{TEMPLATE.name} no longer has `listen 127.0.0.1:{{{{port}}}};` — "
+                            "update compose_nginx.render")
     # In a container the port must be reachable from the Compose network; the host side is
     # published on 127.0.0.1 only.
     return text.replace(loopback, f"listen {PORT};")

@@ -21,19 +21,19 @@ import httpx
 import pandas as pd
 
 from scalelab import aio
-from scalelab.paths import STATE_LOCK, write_state
 from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.paths import STATE_LOCK, write_state
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
-from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.common import images as compose_images
-from scalelab.runtimes.compose import nginx as compose_nginx
-from scalelab.runtimes.compose import queue as compose_queue
-from scalelab.runtimes.common.nginx import wait_until_routed
-from scalelab.runtimes.local import rabbitmq as local_rabbitmq
-from scalelab.runtimes.compose import prometheus as compose_prometheus
-from scalelab.runtimes.compose import standby as compose_standby
 from scalelab.runtimes.common.engine import Compose, connect
+from scalelab.runtimes.common.nginx import wait_until_routed
+from scalelab.runtimes.compose import env as compose_env
+from scalelab.runtimes.compose import nginx as compose_nginx
+from scalelab.runtimes.compose import prometheus as compose_prometheus
+from scalelab.runtimes.compose import queue as compose_queue
+from scalelab.runtimes.compose import standby as compose_standby
+from scalelab.runtimes.local import rabbitmq as local_rabbitmq
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]

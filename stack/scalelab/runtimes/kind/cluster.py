@@ -18,7 +18,8 @@ import yaml
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
 from scalelab.paths import REPO
 from scalelab.runtimes.kind import host
-from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, run as _run, tool
+from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, tool
+from scalelab.runtimes.kubernetes.tools import run as _run
 
 KIND_CONFIG = REPO / "kind-config.yaml"
 REGISTRY_CONTAINER = "scalelab-registry"     # make kind-registry's (registry.py); deleted with the cluster
@@ -64,7 +65,8 @@ def require_tools() -> None:
     if version is None:
         raise RuntimeUnavailable(NO_KIND)
     if version < MIN_KIND:
-        raise RuntimeUnavailable(f"kind {version[0]}.{version[1]} is too old — {INSTALL_KIND}, or use runtime=\"local\"")
+        raise RuntimeUnavailable(f"kind {version[0]}.{version[1]} is too old — {INSTALL_KIND}, "
+                                 "or use runtime=\"local\"")
     if tool("kubectl") is None:
         raise RuntimeUnavailable(NO_KUBECTL)
 
@@ -229,19 +231,22 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     elif image == OFFLINE_NODE_IMAGE:
         rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE} inside the node image (make kind-offline)"))
     else:
-        rows.append((ok, "metrics-server image", f"{METRICS_SERVER_IMAGE}: the nodes pull it when the HPA first needs it"))
+        rows.append((ok, "metrics-server image",
+                     f"{METRICS_SERVER_IMAGE}: the nodes pull it when the HPA first needs it"))
     name = cluster_name()
     out = _run(["kind", "get", "clusters"], timeout=60, check=False)
     if name not in out.stdout.split():
         rows.append((ok, "kind cluster", f"{name} not created yet (Stack(lab=6, runtime=\"kind\").up() creates it)"))
         return rows
     try:
-        from kubernetes import client as k8s, config
+        from kubernetes import client as k8s
+        from kubernetes import config
         kubeconfig = yaml.safe_load(_run(["kind", "get", "kubeconfig", "--name", name], timeout=60).stdout)
         api = config.new_client_from_config_dict(kubeconfig)
         nodes = k8s.CoreV1Api(api).list_node().items
         ready = sum(1 for n in nodes for c in n.status.conditions or [] if c.type == "Ready" and c.status == "True")
-        rows.append((ok if ready == len(nodes) else warn, "kind cluster", f"{name}: {ready} of {len(nodes)} nodes ready"))
+        rows.append((ok if ready == len(nodes) else warn, "kind cluster",
+                     f"{name}: {ready} of {len(nodes)} nodes ready"))
         metrics = k8s.CustomObjectsApi(api).list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes")
         usage = ", ".join(f"{m['metadata']['name']} {m['usage']['cpu']} CPU" for m in metrics.get("items", []))
         rows.append((ok if usage else warn, "metrics", f"metrics.k8s.io answers: {usage}" if usage
@@ -249,5 +254,6 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     except Exception as exc:   # the API or metrics-server not answering: say what it said
         reason = getattr(exc, "reason", None) or str(exc).splitlines()[0][:120]
         rows.append((warn, "metrics", f"metrics.k8s.io not answering ({reason}) — metrics-server is installed by "
-                                      "Stack(lab=6, runtime=\"kind\").up(); `kubectl -n kube-system logs deploy/metrics-server`"))
+                                      "Stack(lab=6, runtime=\"kind\").up(); "
+                                      "`kubectl -n kube-system logs deploy/metrics-server`"))
     return rows

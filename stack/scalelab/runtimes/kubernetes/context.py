@@ -54,7 +54,8 @@ def chosen_context(kubeconfig: Path) -> str:
         raise RuntimeUnavailable(f"kubeconfig {kubeconfig} has no current context — set SCALELAB_KUBE_CONTEXT to "
                                  f"one of {', '.join(map(str, names)) or '(none)'}, or use runtime=\"local\"")
     if wanted not in names:
-        raise RuntimeUnavailable(f"no context {wanted!r} in {kubeconfig} (it has {', '.join(map(str, names)) or 'none'})"
+        raise RuntimeUnavailable(f"no context {wanted!r} in {kubeconfig} "
+                                 f"(it has {', '.join(map(str, names)) or 'none'})"
                                  " — set SCALELAB_KUBE_CONTEXT, or use runtime=\"local\"")
     return wanted
 

@@ -43,7 +43,8 @@ def _built_binaries() -> Path:
         out = subprocess.run([str(bin_dir / "prometheus"), "--version"], capture_output=True, text=True, timeout=30)
         found = out.stdout.split("version ", 1)[-1].split()[0] if "version " in out.stdout else ""
     if missing or found != version:
-        what = f"{' and '.join(missing)} not in {bin_dir}" if missing else f"{bin_dir}/prometheus is {found or 'unknown'}"
+        what = (f"{' and '.join(missing)} not in {bin_dir}" if missing
+                else f"{bin_dir}/prometheus is {found or 'unknown'}")
         raise RuntimeUnavailable(
             f"lab 07 on Kubernetes needs Prometheus {version} with Kubernetes service discovery ({what}) — "
             "`make prometheus-k8s` builds it from its Go module (Go and the module proxy; about 15 minutes cold)")

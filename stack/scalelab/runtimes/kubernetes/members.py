@@ -106,7 +106,8 @@ def tell(rt, pod, member: str) -> None:
         compose_queue.forget(rt, member)
     if service in SHOP_SERVICES:
         code, output = rt.api.exec(rt.namespace, pod.metadata.name, service,
-                                   ["python3", "-c", "import os, sys; open(sys.argv[1] + '.tmp', 'w').write(sys.argv[2]); "
+                                   ["python3", "-c",
+                                    "import os, sys; open(sys.argv[1] + '.tmp', 'w').write(sys.argv[2]); "
                                     "os.replace(sys.argv[1] + '.tmp', sys.argv[1])", INSTANCE_FILE, member])
         if code != 0:
             from scalelab.errors import ServiceFailed

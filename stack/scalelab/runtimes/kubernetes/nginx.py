@@ -73,7 +73,8 @@ def configure(rt, strict: bool, without: set = frozenset()) -> None:
         if pod is None:
             continue
         text = install_tested(lambda upstream, reason: render(upstream, reason, addresses, generation),
-                              lambda text: _test(rt, member, text), lambda _: _load(rt, member, generation),
+                              lambda text, member=member: _test(rt, member, text),
+                              lambda _, member=member: _load(rt, member, generation),
                               upstream, origin, strict)
     rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
     rt.names.routed[FRONTS] = sorted(routed)

@@ -7,9 +7,10 @@ and ``service`` = its app name. Nothing to rewrite when pods come and go.
 
 The alert rules are the ``alert-rules`` ConfigMap, mounted at
 ``/etc/scalelab-prometheus/rules``. A rules file is first checked by ``promtool`` inside the pod
-(the same Prometheus 3 build as the server, runtimes/kubernetes/images.py) on a copy in its /tmp, then written into the ConfigMap; the pod
-is touched (an annotation) so the kubelet refreshes the mounted file at once instead of at its
-next periodic sync, and once the pod has it Prometheus is asked to reload (``POST /-/reload``).
+(the same Prometheus 3 build as the server, runtimes/kubernetes/images.py) on a copy in its /tmp,
+then written into the ConfigMap; the pod is touched (an annotation) so the kubelet refreshes the
+mounted file at once instead of at its next periodic sync, and once the pod has it Prometheus is
+asked to reload (``POST /-/reload``).
 """
 
 import hashlib
@@ -50,11 +51,13 @@ def install_rules(rt, source: Path | None) -> None:
         if pod is None:
             continue
         # A change to the pod makes the kubelet sync it now, the ConfigMap volume included.
-        rt.core.patch_namespaced_pod(pod, rt.namespace, {"metadata": {"annotations": {"scalelab.io/rules": digest[:16]}}})
+        rt.core.patch_namespaced_pod(pod, rt.namespace,
+                                     {"metadata": {"annotations": {"scalelab.io/rules": digest[:16]}}})
         _wait_mounted(rt, member, text)
         answer = httpx.post(f"{rt.member_url(member)}/-/reload", timeout=30)
         if answer.status_code != 200:
-            raise ScalelabError(f"Prometheus refused to reload {member}: {answer.status_code} {answer.text.strip()[:400]}")
+            raise ScalelabError(f"Prometheus refused to reload {member}: "
+                                f"{answer.status_code} {answer.text.strip()[:400]}")
 
 
 def _wait_mounted(rt, member: str, text: str, timeout: float = 90) -> None:

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import yaml
 
+from scalelab.paths import REPO
 from scalelab.plans import Plan
-from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.images import IMAGES
+from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images
-from scalelab.paths import REPO
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
 from scalelab.runtimes.kubernetes.tools import kustomize
 

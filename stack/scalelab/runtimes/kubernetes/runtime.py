@@ -41,10 +41,10 @@ import pandas as pd
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.paths import STATE_LOCK, write_state
 from scalelab.plans import Plan, plan_for
-from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.common import images as compose_images
-from scalelab.runtimes.kubernetes import members as naming
+from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
+from scalelab.runtimes.kubernetes import members as naming
 from scalelab.runtimes.kubernetes.api import Api, cores, kube, not_found, ready
 from scalelab.runtimes.kubernetes.forward import Forwards
 
@@ -242,7 +242,8 @@ class KubernetesRuntime:
         deadline = time.monotonic() + 120
         while not self._metrics_api_available():
             if time.monotonic() > deadline:
-                raise ServiceFailed("metrics-server not available after 120 s (the HPA and namespace deletion need it):\n"
+                raise ServiceFailed("metrics-server not available after 120 s "
+                                    "(the HPA and namespace deletion need it):\n"
                                     + self._why_not_ready("metrics-server", namespace="kube-system",
                                                           selector="k8s-app=metrics-server"))
             time.sleep(1)
@@ -384,7 +385,8 @@ class KubernetesRuntime:
         if not self._namespace_exists():
             return []
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=_pods_of(service)).items
-        live = [p for p in pods if p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
+        live = [p for p in pods
+                if p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
         return sorted(live, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
 
     def _members_of(self, service: str) -> dict[str, str | None]:
@@ -533,7 +535,8 @@ class KubernetesRuntime:
         service = self._service(member)
         found = self._members_of(service)
         if member not in found:
-            raise ScalelabError(f"no member {member!r} in this stack; members of {service}: {', '.join(found) or 'none'}")
+            raise ScalelabError(f"no member {member!r} in this stack; "
+                                f"members of {service}: {', '.join(found) or 'none'}")
         if found[member] is not None:
             if self._frozen(found[member]):
                 self._freeze(found[member], frozen=False)
@@ -664,7 +667,8 @@ class KubernetesRuntime:
                 if done(items[0]):
                     break
                 if time.monotonic() > deadline:
-                    raise ServiceFailed(f"{service} not rolled out after {timeout:.0f}s:\n{self._why_not_ready(service)}")
+                    raise ServiceFailed(f"{service} not rolled out after {timeout:.0f}s:\n"
+                                        f"{self._why_not_ready(service)}")
                 time.sleep(0.25)                             # polling the rollout (names are given meanwhile)
 
     def _wait_member_ready(self, member: str, not_pod: str | None = None, timeout: float = READY_TIMEOUT) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from scalelab.errors import RuntimeUnavailable, ServiceFailed
 
 
-
 def kind_cache() -> Path:
     """Where `make kind-offline` keeps what it builds (kind and kubectl among its binaries)."""
     return Path(os.environ.get("SCALELAB_KIND_CACHE", Path.home() / ".cache" / "scalelab" / "kind-offline"))

@@ -2,10 +2,11 @@
 
 The config is rendered from ``stack/deploy/nginx/nginx.conf.template`` around an upstream
 block (``runtimes/common/nginx.py``: the learner's ``upstream.conf``, or the reference; the
-501 entry until that exercise is written or when nginx rejects it at start). When the members change (``scale``) the file is re-rendered, tested with ``nginx -t`` and
-loaded with ``nginx -s reload``: new workers get the new upstream, old workers finish the
-requests they hold, no connection is refused. nginx always runs as
-``nginx -p <dir> -c nginx.conf`` with its pid, temp files and logs under the state dir.
+501 entry until that exercise is written or when nginx rejects it at start). When the members
+change (``scale``) the file is re-rendered, tested with ``nginx -t`` and loaded with
+``nginx -s reload``: new workers get the new upstream, old workers finish the requests they
+hold, no connection is refused. nginx always runs as ``nginx -p <dir> -c nginx.conf`` with its
+pid, temp files and logs under the state dir.
 """
 
 import grp
@@ -24,7 +25,14 @@ from scalelab.errors import ServiceFailed
 from scalelab.paths import IS_ROOT, nobody_scratch
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.common.nginx import (
-    FRONTS, TEMPLATE, _not_configured, expand, install_tested, upstream_source, wait_until_routed)
+    FRONTS,
+    TEMPLATE,
+    _not_configured,
+    expand,
+    install_tested,
+    upstream_source,
+    wait_until_routed,
+)
 
 
 # -- where things live --------------------------------------------------------------------
@@ -82,7 +90,7 @@ def _test(rt, name: str, candidate: Path) -> str | None:
     out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if out.returncode == 0:
         return None
-    lines = [l for l in (out.stderr or out.stdout).splitlines() if "[emerg]" in l or "[crit]" in l]
+    lines = [line for line in (out.stderr or out.stdout).splitlines() if "[emerg]" in line or "[crit]" in line]
     message = (lines[0] if lines else (out.stderr or out.stdout).strip()).split("] ", 1)[-1]
     message = re.sub(r"^\d+#\d+: ", "", message)  # nginx's "pid#tid: " prefix
     # nginx names a line of the rendered file: show that line, the learner wrote it.

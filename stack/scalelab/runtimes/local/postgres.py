@@ -33,7 +33,7 @@ def _nobody() -> tuple[int, int]:
 
 def _chown_tree(path: Path) -> None:
     uid, gid = _nobody()
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         os.chown(root, uid, gid)
         for name in files:
             os.chown(os.path.join(root, name), uid, gid)

@@ -32,6 +32,7 @@ from scalelab.errors import ScalelabError
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.common.prometheus import CONFIG, INTERVAL, RULES, SCRAPED
 
+
 def home(rt, name: str) -> Path:
     return rt.home / "prometheus" / name
 
@@ -122,4 +123,5 @@ def install_rules(rt, source: Path | None) -> None:
             shutil.copy(source, target)
         answer = httpx.post(f"http://127.0.0.1:{rt.procs[name].port}/-/reload", timeout=30)
         if answer.status_code != 200:
-            raise ScalelabError(f"Prometheus refused to reload {name}: {answer.status_code} {answer.text.strip()[:400]}")
+            raise ScalelabError(f"Prometheus refused to reload {name}: "
+                                f"{answer.status_code} {answer.text.strip()[:400]}")

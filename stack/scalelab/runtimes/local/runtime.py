@@ -17,14 +17,14 @@ from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.local import nginx as local_nginx
-from scalelab.runtimes.local import redis as local_redis
-from scalelab.runtimes.local import standby as local_standby
-from scalelab.runtimes.local import users as local_users
 from scalelab.runtimes.local import orders as local_orders
-from scalelab.runtimes.local import worker as local_worker
 from scalelab.runtimes.local import projector as local_projector
 from scalelab.runtimes.local import prometheus as local_prometheus
 from scalelab.runtimes.local import rabbitmq as local_rabbitmq
+from scalelab.runtimes.local import redis as local_redis
+from scalelab.runtimes.local import standby as local_standby
+from scalelab.runtimes.local import users as local_users
+from scalelab.runtimes.local import worker as local_worker
 from scalelab.runtimes.local.postgres import LocalPostgres, migrate
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord

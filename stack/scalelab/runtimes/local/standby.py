@@ -30,6 +30,7 @@ from scalelab.process import ProcessRecord
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.replication import ROLE, ReplicationSetupFailed, _admin, home, password
 
+
 # -- where things live ---------------------------------------------------------------
 def data_dir(rt, name: str) -> Path:
     base = nobody_scratch(rt.home, name) if IS_ROOT else home(rt) / name

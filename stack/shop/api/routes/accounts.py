@@ -4,9 +4,19 @@ import asyncpg
 from fastapi import APIRouter, Path, Query, Request, status
 
 from shop import accounts
+from shop.accounts import (
+    AccountCreate,
+    AccountOut,
+    AccountPage,
+    Debit,
+    DebitOut,
+    InsufficientFunds,
+    ListStrategy,
+    Strategy,
+    TooManyConflicts,
+    WriteConflict,
+)
 from shop.api.contract import errors
-from shop.accounts import (AccountCreate, AccountOut, AccountPage, Debit, DebitOut, InsufficientFunds,
-                           ListStrategy, Strategy, TooManyConflicts, WriteConflict)
 from shop.db import connection
 from shop.errors import NotFound
 from shop.exercises import ExerciseError
@@ -52,7 +62,8 @@ async def debit_account(
     debit: Debit,
     request: Request,
     account_id: int = Path(ge=1, le=BIGINT_MAX),
-    strategy: Strategy = Query("atomic", description="naive (the race), atomic: debit(), optimistic: debit_optimistic()"),
+    strategy: Strategy = Query("atomic",
+                               description="naive (the race), atomic: debit(), optimistic: debit_optimistic()"),
 ):
     exercises = request.app.state.exercises
     async with connection(request) as conn:

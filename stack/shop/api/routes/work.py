@@ -24,5 +24,6 @@ def work(request: Request, ms: int = Query(20, ge=1, le=MAX_MS, description="CPU
     while time.thread_time() < goal:
         sum(i * i for i in range(500))     # pure-Python arithmetic: CPU, no I/O, no sleep
         rounds += 1
-    return {"instance": request.app.state.settings.instance, "cpu_ms": round((time.thread_time() - start_cpu) * 1000, 1),
+    return {"instance": request.app.state.settings.instance,
+            "cpu_ms": round((time.thread_time() - start_cpu) * 1000, 1),
             "wall_ms": round((time.perf_counter() - start_wall) * 1000, 1), "rounds": rounds}
