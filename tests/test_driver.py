@@ -158,6 +158,10 @@ def test_cli_up_is_detached_and_cli_down_stops_it(tmp_path):
     assert "users-1" in status.stdout and "running" in status.stdout
     again = subprocess.run([*cli, "up", "--lab", "1"], capture_output=True, text=True, timeout=120)
     assert again.stdout.split("\n\n")[0] == up.stdout.split("\n\n")[0], "second up re-uses the same pids"
+    assert "lab 1 was already up" in again.stdout
+    other = subprocess.run([*cli, "up", "--lab", "2"], capture_output=True, text=True, timeout=180)
+    assert other.returncode == 0, other.stderr
+    assert "lab 2 is up" in other.stdout and "it replaced lab 1" in other.stdout
     down = subprocess.run([*cli, "down", "--purge"], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0
     assert processes_mentioning(str(tmp_path)) == []

@@ -44,9 +44,17 @@ def _entry_points(stack: Stack) -> str:
 
 def cmd_up(args) -> int:
     args.lab = args.lab or 1
-    stack = _stack(args).up()
+    stack = _stack(args)
+    before = stack.runtime.running_lab()
+    stack.up()
     print(stack.status().to_string(index=False))
-    print(f"\nlab {stack.lab} is up on runtime={args.runtime!r}: {_entry_points(stack)}")
+    where = f"runtime={args.runtime!r}: {_entry_points(stack)}"
+    if before == stack.lab:
+        print(f"\nlab {stack.lab} was already up on {where} (re-used; a member that had stopped is started again)")
+    elif before is not None:
+        print(f"\nlab {stack.lab} is up on {where} — it replaced lab {before} (one lab runs at a time per runtime)")
+    else:
+        print(f"\nlab {stack.lab} is up on {where}")
     down = "make down" if args.runtime == "local" else f"make down RUNTIME={args.runtime}"
     print(f"open the notebook: `make jupyter`, then labs/{_notebook(stack.lab)}  ·  stop it: `{down}`")
     return 0

@@ -6,14 +6,15 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
 from scalelab.errors import ServiceFailed
 from scalelab.ports import port_busy
+from scalelab.waiting import wait_until
 
 
 @dataclass
@@ -75,11 +76,11 @@ class ProcessRecord:
         if proc is not None:
             try:
                 proc.send_signal(sig or self.stop_signal)
-                proc.wait(timeout)
-            except psutil.TimeoutExpired:
-                pass
             except psutil.Error:
                 pass
+            # Exited means gone or a zombie: from another process (the CLI's `down`) our member is
+            # no child, its zombie waits for init to reap it, and psutil's wait() would poll on.
+            wait_until(lambda: self.process() is None, timeout, interval=0.01)
         self._kill_group()
         self._reap()
         self._wait_port_released()
@@ -97,9 +98,7 @@ class ProcessRecord:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             return
-        deadline = time.monotonic() + 5
-        while _group_alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not _group_alive(self.pid), 5, interval=0.01)
 
     def _wait_port_released(self, timeout: float = 5.0) -> None:
         # A multi-threaded server (the Erlang VM) shows its leader as a zombie while
@@ -107,9 +106,8 @@ class ProcessRecord:
         # the port can be bound again has the member really let go of it.
         if self.port is None:
             return
-        deadline = time.monotonic() + timeout
-        while port_busy(self.port) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        port = self.port
+        wait_until(lambda: not port_busy(port), timeout, interval=0.02)
 
     def _reap(self) -> None:
         popen = getattr(self, "_popen", None)
@@ -130,19 +128,16 @@ class ProcessRecord:
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0, what: str = "ready") -> None:
         """Poll ``probe`` until it is true; fail at once (with the log) if the process dies."""
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if not self.alive():
                 raise ServiceFailed(f"{self.name} exited before it was {what}; its log ends with:\n{self.log_tail()}")
             try:
-                if probe():
-                    return
-            except Exception:
-                pass
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
-        raise ServiceFailed(f"{self.name} not {what} after {timeout:.0f}s; its log ends with:\n{self.log_tail()}")
+                return bool(probe())
+            except Exception:   # a probe of a server still starting: any failure means "not yet"
+                return False
+        wait_until(answers, timeout, interval=0.02, max_interval=0.25, error=ServiceFailed,
+                   on_timeout=lambda _: f"{self.name} not {what} after {timeout:.0f}s; its log ends with:\n"
+                                        f"{self.log_tail()}")
 
     @classmethod
     def from_json(cls, data: dict) -> "ProcessRecord":
