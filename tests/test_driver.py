@@ -210,6 +210,21 @@ def test_doctor_names_each_binary_and_its_origin(tmp_path):
         assert needle in out.stdout
 
 
+def test_doctor_asks_the_engine_not_only_the_client(tmp_path):
+    """A docker CLI with no engine behind it is not "docker ok": the engine's own line says so."""
+    import shutil
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    out = subprocess.run([sys.executable, "-m", "scalelab.cli", "--state-dir", str(tmp_path), "doctor"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    if shutil.which("docker") is None:   # a clean CI machine before make test installs Docker
+        line = next(line for line in out.stdout.splitlines() if " docker " in line)
+        assert line.startswith("[warn]") and "not found" in line and "compose" in line, line
+        return
+    line = next(line for line in out.stdout.splitlines() if " docker engine " in line)
+    assert line.startswith("[warn]") and "not reachable" in line and "ensure-docker.sh" in line, line
+    assert not any(" buildkit " in line for line in out.stdout.splitlines()), "no engine: nothing to build with"
+
+
 def test_a_missing_binary_is_a_one_line_error_naming_the_fix(monkeypatch, tmp_path):
     from scalelab import binaries
     monkeypatch.setenv("PG_BIN", str(tmp_path / "nowhere"))

@@ -40,14 +40,13 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
                       "running as root: Postgres runs as `nobody` via setpriv"
                       if shutil.which("setpriv")
                       else "running as root and setpriv is missing: apt-get install util-linux"))
+    found += _docker_rows()
     from scalelab.runtimes.kubernetes.tools import tool as kube_tool
-    for tool, argv in {"docker": ["docker", "--version"], "kind": ["kind", "version"],
+    for tool, argv in {"kind": ["kind", "version"],
                        "kubectl": ["kubectl", "version", "--client"]}.items():
-        path = shutil.which(tool) if tool == "docker" else kube_tool(tool)   # kind, kubectl: make kind-offline's first
+        path = kube_tool(tool)   # make kind-offline's first, then the PATH's
         version = _version([path, *argv[1:]]) if path else None
-        found.append((OK if version else WARN, tool,
-                      version or "not found — needed only for "
-                                 f"runtime=\"{'kind' if tool != 'docker' else 'compose'}\""))
+        found.append((OK if version else WARN, tool, version or 'not found — needed only for runtime="kind"'))
     from scalelab.runtimes.kind.cluster import doctor_rows
     found += doctor_rows()   # node image, metrics-server image, cluster, metrics flowing (when kind is here)
     try:
@@ -63,6 +62,33 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
     state_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(state_dir).free
     found.append((OK if free > 2**30 else WARN, "disk", f"{free / 2**30:.1f} GiB free at {state_dir}"))
+    return found
+
+
+def _docker_rows() -> list[tuple[str, str, str]]:
+    """The client, the engine behind it, Compose and BuildKit, each asked the way the compose and
+    kind runtimes ask it: a CLI alone is not an engine, and an engine without BuildKit builds none
+    of the stack's images."""
+    from scalelab.runtimes.common import engine, images
+    version = _version(["docker", "--version"]) if shutil.which("docker") else None
+    if version is None:
+        return [(WARN, "docker", 'not found — needed only for runtime="compose" and "kind"')]
+    found = [(OK, "docker", version)]
+    try:
+        server = engine.connect().version()
+        found.append((OK, "docker engine",
+                      f"{server.get('Version')} answers ({server.get('Os')}/{server.get('Arch')})"))
+    except RuntimeUnavailable as exc:
+        return [*found, (WARN, "docker engine", str(exc))]
+    try:
+        found.append((OK, "compose", " ".join(engine.compose_command())))
+    except RuntimeUnavailable as exc:
+        found.append((WARN, "compose", str(exc)))
+    try:
+        argv, env = images.build_command()
+        found.append((OK, "buildkit", " ".join(argv[:3]) + (" (DOCKER_BUILDKIT=1)" if env else "")))
+    except RuntimeUnavailable as exc:
+        found.append((WARN, "buildkit", str(exc)))
     return found
 
 
