@@ -202,6 +202,15 @@ def test_a_lab_refuses_a_runtime_it_does_not_run_on_in_one_line_naming_those_it_
     assert not (tmp_path / "kind").exists(), "nothing was created for a refused runtime"
 
 
+@pytest.mark.parametrize("lab", [99, "one", None])
+def test_a_typoed_lab_is_one_line_naming_the_labs_not_a_traceback(lab, tmp_path):
+    from scalelab.errors import ScalelabError
+    with pytest.raises(ScalelabError, match="labs available are 1, 2, 3") as raised:
+        Stack(lab=lab, state_dir=tmp_path)
+    assert "\n" not in str(raised.value)
+    assert raised.value._render_traceback_() == [f"UnknownLab: {raised.value}"]   # what a notebook shows
+
+
 def test_doctor_names_each_binary_and_its_origin(tmp_path):
     out = subprocess.run([sys.executable, "-m", "scalelab.cli", "--state-dir", str(tmp_path), "doctor"],
                          capture_output=True, text=True, timeout=60)

@@ -8,6 +8,10 @@ class ScalelabError(Exception):
         return [f"{type(self).__name__}: {self}"]
 
 
+class UnknownLab(ScalelabError, ValueError):
+    """A lab number that is not one of the labs (a typo in ``Stack(lab=...)`` or ``--lab``)."""
+
+
 class RuntimeUnavailable(ScalelabError):
     """The chosen runtime (or a binary it needs) is not available on this machine."""
 

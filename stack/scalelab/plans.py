@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from scalelab.errors import UnknownLab
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -78,9 +80,10 @@ def require_runtime(plan: Plan, runtime: str) -> None:
                                  f"— use runtime=\"{plan.runtimes[0]}\"")
 
 
-def plan_for(lab: int) -> Plan:
+def plan_for(lab: int | str) -> Plan:
+    """The plan of lab ``lab`` (a number, or its digits: ``"05"``); a typo is one line naming the labs."""
+    known = ", ".join(str(n) for n in sorted(PLANS))
     try:
-        return PLANS[lab]
-    except KeyError:
-        known = ", ".join(str(n) for n in sorted(PLANS))
-        raise ValueError(f"no lab {lab}: labs available are {known}") from None
+        return PLANS[int(lab)]
+    except (KeyError, ValueError, TypeError):
+        raise UnknownLab(f"no lab {lab!r}: labs available are {known}") from None

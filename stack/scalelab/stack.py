@@ -24,7 +24,7 @@ class Stack:
     def __init__(self, lab: int = 1, runtime: str = "local", state_dir: str | Path | None = None,
                  detach: bool = False):
         """``detach=True`` leaves the stack running when this process exits (``make lab-N``)."""
-        self.plan: Plan = plan_for(int(lab))
+        self.plan: Plan = plan_for(lab)
         self.lab = self.plan.lab
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
         require_runtime(self.plan, runtime)
