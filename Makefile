@@ -69,8 +69,9 @@ jupyter: $(STAMP)  ## open JupyterLab on 127.0.0.1 at the repo root (labs/, solu
 labs: $(STAMP)  ## regenerate labs/ from solutions/ (exercise regions become TODO stubs)
 	$(BIN)/python tools/make_labs.py
 
-lint: $(STAMP)  ## the lint gate make test starts with: ruff on stack/ (settings in pyproject.toml)
+lint: $(STAMP)  ## the lint and type gate make test starts with: ruff and mypy on stack/ (settings in pyproject.toml)
 	$(BIN)/ruff check stack
+	$(BIN)/mypy
 
 test: $(STAMP) lint tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: lint, service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
 	$(BIN)/python -m pytest -m "not compose and not kind"

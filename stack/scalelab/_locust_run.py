@@ -22,6 +22,7 @@ import random
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -126,7 +127,7 @@ def entry_summary(entry):
 
 def run_spec(spec):
     """Run the load described by ``spec`` and return a JSON-serialisable result."""
-    shared = {"issued": 0, "done": 0, "status": Counter(), "instances": Counter()}
+    shared: dict[str, Any] = {"issued": 0, "done": 0, "status": Counter(), "instances": Counter()}
     env = Environment(user_classes=[make_user_class(spec, shared)])
     runner = env.create_local_runner()
 

@@ -14,6 +14,7 @@
 import threading
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -287,7 +288,7 @@ class _Load:
         with httpx.Client(base_url=self.url, timeout=10) as api:
             while not self._stop.is_set():
                 started = time.perf_counter()
-                row = {"client": k, "status": 0, "order_id": None, "error": None}
+                row: dict[str, Any] = {"client": k, "status": 0, "order_id": None, "error": None}
                 try:
                     r = api.post("/orders", json={"user_id": self.user, "items": ITEMS})
                     row.update(status=r.status_code, order_id=r.json().get("id"), error=r.json().get("error"))

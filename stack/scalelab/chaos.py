@@ -21,6 +21,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -74,8 +75,8 @@ class ChaosDrill:
             async def one(n: int) -> None:
                 async with gate:
                     started = time.perf_counter()
-                    row = {"n": n, "t_s": started - self._t0, "status": 0, "error": None, "order_id": None,
-                           "queued": None}
+                    row: dict[str, Any] = {"n": n, "t_s": started - self._t0, "status": 0, "error": None,
+                                           "order_id": None, "queued": None}
                     try:
                         r = await api.post("/orders", json={"user_id": self.user_id, "items": ITEMS},
                                            headers={"Idempotency-Key": f"chaos-{self._t0:.3f}-{n}"})
@@ -201,6 +202,7 @@ class ChaosDrill:
     def outcomes(self) -> pd.DataFrame:
         """Requests per outcome: 202 (now / deferred to the outbox) or the error code."""
         r = self.requests
+        assert r is not None   # run() first: it sets the requests' frame
         outcome = r.apply(lambda row: f"202 {row.queued}" if row.status == 202 else f"{row.status} {row.error}",
                           axis=1)
         return outcome.value_counts().rename_axis("outcome").reset_index(name="requests")
@@ -212,6 +214,7 @@ class ChaosDrill:
         _, (ax, below) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=[3, 2])
         self._plot_requests(ax)
         if self.orders is not None:
+            assert self.requests is not None   # settle() set the orders from run()'s requests
             posted = self.requests.dropna(subset=["order_id"]).drop_duplicates("order_id")
             frame = self.orders.merge(posted[["order_id", "t_s", "queued"]], on="order_id")
             frame["to_done_s"] = (frame.done_at - frame.created_at).dt.total_seconds()
@@ -225,6 +228,7 @@ class ChaosDrill:
 
     def shade(self, ax, labels: bool = True) -> None:
         import matplotlib.pyplot as plt
+        assert self.events is not None   # run() first: it sets the events' frame
         kills = self.events.query("action == 'kill'").set_index("member").t_s
         starts = self.events.query("action == 'start'").set_index("member")
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -236,6 +240,7 @@ class ChaosDrill:
                         transform=ax.get_xaxis_transform())
 
     def _plot_requests(self, ax):
+        assert self.requests is not None   # run() first: it sets the requests' frame
         r = self.requests.copy()
         r["outcome"] = r.apply(lambda row: f"202 {row.queued}" if row.status == 202 else f"{row.status} {row.error}",
                                axis=1)

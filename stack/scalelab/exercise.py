@@ -82,6 +82,7 @@ class Exercise:
         if not path.exists():
             raise NotAttempted(f"run the exercise cell: it writes {path.name} into {path.parent}")
         spec = importlib.util.spec_from_file_location(f"learner_{self.name}", path)
+        assert spec is not None and spec.loader is not None  # always set for an existing .py file
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
@@ -109,6 +110,10 @@ def is_stub(fn: Callable) -> bool:
 
 def reference_file(exercise: Exercise) -> Path:
     """``reference`` is a module path (``shop.reference.pool``) or a repo-relative file path."""
-    if "/" in exercise.reference:
-        return REPO / exercise.reference
-    return Path(importlib.util.find_spec(exercise.reference).origin)
+    reference = exercise.reference
+    assert reference is not None  # callers only ask for exercises that have one
+    if "/" in reference:
+        return REPO / reference
+    spec = importlib.util.find_spec(reference)
+    assert spec is not None and spec.origin is not None  # reference modules are plain .py files in the repo
+    return Path(spec.origin)

@@ -98,7 +98,8 @@ class ProcessRecord:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             return
-        wait_until(lambda: not _group_alive(self.pid), 5, interval=0.01)
+        pgid = self.pid
+        wait_until(lambda: not _group_alive(pgid), 5, interval=0.01)
 
     def _wait_port_released(self, timeout: float = 5.0) -> None:
         # A multi-threaded server (the Erlang VM) shows its leader as a zombie while

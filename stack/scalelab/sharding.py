@@ -123,7 +123,7 @@ class ShardedStore:
         by_shard: dict[str, list[int]] = {}
         for key in keys:
             by_shard.setdefault(route(key), []).append(int(key))
-        found = {}
+        found: dict[int, dict | None] = {}
         for name, ids in by_shard.items():
             rows = self._fetch(name, "SELECT id, email, name FROM users WHERE id = ANY($1::bigint[])", ids)
             found.update({key: None for key in ids})

@@ -9,6 +9,7 @@
 import atexit
 import shutil
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from scalelab.errors import ScalelabError
 from scalelab.paths import default_state_dir
 from scalelab.plans import Plan, plan_for, require_runtime
 from scalelab.runtimes import get_runtime, runtimes_with
-from scalelab.runtimes.base import CAPABILITIES, has_capability
+from scalelab.runtimes.base import CAPABILITIES, Wipe, has_capability
 
 
 class Stack:
@@ -60,7 +61,7 @@ class Stack:
         self.runtime.down()
         self._owns = False
         if purge and self.supports("wipe"):          # runtimes whose down() keeps data have one
-            self.runtime.wipe()
+            cast(Wipe, self.runtime).wipe()
 
     def reset(self) -> "Stack":
         """Back to the lab's starting state: stop, wipe data and this lab's workspace, start."""

@@ -80,7 +80,7 @@ def _decoy() -> str:
 def verify_password(password: str, stored: str | None) -> bool:
     """True when ``password`` matches ``stored``; always does the full work (no timing hint)."""
     known = stored is not None and stored.startswith("scrypt$")
-    _, n, r, p, salt, digest = (stored if known else _decoy()).split("$")
+    _, n, r, p, salt, digest = (stored if known and stored is not None else _decoy()).split("$")
     candidate = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=32)
     return hmac.compare_digest(candidate, _unb64(digest)) and known
 

@@ -33,6 +33,7 @@ import json
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import amqp
 import yaml
@@ -122,8 +123,8 @@ def parse(text: str) -> BrokerSettings | None:
         if other:
             raise BrokerSettingsError(f"{FILE}: {name} is a setting of broker: {other}, not of broker: {kind} "
                                       "— remove it (it would do nothing)")
-    values = {name: (_fsync(value) if name == "appendfsync" else _bool(name, value))
-              for name, value in data.items() if name != "broker"}
+    values: dict[str, Any] = {name: (_fsync(value) if name == "appendfsync" else _bool(name, value))
+                              for name, value in data.items() if name != "broker"}
     return BrokerSettings(kind, **values)
 
 
@@ -136,7 +137,9 @@ def chosen(workspace: Path | None, exercises) -> BrokerSettings:
     """The broker of a lab: the workspace's broker.yaml where the lab's exercises include ``broker``
     (lab 05: no file yet = the starting broker), else the reference file (labs 07, 08)."""
     if "broker" not in exercises:
-        return read(REFERENCE)
+        reference = read(REFERENCE)
+        assert reference is not None   # the repository's reference broker.yaml holds settings
+        return reference
     return read(Path(workspace or ".") / FILE) or STARTING
 
 

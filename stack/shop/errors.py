@@ -5,6 +5,7 @@ a route can answer (shop/api/contract.py), and nginx's own error pages have the 
 """
 
 import json
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -73,7 +74,7 @@ def error_body(code: str, detail) -> dict:
     return {"error": code, "detail": detail}
 
 
-async def send_error(send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send, status: int, code: str, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answer with the error envelope from pure-ASGI code (a middleware, before any route runs)."""
     payload = json.dumps(error_body(code, detail)).encode()
     await send({"type": "http.response.start", "status": status,

@@ -46,6 +46,7 @@ class Exercises:
         if not path.exists():
             return ExerciseNotDone(f"{path.name} is not in the workspace yet: run its exercise cell")
         spec = importlib.util.spec_from_file_location(f"workspace_{name}", path)
+        assert spec is not None and spec.loader is not None  # always set for an existing .py file
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)

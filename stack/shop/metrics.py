@@ -150,7 +150,7 @@ class CountingCache:
 
     def __init__(self, inner):
         self._inner = inner
-        self._counts: dict[str, object] = {}   # each result's child, made on its first count (as before)
+        self._counts: dict[str, Counter] = {}   # each result's child, made on its first count (as before)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

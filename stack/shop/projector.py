@@ -28,6 +28,7 @@ import secrets
 import signal
 import sys
 import threading
+from typing import Any, cast
 
 import asyncpg
 import redis
@@ -51,6 +52,7 @@ class Projector:
         # A new consumer per incarnation. The pid alone would not do in a container: every
         # incarnation runs its command as the same small pid of its own namespace.
         self.consumer = f"{self.member}-{os.getpid()}-{secrets.token_hex(2)}"
+        assert settings.redis_url is not None   # main() refuses to start without it
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
         self.exercises = Exercises(settings)
         self.stopping = threading.Event()
@@ -60,6 +62,7 @@ class Projector:
         asyncio.run(self._relay())
 
     async def _relay(self) -> None:
+        assert self.settings.redis_url is not None   # main() refuses to start without it
         client = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         conn = None
         while not self.stopping.is_set():
@@ -142,8 +145,9 @@ class Projector:
         log.info("%s: consumer %s ready; %d pending entries reclaimed", self.member, self.consumer, claimed)
         while not self.stopping.is_set():
             readiness.beat()
-            batches = self.redis.xreadgroup(events.GROUP, self.consumer, {events.STREAM: ">"},
-                                            count=BATCH, block=200)
+            # RESP2 (redis-py's default): [[stream, [(entry_id, fields), ...]]]; the stubs also allow RESP3's dict
+            batches = cast(list[list[Any]], self.redis.xreadgroup(events.GROUP, self.consumer, {events.STREAM: ">"},
+                                                                  count=BATCH, block=200))
             for _stream, entries in batches or []:
                 for entry_id, fields in entries:
                     self.apply(entry_id, fields)

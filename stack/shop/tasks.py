@@ -117,6 +117,7 @@ def _dead_letter(settings: Settings, order_id: int, error: str | None, task_id: 
         with app.producer_or_acquire() as producer:
             producer.maybe_declare(dead_letter_queue())   # it must exist before the broker routes to it
         raise Reject(f"order {order_id}: retries spent ({error})", requeue=False)
+    assert settings.redis_url is not None   # a worker always has the stack's Redis (the driver's readiness probe)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
         client.rpush(orders.DEAD_LETTER, json.dumps({"order_id": order_id, "error": error, "task_id": task_id,
@@ -154,6 +155,7 @@ metrics.connect_worker_signals(_settings)
 def _announce_ready(sender=None, **_):
     settings = _settings()
     declare(app, app.broker_settings)   # RabbitMQ: the dead-letter queue exists before any order dies
+    assert settings.redis_url is not None   # a worker always has the stack's Redis (the driver's readiness probe)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
         client.hset(orders.WORKERS, sender.hostname, os.getpid())
@@ -166,6 +168,7 @@ def _announce_ready(sender=None, **_):
 def _announce_gone(sender=None, **_):
     readiness.mark(False)
     settings = _settings()
+    assert settings.redis_url is not None   # a worker always has the stack's Redis (the driver's readiness probe)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
         client.hdel(orders.WORKERS, getattr(sender, "hostname", "?"))

@@ -45,6 +45,7 @@ class UsersClient:
     def __init__(self, settings: Settings, exercises: Exercises):
         self.settings = settings
         limit = settings.users_bulkhead
+        assert settings.users_url is not None   # orders_app makes a client only when it is set
         self.http = httpx.AsyncClient(base_url=settings.users_url, timeout=settings.users_timeout_s,
                                       limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
         self.bulkhead = Bulkhead(limit, "users")

@@ -192,7 +192,8 @@ def _check_rules(pool_size) -> None:
 
 
 def _peak_connections(stack, duration: float) -> tuple[int, "load.LoadResult"]:
-    dsn, peak, result = stack.database_url("app"), 0, {}
+    dsn, peak = stack.database_url("app"), 0
+    result: dict[str, load.LoadResult] = {}
     runner = threading.Thread(target=lambda: result.setdefault(
         "load", load.run(stack.url("users"), ["/users/1"], users=64, duration=duration, label="pool check")))
     runner.start()

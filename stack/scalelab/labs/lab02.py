@@ -49,6 +49,7 @@ def load_during(base_url: str, action: Callable[[], object], at_s: float = 1.0, 
                 time.sleep(at_s)             # when the failure happens, mid-load (not a readiness wait)
                 result["action"] = action()
                 if stop_file:
+                    assert after_s is not None   # stop_file is set only with after_s
                     time.sleep(after_s)      # the load goes on this long after the action
                     open(stop_file, "w").close()
         finally:

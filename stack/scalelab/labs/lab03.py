@@ -5,6 +5,7 @@ import inspect
 import json
 import time
 import uuid
+from typing import cast
 
 import httpx
 import pandas as pd
@@ -120,7 +121,7 @@ def _check_user_cache(stack, exercise) -> str:
         if not 0 < ttl <= ttl_s:
             raise CheckFailed(f"{key!r} expires in {ttl} s; the service's TTL is {ttl_s} s: use ex=ttl_s")
         try:
-            json.loads(r.get(key))
+            json.loads(cast(str, r.get(key)))   # decode_responses: a str (None, if it expired since, raises TypeError)
         except (TypeError, ValueError):
             raise CheckFailed(f"{key!r} does not hold JSON: store json.dumps(user, default=str)") from None
         if n_db != 1:

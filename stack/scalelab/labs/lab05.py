@@ -88,7 +88,7 @@ def _started_at(stack, member: str) -> float | None:
     return None if started is None or pd.isna(started) else started.timestamp()
 
 
-def _unfinished(stack, member: str, since: float) -> int | None:
+def _unfinished(stack, member: str, since: float | None) -> int | None:
     return db.fetchval(stack.database_url(),
                        "SELECT order_id FROM order_attempts WHERE worker = $1 AND finished_at IS NULL "
                        "AND started_at >= to_timestamp($2) ORDER BY id DESC LIMIT 1", f"{member}@scalelab", since)
@@ -356,7 +356,8 @@ def _check_order_task(stack, exercise) -> str:
     user = new_user(stack)
     with httpx.Client(base_url=stack.url("orders"), timeout=10) as api:
         order = place(api, user)
-        seen, deadline = [], time.monotonic() + 20
+        seen: list[str] = []
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             status = api.get(f"/orders/{order['id']}").json()["status"]
             if not seen or seen[-1] != status:

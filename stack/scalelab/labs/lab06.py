@@ -12,6 +12,7 @@ import numbers
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -27,7 +28,7 @@ STUB_MARK = "YOUR CODE HERE"
 # HPA's defaults are a 15 s sync and a 300 s scale-down window).
 CHECK_SPEC = HpaSpec(service="users", min_replicas=1, max_replicas=4, target_cpu_utilization=50,
                      cpu_request_millicores=200, tolerance=0.1, scale_down_stabilization_s=10, period_s=2.0)
-CHECK_LOAD = {"users": 8, "duration": 20.0}
+CHECK_LOAD: dict[str, Any] = {"users": 8, "duration": 20.0}
 # How much longer the load may go on for the real HPA to add a replica (metrics-server's window).
 HPA_SCALE_OUT_WAIT_S = 150.0
 

@@ -4,6 +4,7 @@ Redis by a consumer group, catch-up after a crash, replay from zero."""
 import threading
 import time
 import uuid
+from typing import Any, cast
 
 import httpx
 import pandas as pd
@@ -104,9 +105,9 @@ def dump_read_model(stack) -> dict:
     """Every key of the read model (rm:*) with its value: hashes as dicts, sorted sets as sets of members."""
     client = redis_client(stack)
     try:
-        model = {}
+        model: dict[str, Any] = {}
         for key in client.scan_iter(READ_MODEL, count=1000):
-            kind = client.type(key)
+            kind = cast(str, client.type(key))   # decode_responses: a str (the stubs say bytes | str)
             if kind == "hash":
                 model[key] = client.hgetall(key)
             elif kind == "zset":
@@ -185,7 +186,8 @@ def crash_a_consumer(stack, entries: int = 5) -> int:
     How many it took."""
     client = redis_client(stack)
     try:
-        got = client.xreadgroup(GROUP, "crashed-consumer", {STREAM: ">"}, count=entries)
+        # RESP2 (redis-py's default): [[stream, [(entry_id, fields), ...]]]; the stubs also allow RESP3's dict
+        got = cast(list[list[Any]], client.xreadgroup(GROUP, "crashed-consumer", {STREAM: ">"}, count=entries))
         return sum(len(batch) for _stream, batch in got or [])
     finally:
         client.close()
@@ -274,7 +276,8 @@ def relay_drill(stack, n: int = 20) -> dict:
     wait_caught_up(stack)
     client = redis_client(stack)
     try:
-        in_stream = {int(fields["seq"]) for _id, fields in client.xrange(STREAM)}
+        # decode_responses: (entry_id, fields) pairs of str (the stubs allow None for both, and for the list)
+        in_stream = {int(fields["seq"]) for _id, fields in cast(list[tuple[str, dict]], client.xrange(STREAM))}
     finally:
         client.close()
     in_log = {int(r["seq"]) for r in db.fetch(stack.database_url(), "SELECT seq FROM order_events")}
@@ -332,7 +335,8 @@ def redelivery_drill(stack, apply_fn, prefix: str, redeliver: int = 20) -> dict:
     from shop.events import from_stream
     client = redis_client(stack)
     try:
-        entries = [from_stream(fields) for _id, fields in client.xrange(STREAM)]
+        # decode_responses: (entry_id, fields) pairs of str (the stubs allow None for both, and for the list)
+        entries = [from_stream(fields) for _id, fields in cast(list[tuple[str, dict]], client.xrange(STREAM))]
         for key in list(client.scan_iter(f"{prefix}:*", count=1000)):
             client.delete(key)
         for event in entries + entries[-redeliver:]:

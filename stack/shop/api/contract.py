@@ -21,6 +21,8 @@ and pydantic produce are rewritten (``_to_openapi_30``). Component schemas come 
 itself: FastAPI's own copy turns integer bounds into floats (2**63-1 would read 2**63).
 """
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_fields_from_routes, get_openapi
 from pydantic import BaseModel
@@ -62,7 +64,7 @@ def _described(status: int) -> dict:
     return {"description": DESCRIPTIONS[status], **({"headers": HEADERS[status]} if status in HEADERS else {})}
 
 
-def errors(*statuses: int) -> dict[int, dict]:
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """A route's ``responses=``: the error statuses its own code answers, each an ``ErrorOut``."""
     return {status: {"model": ErrorOut, **_described(status)} for status in statuses}
 
@@ -80,7 +82,7 @@ def install(app: FastAPI, settings: Settings) -> None:
             app.openapi_schema = build(app, settings)
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi   # type: ignore[method-assign]  # FastAPI's documented way to replace the schema
 
 
 def build(app: FastAPI, settings: Settings) -> dict:

@@ -147,7 +147,8 @@ class WriteLoad:
 
     def __init__(self, stack, seconds: float, batch: int = 2000, payload_bytes: int = 200):
         self.dsn, self.seconds, self.batch, self.payload = primary_dsn(stack), seconds, batch, payload_bytes
-        self.rows, self.wal_bytes, self.error = 0, 0, None
+        self.rows, self.wal_bytes = 0, 0
+        self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -254,10 +255,10 @@ def _check_replication(stack, exercise) -> str:
         raise CheckFailed(f"the primary rejected your configuration: {exc}") from None
 
     admin = primary_dsn(stack, "admin")
-    role = db.fetch(admin, "SELECT rolreplication, rolcanlogin, rolsuper FROM pg_roles WHERE rolname = $1", ROLE)
-    if not role:
+    roles = db.fetch(admin, "SELECT rolreplication, rolcanlogin, rolsuper FROM pg_roles WHERE rolname = $1", ROLE)
+    if not roles:
         raise CheckFailed(f"after replication_role_sql() there is no role {ROLE!r}: create the role it is given")
-    role = role[0]
+    role = roles[0]
     if role["rolsuper"]:
         raise CheckFailed(f"{ROLE!r} is a SUPERUSER: a standby's credentials would own the whole cluster — "
                           "give it REPLICATION only")

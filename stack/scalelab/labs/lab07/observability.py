@@ -110,6 +110,7 @@ class Load:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        assert self._pool is not None   # set by __enter__
         self._pool.shutdown(wait=True)
 
     def frame(self) -> pd.DataFrame:
@@ -129,7 +130,8 @@ def _firing(prom: Prometheus, names) -> dict[str, str]:
 
 def _wait_firing(prom: Prometheus, names: tuple[str, ...], timeout: float) -> dict[str, float]:
     """Wait until every alert in ``names`` fires (bounded): name -> seconds it took."""
-    start, seen = time.monotonic(), {}
+    start = time.monotonic()
+    seen: dict[str, float] = {}
     while time.monotonic() - start < timeout and len(seen) < len(names):
         for name in _firing(prom, names):
             seen.setdefault(name, round(time.monotonic() - start, 1))

@@ -49,7 +49,7 @@ def upstream_source(rt) -> tuple[str | None, str]:
 
 def expand(text: str, addresses: list[str]) -> str:
     """Repeat every line that holds ``{address}`` once per address; indent for ``http {}``."""
-    lines = []
+    lines: list[str] = []
     for line in text.splitlines():
         if "{address}" in line:
             lines.extend(line.replace("{address}", address) for address in addresses)

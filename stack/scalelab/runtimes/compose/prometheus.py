@@ -20,6 +20,7 @@ dashboard in stack/deploy/grafana is for a learner's own Grafana.
 
 import json
 import shutil
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import httpx
@@ -39,21 +40,21 @@ def conf_dir(rt) -> Path:
     return path
 
 
-def targets(rt, without: set = frozenset()) -> list[dict]:
+def targets(rt, without: AbstractSet[str] = frozenset()) -> list[dict]:
     return [{"targets": [f"{container.name}:{METRICS_PORTS[service]}"],
              "labels": {"instance": member, "service": service}}
             for service in SCRAPED for container in rt._containers(service)
             if (member := rt._member_name(container)) and member not in without]
 
 
-def write_targets(rt, without: set = frozenset()) -> None:
+def write_targets(rt, without: AbstractSet[str] = frozenset()) -> None:
     path = conf_dir(rt)
     tmp = path / "targets.json.tmp"
     tmp.write_text(json.dumps(targets(rt, without), indent=1))
     tmp.replace(path / "targets.json")   # atomic: Prometheus never reads half a file
 
 
-def members_changed(rt, service: str, without: set = frozenset()) -> None:
+def members_changed(rt, service: str, without: AbstractSet[str] = frozenset()) -> None:
     """Members of a scraped service were added, or are about to be removed (``without``)."""
     if service in SCRAPED and rt._containers("prometheus"):
         write_targets(rt, without)

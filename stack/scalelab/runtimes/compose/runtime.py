@@ -184,7 +184,9 @@ class ComposeRuntime:
         containers = self._containers(service)
         to_start = [c for c in containers[:replicas] if c.status not in ("running", "paused")]
         for container in to_start:      # stopped or killed members come back as they were
-            self._before_start(self._member_name(container))
+            member = self._member_name(container)
+            assert member is not None   # a plan's services are all in PORTS: each container is a member
+            self._before_start(member)
             container.start()
         if service == "nginx" and not containers:
             compose_nginx.write_bootstrap(self)

@@ -12,6 +12,7 @@ only the stack's namespace, unless ``SCALELAB_KIND_DELETE_CLUSTER=1``.
 import json
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
 
@@ -243,11 +244,12 @@ def doctor_rows() -> list[tuple[str, str, str]]:
         from kubernetes import config
         kubeconfig = yaml.safe_load(_run(["kind", "get", "kubeconfig", "--name", name], timeout=60).stdout)
         api = config.new_client_from_config_dict(kubeconfig)
-        nodes = k8s.CoreV1Api(api).list_node().items
+        nodes: list[Any] = k8s.CoreV1Api(api).list_node().items   # the models' every field is Optional
         ready = sum(1 for n in nodes for c in n.status.conditions or [] if c.type == "Ready" and c.status == "True")
         rows.append((ok if ready == len(nodes) else warn, "kind cluster",
                      f"{name}: {ready} of {len(nodes)} nodes ready"))
-        metrics = k8s.CustomObjectsApi(api).list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes")
+        metrics = cast(dict[str, Any],   # the JSON object (the client's stubs say object)
+                       k8s.CustomObjectsApi(api).list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes"))
         usage = ", ".join(f"{m['metadata']['name']} {m['usage']['cpu']} CPU" for m in metrics.get("items", []))
         rows.append((ok if usage else warn, "metrics", f"metrics.k8s.io answers: {usage}" if usage
                      else "metrics.k8s.io answers with no nodes yet (metrics-server scrapes every 10 s)"))

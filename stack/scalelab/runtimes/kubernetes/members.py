@@ -62,7 +62,7 @@ class Names:
 
     def members(self, service: str) -> dict[str, str | None]:
         """member -> pod (None while down), by number."""
-        found = {n: pod for pod, n in self.numbers.get(service, {}).items()}
+        found: dict[int, str | None] = {n: pod for pod, n in self.numbers.get(service, {}).items()}
         found.update({n: None for n in self.down_.get(service, []) if n not in found})
         return {member_name(service, n): found[n] for n in sorted(found)}
 

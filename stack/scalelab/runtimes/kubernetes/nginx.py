@@ -16,7 +16,9 @@ Without the driver (``kubectl apply -k``), the repository's ``components/nginx/n
 runs instead: the reference upstream over the headless Service ``users-pods`` (nginx re-resolves it).
 """
 
+import functools
 import time
+from collections.abc import Set as AbstractSet
 
 import httpx
 
@@ -35,7 +37,7 @@ _WORKERS = ("import os\nfor pid in os.listdir('/proc'):\n    try:\n"
 _WRITE = "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2])"
 
 
-def _upstream_members(rt, without: set) -> dict[str, str]:
+def _upstream_members(rt, without: AbstractSet[str]) -> dict[str, str]:
     """member -> pod IP:port of every ready users pod, but ``without``."""
     pods = {p.metadata.name: p for p in rt._pods(FRONTS)}
     return {member: f"{pods[pod].status.pod_ip}:{MEMBER_PORT}" for member, pod in rt._members_of(FRONTS).items()
@@ -57,7 +59,7 @@ def _test(rt, member: str, text: str) -> str | None:
     return explain(output, text)
 
 
-def configure(rt, strict: bool, without: set = frozenset()) -> None:
+def configure(rt, strict: bool, without: AbstractSet[str] = frozenset()) -> None:
     """Render the upstream over the ready users pods (minus ``without``), test it in every nginx
     pod and load it there. strict=True raises ConfigRejected when nginx refuses the learner's
     upstream (the running nginx keeps its configuration); strict=False installs the 501 entry
@@ -73,8 +75,8 @@ def configure(rt, strict: bool, without: set = frozenset()) -> None:
         if pod is None:
             continue
         text = install_tested(lambda upstream, reason: render(upstream, reason, addresses, generation),
-                              lambda text, member=member: _test(rt, member, text),
-                              lambda _, member=member: _load(rt, member, generation),
+                              functools.partial(_test, rt, member),
+                              functools.partial(_install, rt, member, generation),
                               upstream, origin, strict)
     rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
     rt.names.routed[FRONTS] = sorted(routed)
@@ -85,6 +87,11 @@ def _config_map(rt) -> str:
     """The ConfigMap the nginx pods start from (kustomize names it nginx-conf-<hash>)."""
     spec = rt.apps.read_namespaced_deployment("nginx", rt.namespace).spec.template.spec
     return next(v.config_map.name for v in spec.volumes if v.name == "conf")
+
+
+def _install(rt, member: str, generation: str, _tested_text: str) -> None:
+    """install_tested's last step in one nginx pod: the file ``_test`` left there goes live."""
+    _load(rt, member, generation)
 
 
 def _load(rt, member: str, generation: str) -> None:
@@ -118,7 +125,7 @@ def configured(rt) -> bool:
     return f"proxy_pass http://{FRONTS};" in found.get("nginx.conf", "")
 
 
-def members_changed(rt, service: str, without: set = frozenset(), restarted: str | None = None) -> None:
+def members_changed(rt, service: str, without: AbstractSet[str] = frozenset(), restarted: str | None = None) -> None:
     """The users pods changed: nginx's upstream follows. ``without``: members about to leave (out
     of rotation before they stop). ``restarted``: a member back, ready — wait until nginx
     routes to it again before a rolling restart moves on (bounded)."""

@@ -35,6 +35,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 
@@ -250,7 +251,7 @@ class KubernetesRuntime:
 
     def _metrics_api_available(self) -> bool:
         from kubernetes import client
-        service = client.ApiregistrationV1Api(self.api.client).read_api_service("v1beta1.metrics.k8s.io")
+        service: Any = client.ApiregistrationV1Api(self.api.client).read_api_service("v1beta1.metrics.k8s.io")
         return any(c.type == "Available" and c.status == "True" for c in service.status.conditions or [])
 
     def _check_entry_ports_free(self) -> None:
@@ -318,7 +319,7 @@ class KubernetesRuntime:
 
     def url(self, service: str) -> str:
         service = self._front(service)
-        if not self.running_lab() or not plan_for(self.lab).has(service):
+        if not (lab := self.running_lab()) or not plan_for(lab).has(service):
             raise ScalelabError(f"no {service} in this stack — is it up? (`stack.up()`)")
         entry = self.entry_url(service)
         if entry:
@@ -348,7 +349,7 @@ class KubernetesRuntime:
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         pw = compose_env.passwords(self.home)
-        port = self._forward(member or "postgres", PORTS["postgres"])
+        port = self._forward(member or "postgres", cast(int, PORTS["postgres"]))
         if role == "app":
             return f"postgresql://shop:{pw['shop']}@127.0.0.1:{port}/shop"
         return f"postgresql://postgres:{pw['postgres']}@127.0.0.1:{port}/postgres"
@@ -368,11 +369,11 @@ class KubernetesRuntime:
         prometheus.install_rules(self, path)
 
     def rabbitmq_url(self) -> str:
-        port = self._forward("rabbitmq-1", PORTS["rabbitmq"])
+        port = self._forward("rabbitmq-1", cast(int, PORTS["rabbitmq"]))
         return f"amqp://shop:{compose_env.passwords(self.home)['rabbitmq']}@127.0.0.1:{port}//"
 
     def redis_url(self) -> str:
-        port = self._forward("redis-1", PORTS["redis"])
+        port = self._forward("redis-1", cast(int, PORTS["redis"]))
         return f"redis://:{compose_env.passwords(self.home)['redis']}@127.0.0.1:{port}/0"
 
     # -- members ----------------------------------------------------------------------------
@@ -418,15 +419,15 @@ class KubernetesRuntime:
         """The pod a member runs as now."""
         return self._member_pod(member)[0]
 
-    def _member_pod(self, member: str) -> tuple[str, object]:
+    def _member_pod(self, member: str) -> tuple[str, Any]:
         """The name of the pod a member runs as now, and that pod as listed (None if it just went)."""
         found, pods = self._members_and_pods(self._service(member))
         if member not in found:
             known = ", ".join(found) or "none (is the stack up?)"
             raise ScalelabError(f"no member {member!r} in this stack; members of {self._service(member)}: {known}")
-        if found[member] is None:
+        if (pod := found[member]) is None:
             raise ScalelabError(f"{member} is down (killed): start it with stack.start({member!r})")
-        return found[member], pods.get(found[member])
+        return pod, pods.get(pod)
 
     # -- changing the running stack -----------------------------------------------------------
     def _workload(self, service: str):
@@ -537,9 +538,9 @@ class KubernetesRuntime:
         if member not in found:
             raise ScalelabError(f"no member {member!r} in this stack; "
                                 f"members of {service}: {', '.join(found) or 'none'}")
-        if found[member] is not None:
-            if self._frozen(found[member]):
-                self._freeze(found[member], frozen=False)
+        if (pod := found[member]) is not None:
+            if self._frozen(pod):
+                self._freeze(pod, frozen=False)
         else:
             self._sync_workspace()                   # a started member runs the files as they are now
             with STATE_LOCK:
@@ -596,7 +597,7 @@ class KubernetesRuntime:
 
     def _members_changed(self, service: str, restarted: str | None = None) -> None:
         """Pods of ``service`` came or went: nginx's upstream follows (as an ingress controller's)."""
-        if service == FRONTS.get("nginx") and plan_for(self.lab).has("nginx"):
+        if service == FRONTS.get("nginx") and plan_for(cast(int, self.lab)).has("nginx"):
             nginx.members_changed(self, service, restarted=restarted)
         elif service == "nginx":
             nginx.configure(self, strict=False)
@@ -638,13 +639,13 @@ class KubernetesRuntime:
         for service in (plan.replicas if plan else ()):
             pods = {p.metadata.name: p for p in self._pods(service)}
             for member, pod in self._members_of(service).items():
-                status = pods[pod].status if pod in pods else None
+                status: Any = pods[pod].status if pod in pods else None
                 running = bool(status and status.container_statuses and all(c.ready for c in status.container_statuses))
                 state = "running" if running else (status.phase.lower() if status else "stopped")
-                if running and self._frozen(pod):
+                if running and pod is not None and self._frozen(pod):   # running: pod is one of pods
                     state = "paused"
                 rows.append({"member": member, "pid": None,
-                             "port": self.forwards.known(member, PORTS[service]) if PORTS[service] else None,
+                             "port": self.forwards.known(member, port) if (port := PORTS[service]) else None,
                              "state": state, "log": f"kubectl -n {self.namespace} logs {pod}" if pod else None,
                              "started": pd.Timestamp(status.start_time) if running and status.start_time else None})
         return pd.DataFrame(rows, columns=["member", "pid", "port", "state", "log", "started"])
@@ -653,6 +654,7 @@ class KubernetesRuntime:
     def wait_ready(self, services: list[str] | None = None, timeout: float = READY_TIMEOUT) -> None:
         """Until each workload's rollout is complete (kubectl rollout status's rule) and each of
         its pods knows its member name (a new shop pod waits for it before it starts)."""
+        assert self.lab is not None   # only while a stack is up (up() sets it first)
         plan = plan_for(self.lab)
         deadline = time.monotonic() + timeout
         for service in services or list(plan.replicas):
@@ -721,8 +723,9 @@ class KubernetesRuntime:
         """CPU (cores) per pod of ``service`` from the metrics API (what `kubectl top pods` shows)."""
         from kubernetes import client
         custom = client.CustomObjectsApi(self.api.client)
-        found = custom.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", self.namespace, "pods",
-                                                     label_selector=_pods_of(service))
+        found = cast(dict[str, Any],   # the JSON object (the client's stubs say object)
+                     custom.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", self.namespace, "pods",
+                                                          label_selector=_pods_of(service)))
         return {item["metadata"]["name"]: sum(cores(c["usage"]["cpu"]) for c in item["containers"])
                 for item in found.get("items", [])}
 

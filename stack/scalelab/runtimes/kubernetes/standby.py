@@ -57,7 +57,7 @@ class PodHba:
 
 def pod_network(rt) -> str:
     """The smallest IPv4 network holding every node's pod CIDR: where any pod connects from."""
-    cidrs = [ipaddress.ip_network(node.spec.pod_cidr) for node in rt.core.list_node().items
+    cidrs = [ipaddress.IPv4Network(node.spec.pod_cidr) for node in rt.core.list_node().items
              if node.spec.pod_cidr and ":" not in node.spec.pod_cidr]
     if not cidrs:
         raise ServiceFailed("no node of the cluster has an IPv4 pod CIDR: where would the standby connect from?")

@@ -150,7 +150,9 @@ def reload(rt, rec: ProcessRecord) -> None:
     if not rec.alive():
         raise ServiceFailed(f"{rec.name} is not running: start it with stack.start({rec.name!r})")
     write_config(rt, rec, strict=True)
-    old_workers = rec.process().children()
+    master = rec.process()
+    assert master is not None   # alive() above
+    old_workers = master.children()
     out = subprocess.run(_command(rt, rec.name, "-s", "reload"), capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise ServiceFailed(f"nginx -s reload failed: {(out.stderr or out.stdout).strip()[-400:]}")

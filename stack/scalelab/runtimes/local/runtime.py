@@ -8,6 +8,7 @@ import json
 import signal as signals
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -33,7 +34,7 @@ from scalelab.runtimes.local.postgres import LocalPostgres, migrate
 # on_members_changed(rt, service), on_member_restarted(rt, member), reload(rt, rec),
 # client_env(rt, service) -> extra environment for another service's members,
 # preflight(rt): raise RuntimeUnavailable before anything starts (a missing binary).
-SERVICES = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "standby": local_standby}
+SERVICES: dict[str, Any] = {"users": local_users, "redis": local_redis, "nginx": local_nginx, "standby": local_standby}
 SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 SERVICES.update({"relay": local_projector.relay, "projector": local_projector})   # lab 08
 SERVICES.update({"prometheus": local_prometheus})                  # lab 07
@@ -126,7 +127,9 @@ class LocalRuntime:
 
     def database_url(self, role: str = "app", member: str | None = None) -> str:
         """The primary's DSN, or a standby's (``member="standby-1"``, lab 04): same roles, same passwords."""
-        return self.pg.dsn(self._record(member or "postgres").port, role)
+        port = self._record(member or "postgres").port
+        assert port is not None   # Postgres' records are made with their port (LocalPostgres.process)
+        return self.pg.dsn(port, role)
 
     # -- lab 04: standbys made by base backup (runtimes/local/standby.py) ----------------
     def configure_replication(self, config) -> dict:
@@ -181,7 +184,7 @@ class LocalRuntime:
     def reload(self, service: str) -> None:
         """Re-read configuration without dropping connections where the service can
         (nginx: ``nginx -s reload``); otherwise restart its members one by one."""
-        module = SERVICES.get(service)
+        module: Any = SERVICES.get(service)   # None (no such service) has no reload either
         for member in self.members(service):
             if hasattr(module, "reload"):
                 module.reload(self, self._record(member))
@@ -265,12 +268,12 @@ class LocalRuntime:
         if rec is not None and rec.alive():
             return False
         self.pg.initdb()
-        port = rec.port if rec is not None and not port_busy(rec.port) else free_port()
+        port = rec.port if rec is not None and rec.port is not None and not port_busy(rec.port) else free_port()
         rec = self.pg.process("postgres", port, str(self.home / "logs/postgres.log"))
         self.procs["postgres"] = rec
         self._start(rec)
-        self.pg.create_app_database(rec.port)
-        migrate(self.pg.dsn(rec.port, "app"))
+        self.pg.create_app_database(port)   # rec.port: LocalPostgres.process keeps it
+        migrate(self.pg.dsn(port, "app"))
         return True
 
     def _ensure_member(self, service: str, index: int) -> bool:
@@ -324,7 +327,9 @@ class LocalRuntime:
 
     def _wait_ready(self, rec: ProcessRecord) -> None:
         if rec.name == "postgres":
-            rec.wait_ready(lambda: self.pg.accepts_connections(rec.port), timeout=60, what="accepting connections")
+            port = rec.port
+            assert port is not None   # LocalPostgres.process sets it
+            rec.wait_ready(lambda: self.pg.accepts_connections(port), timeout=60, what="accepting connections")
         else:
             module = SERVICES[rec.name.rsplit("-", 1)[0]]
             rec.wait_ready(lambda: module.ready(self, rec), timeout=60, what="ready")
