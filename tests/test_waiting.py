@@ -40,6 +40,13 @@ def test_any_other_error_shows_at_once_not_after_the_timeout():
     assert len(calls) == 1 and time.monotonic() - started < 1
 
 
+def test_the_message_can_name_the_last_answer():
+    answers = iter(["starting", "recovering", "catching up"] * 100)
+    with pytest.raises(WaitTimedOut, match="still catching up|still recovering|still starting"):
+        wait_until(lambda: next(answers), timeout=0.1, interval=0.01, done=lambda a: a == "streaming",
+                   on_timeout=lambda last: f"standby-1 still {last}")
+
+
 def test_without_a_message_the_wait_is_best_effort():
     started = time.monotonic()
     assert wait_until(lambda: False, timeout=0.2, interval=0.05) is None

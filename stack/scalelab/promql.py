@@ -10,12 +10,12 @@
 A query Prometheus rejects raises ``PromQLError`` with Prometheus' own message.
 """
 
-import time
 
 import httpx
 import pandas as pd
 
 from scalelab.errors import ScalelabError
+from scalelab.waiting import wait_until
 
 
 class PromQLError(ScalelabError):
@@ -87,10 +87,6 @@ class Prometheus:
     def wait_for(self, predicate, timeout: float, what: str, poll: float = 0.5):
         """Poll ``predicate(self)`` until it returns something other than None or False (returned),
         at most ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if (found := predicate(self)) is not None and found is not False:
-                return found
-            if time.monotonic() > deadline:
-                raise ScalelabError(f"waited {timeout:.0f} s for {what}")
-            time.sleep(poll)   # polling Prometheus' evaluation, bounded by the deadline
+        return wait_until(lambda: predicate(self), timeout, interval=poll,   # polling Prometheus' evaluation
+                          done=lambda found: found is not None and found is not False, error=ScalelabError,
+                          on_timeout=f"waited {timeout:.0f} s for {what}")

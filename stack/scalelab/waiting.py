@@ -4,7 +4,8 @@
 returns that answer. Only the exceptions named in ``transient`` mean "not yet" — a connection
 refused while a server starts; any other shows at once, not after the timeout. When time is up it
 raises ``error(on_timeout)`` (the last transient error as its cause), or returns None when no
-``on_timeout`` is given: the wait was best effort and the caller goes on.
+``on_timeout`` is given: the wait was best effort and the caller goes on. A message that needs what
+was seen last (a log tail, the last answer) is a function: ``on_timeout(last)``.
 """
 
 import time
@@ -22,23 +23,25 @@ def wait_until(probe: Callable[[], Any], timeout: float, *,
                transient: type[BaseException] | tuple[type[BaseException], ...] = (),
                interval: float = 0.05, max_interval: float | None = None,
                done: Callable[[Any], bool] = bool,
-               on_timeout: str | Callable[[BaseException | None], str] | None = None,
+               on_timeout: str | Callable[[Any], str] | None = None,
                error: type[Exception] = WaitTimedOut) -> Any:
     """``probe()`` until ``done(answer)``, at most ``timeout`` seconds; the answer, or see above.
 
     ``interval`` is the pause between tries; with ``max_interval`` it grows by half each try up to
     that (a probe that costs something is asked less often the longer the wait). ``on_timeout`` is
-    the message, or a function of the last transient error (None if there was none) making it.
+    the message, or a function making it of what the last try gave: its answer, or the transient
+    error it raised.
     """
     deadline = time.monotonic() + timeout
-    delay, last_error = interval, None
+    delay, last, last_error = interval, None, None
     while True:
         try:
-            answer = probe()
+            last = answer = probe()
+            last_error = None
             if done(answer):
                 return answer
         except transient as exc:
-            last_error = exc
+            last = last_error = exc
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -47,5 +50,5 @@ def wait_until(probe: Callable[[], Any], timeout: float, *,
             delay = min(delay * 1.5, max_interval)
     if on_timeout is None:
         return None
-    message = on_timeout if isinstance(on_timeout, str) else on_timeout(last_error)
+    message = on_timeout if isinstance(on_timeout, str) else on_timeout(last)
     raise error(message) from last_error

@@ -14,6 +14,7 @@ import redis
 from scalelab import aio, broker, db
 from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.waiting import wait_until
 from shop.broker import BrokerSettings, BrokerSettingsError, parse
 
 QUEUE = "orders"                     # shop.orders.QUEUE: the broker's list of waiting messages
@@ -56,17 +57,13 @@ def orders_frame(stack, ids: list[int]) -> pd.DataFrame:
 
 def wait_orders(stack, ids: list[int], timeout: float = 30.0, statuses=TERMINAL) -> pd.DataFrame:
     """Poll Postgres (bounded) until every order in ``ids`` has one of ``statuses``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = orders_frame(stack, ids)
-        if len(frame) == len(ids) and frame.status.isin(statuses).all():
-            return frame
-        if time.monotonic() > deadline:
-            counts = frame.status.value_counts().to_dict() if len(frame) else {}
-            raise CheckFailed(f"after {timeout:.0f} s the {len(ids)} orders are {counts}, "
-                              f"not all {'/'.join(statuses)}: "
-                              "are workers running? (stack.status(), stack.logs('worker-1'))")
-        time.sleep(0.05)
+    def not_all_finished(frame: pd.DataFrame) -> str:
+        counts = frame.status.value_counts().to_dict() if len(frame) else {}
+        return (f"after {timeout:.0f} s the {len(ids)} orders are {counts}, not all {'/'.join(statuses)}: "
+                "are workers running? (stack.status(), stack.logs('worker-1'))")
+    return wait_until(lambda: orders_frame(stack, ids), timeout, interval=0.05, error=CheckFailed,
+                      done=lambda frame: len(frame) == len(ids) and bool(frame.status.isin(statuses).all()),
+                      on_timeout=not_all_finished)
 
 
 def effects(stack, ids: list[int]) -> int:
@@ -108,13 +105,10 @@ def wait_holding(stack, member: str, timeout: float = 20.0, since: float | None 
     since = _started_at(stack, member) if since is None else since
     if since is None:
         raise CheckFailed(f"{member} is not running: stack.start({member!r}) first")
-    deadline = time.monotonic() + timeout
-    while (order_id := _unfinished(stack, member, since)) is None:
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"{member} took no order within {timeout:.0f} s: are orders queued? "
-                              f"(stack.logs({member!r}))")
-        time.sleep(0.01)
-    return order_id
+    return wait_until(lambda: _unfinished(stack, member, since), timeout, interval=0.01, error=CheckFailed,
+                      done=lambda order_id: order_id is not None,
+                      on_timeout=f"{member} took no order within {timeout:.0f} s: are orders queued? "
+                                 f"(stack.logs({member!r}))")
 
 
 def kill_mid_task(stack, member: str, tries: int = 5) -> int:

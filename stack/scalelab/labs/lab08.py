@@ -13,6 +13,7 @@ import redis
 from scalelab import db
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
 from scalelab.labs import lab05
+from scalelab.waiting import wait_until
 
 STREAM = "orders.events"      # shop.events.STREAM
 GROUP = "projector"           # shop.events.GROUP
@@ -202,11 +203,8 @@ def republish(stack, last: int = 10) -> int:
 
 
 def wait_relayed(stack, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while backlog(stack)["unpublished"]:
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"events still unpublished after {timeout:.0f} s: is the relay up? stack.logs('relay-1')")
-        time.sleep(0.05)
+    wait_until(lambda: not backlog(stack)["unpublished"], timeout, interval=0.05, error=CheckFailed,
+               on_timeout=f"events still unpublished after {timeout:.0f} s: is the relay up? stack.logs('relay-1')")
 
 
 def kill_drill(stack, n: int = 40, kill_after: int | None = None, duplicates: int = 10) -> dict:

@@ -21,6 +21,7 @@ import pandas as pd
 from scalelab import aio, db
 from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, Exercise
+from scalelab.waiting import wait_until
 
 STANDBY = "standby-1"
 ROLE = "replicator"   # the role name the driver passes to replication_role_sql()
@@ -71,11 +72,10 @@ def set_replay_paused(stack, paused: bool, member: str = STANDBY, timeout: float
     A pause is a request: wait (bounded) until the standby says it is paused."""
     dsn = standby_dsn(stack, "admin", member)
     db.fetch(dsn, "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()")
-    deadline = time.monotonic() + timeout
-    while paused and db.fetchval(dsn, "SELECT pg_get_wal_replay_pause_state()") != "paused":
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"{member} did not pause its WAL replay within {timeout:.0f} s")
-        time.sleep(0.01)
+    if paused:
+        wait_until(lambda: db.fetchval(dsn, "SELECT pg_get_wal_replay_pause_state()") == "paused", timeout,
+                   interval=0.01, error=CheckFailed,
+                   on_timeout=f"{member} did not pause its WAL replay within {timeout:.0f} s")
 
 
 @contextlib.contextmanager
@@ -307,16 +307,13 @@ def _call(config, name: str, *args):
 
 
 def _wait_streaming(stack, timeout: float = 15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = replication_status(stack)
+    def streaming(rows: pd.DataFrame) -> bool:
         mine = rows[rows.application_name == STANDBY] if len(rows) else rows
-        if len(mine) and mine.iloc[0]["state"] == "streaming":
-            return mine.iloc[0].to_dict()
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"{STANDBY} is not streaming after {timeout:.0f} s (pg_stat_replication: "
-                              f"{rows.to_dict('records')}); stack.logs({STANDBY!r}) says why")
-        time.sleep(0.1)
+        return bool(len(mine) and mine.iloc[0]["state"] == "streaming")
+    rows = wait_until(lambda: replication_status(stack), timeout, interval=0.1, done=streaming, error=CheckFailed,
+                      on_timeout=lambda rows: f"{STANDBY} is not streaming after {timeout:.0f} s (pg_stat_replication: "
+                                              f"{rows.to_dict('records')}); stack.logs({STANDBY!r}) says why")
+    return rows[rows.application_name == STANDBY].iloc[0].to_dict()
 
 
 replication = Exercise(

@@ -12,7 +12,6 @@ How a runtime renders, tests and installs is its own (``local/nginx.py``: a file
 """
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import httpx
 
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import plan_for
+from scalelab.waiting import wait_until
 
 FRONTS = "users"            # while nginx runs, the stack's url("users") is nginx's URL
 EXERCISE = "upstream"       # the plan's exercise name; the learner's file is upstream.conf
@@ -98,13 +98,6 @@ def install_tested(render: Callable[[str | None, str], str], test: Callable[[str
 def wait_until_routed(entry_url: str, member: str, timeout: float) -> bool:
     """Poll nginx at ``entry_url`` until a response comes from ``member`` (its X-Instance),
     at most ``timeout`` seconds; True if it did. Both runtimes use it after a restart."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=entry_url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/health").headers.get("x-instance") == member:
-                    return True
-            except httpx.TransportError:
-                pass
-            time.sleep(0.02)  # polling nginx's choice, not waiting for readiness
-    return False
+    with httpx.Client(base_url=entry_url, timeout=5) as client:   # polling nginx's choice
+        return bool(wait_until(lambda: client.get("/health").headers.get("x-instance") == member, timeout,
+                               interval=0.02, transient=httpx.TransportError))

@@ -14,7 +14,6 @@ process (the CLI, a notebook kernel) finds the running project there and re-uses
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -34,6 +33,7 @@ from scalelab.runtimes.compose import prometheus as compose_prometheus
 from scalelab.runtimes.compose import queue as compose_queue
 from scalelab.runtimes.compose import standby as compose_standby
 from scalelab.runtimes.local import rabbitmq as local_rabbitmq
+from scalelab.waiting import wait_until
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
@@ -426,19 +426,17 @@ class ComposeRuntime:
                  "users": self._users_ready, "redis": self._redis_ready, "rabbitmq": self._rabbitmq_ready,
                  "nginx": self._nginx_ready, "orders": self._users_ready,
                  **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]
-        deadline, delay = time.monotonic() + timeout, 0.05
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             container = self._container(member)
             if container.status in ("exited", "dead"):
                 raise ServiceFailed(f"{member} exited before it was ready; its log ends with:\n{self.logs(member, 20)}")
             try:
-                if container.status == "running" and probe(member):
-                    return
-            except Exception:
-                pass
-            time.sleep(delay)   # polling the probe, not waiting for readiness blindly
-            delay = min(delay * 1.5, 0.25)
-        raise ServiceFailed(f"{member} not ready after {timeout:.0f}s; its log ends with:\n{self.logs(member, 20)}")
+                return bool(container.status == "running" and probe(member))
+            except Exception:   # a probe of a server still starting: any failure means "not yet"
+                return False
+        wait_until(answers, timeout, interval=0.05, max_interval=0.25, error=ServiceFailed,   # polling the probe
+                   on_timeout=lambda _: f"{member} not ready after {timeout:.0f}s; its log ends with:\n"
+                                        f"{self.logs(member, 20)}")
 
     def _postgres_ready(self, member: str) -> bool:
         import asyncpg
@@ -481,9 +479,7 @@ class ComposeRuntime:
         self._wait_ready(member, timeout=15)
         # The master lets old workers accept for a moment after the new ones start: the reload
         # is complete when they have finished their requests and exited (bounded), as on local.
-        deadline = time.monotonic() + 10
-        while old_workers & _nginx_workers(container) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not old_workers & _nginx_workers(container), 10, interval=0.05)
 
     def _back_in_rotation(self, nginx: str, member: str, timeout: float = 15.0) -> None:
         """After a replica restarted and is ready: announce it to nginx (a reload with the current

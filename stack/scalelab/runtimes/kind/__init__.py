@@ -20,12 +20,12 @@ the cluster seen as "any cluster with a registry" by the ``kubernetes`` runtime.
 """
 
 import os
-import time
 from pathlib import Path
 
 from scalelab.runtimes.kind import cluster
 from scalelab.runtimes.kubernetes.render import NODE_PORTS
 from scalelab.runtimes.kubernetes.runtime import KubernetesRuntime
+from scalelab.waiting import wait_until
 
 
 class KindRuntime(KubernetesRuntime):
@@ -88,13 +88,12 @@ class KindRuntime(KubernetesRuntime):
         for container in ids:
             cluster._run(["docker", "exec", node, "ctr", "--namespace", "k8s.io", "tasks", "kill", "--signal",
                           "SIGKILL", container], timeout=60, check=False)    # (a task already gone: nothing to do)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def all_gone() -> bool:
             listed = cluster._run(["docker", "exec", node, "ctr", "--namespace", "k8s.io", "tasks", "ls"],
                                   timeout=60, check=False).stdout
-            if not any(line.startswith(c) and "RUNNING" in line for c in ids for line in listed.splitlines()):
-                return
-            time.sleep(0.1)          # polling containerd until the processes are gone (bounded)
+            return not any(line.startswith(c) and "RUNNING" in line for c in ids for line in listed.splitlines())
+        wait_until(all_gone, 30, interval=0.1)   # polling containerd until the processes are gone (bounded)
 
     def _frozen(self, pod: str) -> bool:
         if not pod:

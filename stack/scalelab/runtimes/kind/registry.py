@@ -18,7 +18,6 @@ registry: the ``kubernetes`` runtime's images reach the nodes by a real pull, no
 import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ from scalelab.errors import RuntimeUnavailable, ServiceFailed
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common.images import DEPLOY, Image
 from scalelab.runtimes.kind.cluster import REGISTRY_CONTAINER, cluster_name
+from scalelab.waiting import wait_until
 
 CONTAINER = REGISTRY_CONTAINER
 HOST_PORT = 5001
@@ -77,18 +77,12 @@ def _container(client, image: str):
 
 
 def _wait_answering(timeout: float = 30.0) -> None:
-    deadline, last = time.monotonic() + timeout, "no answer"
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(f"http://127.0.0.1:{HOST_PORT}/v2/", timeout=2)
-            if answer.status_code == 200:
-                return
-            last = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
-        time.sleep(0.3)
-    raise ServiceFailed(f"the registry on 127.0.0.1:{HOST_PORT} did not answer within {timeout:.0f} s ({last}) — "
-                        f"`docker logs {CONTAINER}`")
+    def seen(last) -> str:
+        return type(last).__name__ if isinstance(last, Exception) else f"HTTP {last}" if last else "no answer"
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{HOST_PORT}/v2/", timeout=2).status_code, timeout,
+               done=lambda status: status == 200, transient=httpx.HTTPError, interval=0.3, error=ServiceFailed,
+               on_timeout=lambda last: f"the registry on 127.0.0.1:{HOST_PORT} did not answer within {timeout:.0f} s "
+                                       f"({seen(last)}) — `docker logs {CONTAINER}`")
 
 
 def _docker_exec(node: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:

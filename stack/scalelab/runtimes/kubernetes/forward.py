@@ -14,13 +14,13 @@ import atexit
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.ports import free_port
 from scalelab.runtimes.kubernetes.tools import tool
+from scalelab.waiting import wait_until
 
 
 class _Forward:
@@ -58,15 +58,14 @@ class _Forward:
                 pass                                # watcher thread must live on; next turn decides
 
     def wait_listening(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.local), timeout=0.5):
-                    return self.local
-            except OSError:
-                time.sleep(0.05)                    # polling the forward until it accepts (bounded)
-        raise ServiceFailed(f"no port-forward to {self.member}:{self.remote} listening after {timeout:.0f}s "
-                            f"({self.problem}); see {self.forwards.log}")
+        def accepts() -> bool:
+            with socket.create_connection(("127.0.0.1", self.local), timeout=0.5):
+                return True
+        wait_until(accepts, timeout, interval=0.05, transient=OSError,   # polling the forward until it accepts
+                   error=ServiceFailed,
+                   on_timeout=lambda _: f"no port-forward to {self.member}:{self.remote} listening after "
+                                        f"{timeout:.0f}s ({self.problem}); see {self.forwards.log}")
+        return self.local
 
     def close(self) -> None:
         self.closed.set()

@@ -26,6 +26,7 @@ from scalelab.errors import ServiceFailed
 from scalelab.runtimes.common.nginx import FRONTS, explain, install_tested, upstream_source, wait_until_routed
 from scalelab.runtimes.compose.nginx import render
 from scalelab.runtimes.kubernetes.api import ready
+from scalelab.waiting import wait_until
 
 CONF = "/tmp/nginx.conf"           # the running configuration in the pod (its command copies it there)
 MEMBER_PORT = 8000
@@ -101,22 +102,17 @@ def _load(rt, member: str, generation: str) -> None:
     code, output = _exec(rt, member, ["sh", "-c", f"mv {CONF}.next {CONF} && nginx -s reload -p /tmp/ -c {CONF}"])
     if code != 0:
         raise ServiceFailed(f"nginx -s reload in {member} failed: {output.strip()[-300:]}")
-    url = rt.member_url(member)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            answer = httpx.get(f"{url}/nginx/health", timeout=2)
-            if answer.status_code == 200 and answer.json().get("generation") == generation:
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceFailed(f"{member} did not load its new configuration within 15 s:\n{rt.logs(member, 10)}")
-        time.sleep(0.05)       # polling nginx's answer, bounded
-    while old_workers & set(_exec(rt, member, ["python3", "-c", _WORKERS])[1].split()):
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    url, deadline = rt.member_url(member), time.monotonic() + 15   # both waits together: 15 s at most
+
+    def loaded() -> bool:
+        answer = httpx.get(f"{url}/nginx/health", timeout=2)
+        return answer.status_code == 200 and answer.json().get("generation") == generation
+    wait_until(loaded, 15, interval=0.05, transient=(httpx.HTTPError, ValueError),   # polling nginx's answer
+               error=ServiceFailed,
+               on_timeout=lambda _: f"{member} did not load its new configuration within 15 s:\n"
+                                    f"{rt.logs(member, 10)}")
+    wait_until(lambda: not old_workers & set(_exec(rt, member, ["python3", "-c", _WORKERS])[1].split()),
+               deadline - time.monotonic(), interval=0.1)   # the old workers' requests finish (best effort)
 
 
 def configured(rt) -> bool:

@@ -14,13 +14,13 @@ asked to reload (``POST /-/reload``).
 """
 
 import hashlib
-import time
 from pathlib import Path
 
 import httpx
 
 from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.runtimes.common.prometheus import RULES
+from scalelab.waiting import wait_until
 
 MEMBER = "prometheus-1"
 CONFIG_MAP = "alert-rules"
@@ -61,15 +61,10 @@ def install_rules(rt, source: Path | None) -> None:
 
 
 def _wait_mounted(rt, member: str, text: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        code, out = rt.exec(member, ["cat", f"{RULES_DIR}/{RULES}"])
-        if code == 0 and out == text:
-            return
-        if time.monotonic() > deadline:
-            raise ServiceFailed(f"{member} still does not see the new alert rules {timeout:.0f}s after the "
-                                "ConfigMap changed (the kubelet refreshes ConfigMap volumes)")
-        time.sleep(0.5)           # polling the mounted file (bounded)
+    wait_until(lambda: rt.exec(member, ["cat", f"{RULES_DIR}/{RULES}"]) == (0, text), timeout,
+               interval=0.5, error=ServiceFailed,   # polling the mounted file (bounded)
+               on_timeout=f"{member} still does not see the new alert rules {timeout:.0f}s after the "
+                          "ConfigMap changed (the kubelet refreshes ConfigMap volumes)")
 
 
 def ensure(rt) -> None:

@@ -48,6 +48,7 @@ from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, stan
 from scalelab.runtimes.kubernetes import members as naming
 from scalelab.runtimes.kubernetes.api import Api, cores, kube, not_found, ready
 from scalelab.runtimes.kubernetes.forward import Forwards
+from scalelab.waiting import wait_until
 
 K8S = render.K8S
 # Each service's port inside its pods (relay and projector listen on nothing).
@@ -240,14 +241,11 @@ class KubernetesRuntime:
         reaches a kept cluster), waited for: the HPA reads it, and while its APIService is
         unavailable the API server cannot finish deleting any namespace (a stack's down())."""
         self.apply(render.render_repo(K8S / "metrics-server"))
-        deadline = time.monotonic() + 120
-        while not self._metrics_api_available():
-            if time.monotonic() > deadline:
-                raise ServiceFailed("metrics-server not available after 120 s "
-                                    "(the HPA and namespace deletion need it):\n"
-                                    + self._why_not_ready("metrics-server", namespace="kube-system",
-                                                          selector="k8s-app=metrics-server"))
-            time.sleep(1)
+        wait_until(self._metrics_api_available, 120, interval=1, error=ServiceFailed,
+                   on_timeout=lambda _: "metrics-server not available after 120 s "
+                                        "(the HPA and namespace deletion need it):\n"
+                                        + self._why_not_ready("metrics-server", namespace="kube-system",
+                                                              selector="k8s-app=metrics-server"))
 
     def _metrics_api_available(self) -> bool:
         from kubernetes import client
@@ -513,17 +511,17 @@ class KubernetesRuntime:
         ``follower`` read of its log is kept as the member's earlier log: ``logs()`` shows it
         before the new pod's, as a process's log file spans its restarts on local."""
         from kubernetes.client.exceptions import ApiException
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def gone() -> bool:
             try:
                 self.core.read_namespaced_pod(pod, self.namespace)
             except ApiException as exc:
                 if not_found(exc):
-                    break
+                    return True
                 raise
-            if time.monotonic() > deadline:
-                raise ServiceFailed(f"pod {pod} still there {timeout:.0f}s after its deletion")
-            time.sleep(0.25)                                 # polling the pod's end (bounded)
+            return False
+        wait_until(gone, timeout, interval=0.25, error=ServiceFailed,   # polling the pod's end (bounded)
+                   on_timeout=f"pod {pod} still there {timeout:.0f}s after its deletion")
         text = follower.result() if follower else ""
         if keep_log_of and text:
             earlier = self.home / "logs" / f"{keep_log_of}.earlier.log"
@@ -661,30 +659,29 @@ class KubernetesRuntime:
             stateful = service in STATEFUL
             lister = self.apps.list_namespaced_stateful_set if stateful else self.apps.list_namespaced_deployment
             done = _statefulset_done if stateful else _deployment_done
-            while True:
+
+            def rolled_out(service=service, lister=lister, done=done) -> bool:
                 self._members_of(service)                   # numbers and names the new pods
                 items = lister(self.namespace, field_selector=f"metadata.name={service}").items
                 if not items:
                     raise ServiceFailed(f"no {service} workload in namespace {self.namespace}")
-                if done(items[0]):
-                    break
-                if time.monotonic() > deadline:
-                    raise ServiceFailed(f"{service} not rolled out after {timeout:.0f}s:\n"
-                                        f"{self._why_not_ready(service)}")
-                time.sleep(0.25)                             # polling the rollout (names are given meanwhile)
+                return done(items[0])
+
+            def not_rolled_out(_: Any, service: str = service) -> str:
+                return f"{service} not rolled out after {timeout:.0f}s:\n{self._why_not_ready(service)}"
+            wait_until(rolled_out, deadline - time.monotonic(), interval=0.25, error=ServiceFailed,
+                       on_timeout=not_rolled_out)
 
     def _wait_member_ready(self, member: str, not_pod: str | None = None, timeout: float = READY_TIMEOUT) -> None:
         """Until ``member`` is a pod (other than ``not_pod``) whose Ready condition is True."""
         service = self._service(member)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def member_ready() -> bool:
             found, pods = self._members_and_pods(service)
             pod_name = found.get(member)
-            if pod_name and pod_name != not_pod and pod_name in pods and ready(pods[pod_name]):
-                return
-            if time.monotonic() > deadline:
-                raise ServiceFailed(f"{member} not ready after {timeout:.0f}s:\n{self._why_not_ready(service)}")
-            time.sleep(0.25)
+            return bool(pod_name and pod_name != not_pod and pod_name in pods and ready(pods[pod_name]))
+        wait_until(member_ready, timeout, interval=0.25, error=ServiceFailed,
+                   on_timeout=lambda _: f"{member} not ready after {timeout:.0f}s:\n{self._why_not_ready(service)}")
 
     def _why_not_ready(self, service: str, namespace: str | None = None, selector: str | None = None) -> str:
         """The pods' waiting reasons and the last log lines of one: what `kubectl describe` would show."""

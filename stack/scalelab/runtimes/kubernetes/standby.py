@@ -20,7 +20,6 @@ fresh base backup with whatever configuration the primary has now.
 
 import ipaddress
 import re
-import time
 
 import asyncpg
 
@@ -28,6 +27,7 @@ from scalelab import aio, db
 from scalelab.errors import ServiceFailed
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.replication import ReplicationSetupFailed
+from scalelab.waiting import wait_until
 
 PGDATA = "/var/lib/postgresql/data/pgdata"
 MEMBER = "standby-1"
@@ -113,11 +113,10 @@ def rebuild(rt, member: str) -> float:
     except ApiException as exc:
         if exc.status != 404:
             raise
-    deadline = time.monotonic() + 60
-    while rt.core.list_namespaced_persistent_volume_claim(rt.namespace, field_selector=f"metadata.name={CLAIM}").items:
-        if time.monotonic() > deadline:
-            raise ServiceFailed(f"the standby's volume claim {CLAIM} is still there 60 s after its deletion")
-        time.sleep(0.25)          # polling the claim's removal (bounded)
+    wait_until(lambda: not rt.core.list_namespaced_persistent_volume_claim(
+                   rt.namespace, field_selector=f"metadata.name={CLAIM}").items,
+               60, interval=0.25, error=ServiceFailed,   # polling the claim's removal (bounded)
+               on_timeout=f"the standby's volume claim {CLAIM} is still there 60 s after its deletion")
     _scale_up(rt)
     found = _TOOK.findall(rt.logs(member, 200))
     if not found:
@@ -132,13 +131,7 @@ def _wait_recovering(rt, timeout: float = 30) -> None:
             return bool(await conn.fetchval("SELECT pg_is_in_recovery()"))
         finally:
             await db.close(conn)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if aio.run(probe()):
-                return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceFailed(f"{MEMBER} is not a standby in recovery after {timeout:.0f}s:\n{rt.logs(MEMBER, 20)}")
-        time.sleep(0.25)          # polling the standby (bounded)
+    wait_until(lambda: aio.run(probe()), timeout, interval=0.25,   # polling the standby (bounded)
+               transient=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError), error=ServiceFailed,
+               on_timeout=lambda _: f"{MEMBER} is not a standby in recovery after {timeout:.0f}s:\n"
+                                    f"{rt.logs(MEMBER, 20)}")

@@ -6,7 +6,6 @@ Python process (the CLI, a notebook kernel) finds a running stack there and re-u
 
 import json
 import signal as signals
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from scalelab.runtimes.local import standby as local_standby
 from scalelab.runtimes.local import users as local_users
 from scalelab.runtimes.local import worker as local_worker
 from scalelab.runtimes.local.postgres import LocalPostgres, migrate
+from scalelab.waiting import wait_until
 
 # How to run each service as a process: a module with record(rt, name, port) -> ProcessRecord
 # and ready(rt, rec) -> bool. Postgres is special (one primary, initdb, migrations).
@@ -305,12 +305,8 @@ class LocalRuntime:
         good (after ``wait_s``) is traded for a new one."""
         if rec.port is None:
             return free_port()
-        deadline = time.monotonic() + wait_s
-        while port_busy(rec.port):
-            if time.monotonic() > deadline:
-                return free_port()
-            time.sleep(0.1)
-        return rec.port
+        port = rec.port
+        return port if wait_until(lambda: not port_busy(port), wait_s, interval=0.1) else free_port()
 
     def _service_record(self, service: str, name: str, port: int) -> ProcessRecord:
         if service not in SERVICES:

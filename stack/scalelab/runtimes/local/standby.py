@@ -29,6 +29,7 @@ from scalelab.paths import IS_ROOT, nobody_scratch
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.replication import ROLE, ReplicationSetupFailed, _admin, home, password
+from scalelab.waiting import wait_until
 
 
 # -- where things live ---------------------------------------------------------------
@@ -153,14 +154,12 @@ def client_env(rt, service: str) -> dict[str, str]:
 
 def wait_streaming(rt, name: str, timeout: float = 15.0) -> dict:
     """Wait (bounded) until the primary's pg_stat_replication shows ``name`` streaming."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def replication_row():
         rows = db.fetch(_admin(rt), "SELECT usename, application_name, state FROM pg_stat_replication "
                                     "WHERE application_name = $1", name)
-        found = rows[0] if rows else None
-        if found and found["state"] == "streaming":
-            return found
-        if time.monotonic() > deadline:
-            raise ServiceFailed(f"{name} is not streaming from the primary after {timeout:.0f}s "
-                                f"(pg_stat_replication: {found}); its log ends with:\n{rt.procs[name].log_tail()}")
-        time.sleep(0.1)
+        return rows[0] if rows else None
+    return wait_until(replication_row, timeout, interval=0.1, error=ServiceFailed,
+                      done=lambda found: bool(found and found["state"] == "streaming"),
+                      on_timeout=lambda found: f"{name} is not streaming from the primary after {timeout:.0f}s "
+                                               f"(pg_stat_replication: {found}); its log ends with:\n"
+                                               f"{rt.procs[name].log_tail()}")
