@@ -37,7 +37,7 @@ def settings_in(plan, workspace) -> BrokerSettings:
     try:
         return chosen(workspace, plan.exercises)
     except BrokerSettingsError as exc:
-        raise ScalelabError(str(exc)) from None
+        raise ScalelabError(str(exc)) from exc
 
 
 def validate(plan, workspace) -> None:
@@ -97,7 +97,7 @@ def apply(stack, text: str | None = None, workers: int | None = None) -> BrokerS
     try:
         new = parse(text if text is not None else (path.read_text() if path.exists() else "")) or STARTING
     except BrokerSettingsError as exc:
-        raise ScalelabError(str(exc)) from None
+        raise ScalelabError(str(exc)) from exc
     for kind in ("redis", "rabbitmq") if stack.plan.has("rabbitmq") else ("redis",):
         if waiting := depth(stack, BrokerSettings(kind)):
             raise ScalelabError(f"{waiting} order message(s) still wait in {kind}: let the workers drain them "
@@ -177,7 +177,7 @@ def crash_drill(stack, before: int = 40, after: int = 20, clients: int = 4, stop
         except ScalelabError as exc:   # say what the order service says
             said = [line for line in stack.logs("orders-1", 200).splitlines() if "not queued" in line]
             raise ScalelabError(f"{exc}: orders-1 logs {said[-1].strip() if said else 'no failed publish'} "
-                                "(stack.logs('orders-1'))") from None
+                                "(stack.logs('orders-1'))") from exc
     finally:
         load.stop()
     if waiting == 0:   # what the drill is about must have happened before it claims anything

@@ -122,15 +122,15 @@ def _run_child(spec: dict) -> dict:
         proc = subprocess.run(
             _child_command(), input=json.dumps(spec), capture_output=True, text=True, timeout=limit
         )
-    except subprocess.TimeoutExpired:
-        raise LoadError(f"the load generator did not finish within {limit:.0f} s and was killed") from None
+    except subprocess.TimeoutExpired as exc:
+        raise LoadError(f"the load generator did not finish within {limit:.0f} s and was killed") from exc
     tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
     if proc.returncode != 0:
         raise LoadError(f"the load generator failed (exit code {proc.returncode}):\n{tail}")
     try:
         return json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        raise LoadError(f"the load generator printed no result:\n{tail}") from None
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"the load generator printed no result:\n{tail}") from exc
 
 
 def run(

@@ -31,8 +31,8 @@ class Prometheus:
         answer = httpx.get(f"{self.url}{path}", params=params, timeout=self.timeout)
         try:
             body = answer.json()
-        except ValueError:
-            raise PromQLError(f"{path} answered {answer.status_code}: {answer.text[:200]}") from None
+        except ValueError as exc:
+            raise PromQLError(f"{path} answered {answer.status_code}: {answer.text[:200]}") from exc
         if body.get("status") != "success":
             raise PromQLError(f"{body.get('errorType', 'error')}: {body.get('error', answer.text[:200])}")
         return body["data"]

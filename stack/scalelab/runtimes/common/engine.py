@@ -32,7 +32,7 @@ def connect():
         client = docker.from_env(version="auto", timeout=60)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise RuntimeUnavailable(f"{NO_ENGINE} ({str(exc).splitlines()[0][:120]})") from None
+        raise RuntimeUnavailable(f"{NO_ENGINE} ({str(exc).splitlines()[0][:120]})") from exc
     return client
 
 
@@ -66,8 +66,8 @@ class Compose:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                                  cwd=self.files[0].parent, stdin=subprocess.DEVNULL,
                                  env={**os.environ, **(env or {})})
-        except subprocess.TimeoutExpired:
-            raise ServiceFailed(f"`{' '.join(argv[-len(args):])}` took over {timeout:.0f}s; see {self.log}") from None
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceFailed(f"`{' '.join(argv[-len(args):])}` took over {timeout:.0f}s; see {self.log}") from exc
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as log:
             log.write(f"$ {' '.join(argv)}\n{out.stdout}{out.stderr}(exit {out.returncode})\n")

@@ -134,8 +134,8 @@ def build(image: Image, tags: list[str], log: Path, timeout: float = 1200) -> No
             try:
                 done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
                                       env={**os.environ, **extra_env}, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise ServiceFailed(f"building {tags[0]} took over {timeout:.0f}s; see {log}") from None
+            except subprocess.TimeoutExpired as exc:
+                raise ServiceFailed(f"building {tags[0]} took over {timeout:.0f}s; see {log}") from exc
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise ServiceFailed(f"building {tags[0]} failed; {log} ends with:\n{tail}")
@@ -157,8 +157,8 @@ def ensure_base(client) -> None:
         return
     try:
         client.images.pull(BASE_IMAGE)
-    except docker.errors.DockerException:
-        raise RuntimeUnavailable(NO_BASE) from None
+    except docker.errors.DockerException as exc:
+        raise RuntimeUnavailable(NO_BASE) from exc
 
 
 def ensure(client, log: Path, extra_tags: tuple[str, ...] = ()) -> str:

@@ -88,7 +88,7 @@ async def _apply_settings(rt, settings: dict[str, str]) -> bool:
             try:
                 await conn.execute(f"ALTER SYSTEM SET {name} = {literal}")
             except asyncpg.PostgresError as exc:
-                raise ReplicationSetupFailed(f"ALTER SYSTEM SET {name} = {literal}: {exc}") from None
+                raise ReplicationSetupFailed(f"ALTER SYSTEM SET {name} = {literal}: {exc}") from exc
             if row["context"] == "postmaster" and await conn.fetchval("SELECT current_setting($1)", name) != value:
                 needs_restart = True
         await conn.execute("SELECT pg_reload_conf()")
@@ -124,7 +124,7 @@ async def _create_role(rt, config) -> None:
         try:
             await conn.execute(sql)
         except asyncpg.PostgresError as exc:
-            raise ReplicationSetupFailed(f"the role SQL failed: {exc}") from None
+            raise ReplicationSetupFailed(f"the role SQL failed: {exc}") from exc
     finally:
         await db.close(conn)
 

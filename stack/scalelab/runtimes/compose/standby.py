@@ -110,7 +110,7 @@ def rebuild(rt, member: str) -> float:
     try:
         rt._wait_ready(member)
     except ServiceFailed as exc:
-        raise ReplicationSetupFailed(str(exc)) from None
+        raise ReplicationSetupFailed(str(exc)) from exc
     rt._remember_addresses()
     found = _TOOK.findall(rt.logs(member, 200))
     if not found:

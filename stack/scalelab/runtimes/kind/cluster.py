@@ -203,10 +203,10 @@ class Cluster:
             return
         try:
             host.restore(self.name)
-        except PermissionError:
+        except PermissionError as exc:
             left = ", ".join(f"{name.replace('/', '.')}={value}" for name, value in host.recorded(self.name).items())
             raise ServiceFailed(f"cluster {self.name} deleted; putting back the host settings its nodes changed needs "
-                                f"root: sysctl -w {left}") from None
+                                f"root: sysctl -w {left}") from exc
 
 
 def doctor_rows() -> list[tuple[str, str, str]]:

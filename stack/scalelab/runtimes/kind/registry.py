@@ -58,9 +58,9 @@ def _container(client, image: str):
     import docker.errors
     try:
         client.networks.get(NETWORK)
-    except docker.errors.NotFound:
+    except docker.errors.NotFound as exc:
         raise RuntimeUnavailable("no Docker network 'kind': create the kind cluster first "
-                                 "(Stack(lab=1, runtime=\"kind\").up(), or make test-kind)") from None
+                                 "(Stack(lab=1, runtime=\"kind\").up(), or make test-kind)") from exc
     try:
         found = client.containers.get(CONTAINER)
         if found.image.tags and image in found.image.tags:

@@ -47,7 +47,7 @@ def chosen_context(kubeconfig: Path) -> str:
     try:
         config = yaml.safe_load(kubeconfig.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise RuntimeUnavailable(f"kubeconfig {kubeconfig} unreadable ({exc}) — or use runtime=\"local\"") from None
+        raise RuntimeUnavailable(f"kubeconfig {kubeconfig} unreadable ({exc}) — or use runtime=\"local\"") from exc
     names = [c.get("name") for c in config.get("contexts") or []]
     wanted = os.environ.get("SCALELAB_KUBE_CONTEXT") or config.get("current-context")
     if not wanted:
@@ -84,7 +84,7 @@ class ContextRuntime(KubernetesRuntime):
             client.VersionApi(self.api.client).get_code(_request_timeout=10)
         except Exception as exc:            # any failure to reach the API server: one line, the reason
             raise RuntimeUnavailable(f"the API server of context {self.context!r} does not answer "
-                                     f"({reason(exc)}) — is the cluster up? or use runtime=\"local\"") from None
+                                     f"({reason(exc)}) — is the cluster up? or use runtime=\"local\"") from exc
 
     # -- images: pushed to a registry, or already on the nodes ----------------------------------
     def _images(self, plan) -> str:

@@ -712,9 +712,9 @@ class KubernetesRuntime:
         code, out = self.exec(member, ["python", "-c", CPU_SECONDS_SCRIPT], timeout=30)
         try:
             return float(out.strip().splitlines()[-1]) if code == 0 else float("nan")
-        except (ValueError, IndexError):
+        except (ValueError, IndexError) as exc:
             raise ScalelabError(f"{member} reports no CPU usage ({out.strip()[-200:]}): is it running? "
-                                "(stack.status())") from None
+                                "(stack.status())") from exc
 
     def pod_metrics(self, service: str) -> dict[str, float]:
         """CPU (cores) per pod of ``service`` from the metrics API (what `kubectl top pods` shows)."""

@@ -94,7 +94,7 @@ def _scale_up(rt) -> None:
         rt._wait_member_ready(MEMBER)
         _wait_recovering(rt)
     except ServiceFailed as exc:
-        raise ReplicationSetupFailed(str(exc)) from None
+        raise ReplicationSetupFailed(str(exc)) from exc
 
 
 def rebuild(rt, member: str) -> float:

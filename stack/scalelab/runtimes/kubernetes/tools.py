@@ -35,8 +35,8 @@ def run(argv: list[str], timeout: float = 120, check: bool = True, **kwargs) -> 
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                              **kwargs)
-    except subprocess.TimeoutExpired:
-        raise ServiceFailed(f"`{' '.join(argv[:4])} ...` took over {timeout:.0f}s") from None
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceFailed(f"`{' '.join(argv[:4])} ...` took over {timeout:.0f}s") from exc
     if check and out.returncode != 0:
         tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-12:])
         raise ServiceFailed(f"`{' '.join(argv[:4])} ...` failed (exit {out.returncode}):\n{tail}")

@@ -259,9 +259,9 @@ class LocalRuntime:
     def _record(self, member: str) -> ProcessRecord:
         try:
             return self.procs[member]
-        except KeyError:
+        except KeyError as exc:
             known = ", ".join(self.procs) or "none (is the stack up?)"
-            raise ScalelabError(f"no member {member!r} in this stack; members: {known}") from None
+            raise ScalelabError(f"no member {member!r} in this stack; members: {known}") from exc
 
     def _ensure_postgres(self) -> bool:
         rec = self.procs.get("postgres")
