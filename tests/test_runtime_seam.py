@@ -100,3 +100,14 @@ def test_nginx_install_tested_falls_back_to_the_501_entry_or_refuses_when_strict
     with pytest.raises(ServiceFailed, match="the lab's own template"):
         install_tested(lambda upstream, reason: "bad template", nginx_t, installed.append, "x", "/ws/u.conf", strict=False)
     assert len(installed) == 2, "nothing nginx refused was installed"
+
+
+def test_every_runtime_names_an_unknown_member_in_the_same_words(tmp_path):
+    """local, compose and kubernetes raise the one NoSuchMember (runtimes/common/members.py); on local:"""
+    from scalelab.runtimes.common.members import NoSuchMember, no_member
+    error = no_member("users-9", ["users-1", "users-2"], of="users")
+    assert isinstance(error, NoSuchMember) and str(error) == (
+        "no member 'users-9' in this stack; members of users: users-1, users-2")
+    assert str(no_member("redis-1", [])) == "no member 'redis-1' in this stack; members: none (is the stack up?)"
+    with pytest.raises(NoSuchMember, match="no member 'users-9'"):
+        Stack(lab=1, state_dir=tmp_path).logs("users-9")

@@ -26,6 +26,7 @@ from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common.engine import Compose, connect
+from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose import nginx as compose_nginx
@@ -109,8 +110,7 @@ class ComposeRuntime:
         for container in self._containers():
             if self._member_name(container) == member:
                 return container
-        known = ", ".join(m for c in self._containers() if (m := self._member_name(c))) or "none (is the stack up?)"
-        raise ScalelabError(f"no member {member!r} in this stack; members: {known}")
+        raise no_member(member, [m for c in self._containers() if (m := self._member_name(c))])
 
     @staticmethod
     def _service(member: str) -> str:

@@ -43,6 +43,7 @@ from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.paths import STATE_LOCK, write_state
 from scalelab.plans import Plan, plan_for
 from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
 from scalelab.runtimes.kubernetes import members as naming
@@ -421,8 +422,7 @@ class KubernetesRuntime:
         """The name of the pod a member runs as now, and that pod as listed (None if it just went)."""
         found, pods = self._members_and_pods(self._service(member))
         if member not in found:
-            known = ", ".join(found) or "none (is the stack up?)"
-            raise ScalelabError(f"no member {member!r} in this stack; members of {self._service(member)}: {known}")
+            raise no_member(member, found, of=self._service(member))
         if (pod := found[member]) is None:
             raise ScalelabError(f"{member} is down (killed): start it with stack.start({member!r})")
         return pod, pods.get(pod)
@@ -534,8 +534,7 @@ class KubernetesRuntime:
         service = self._service(member)
         found = self._members_of(service)
         if member not in found:
-            raise ScalelabError(f"no member {member!r} in this stack; "
-                                f"members of {service}: {', '.join(found) or 'none'}")
+            raise no_member(member, found, of=service)
         if (pod := found[member]) is not None:
             if self._frozen(pod):
                 self._freeze(pod, frozen=False)

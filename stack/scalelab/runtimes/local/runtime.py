@@ -16,6 +16,7 @@ from scalelab.paths import STATE_LOCK, purge_scratch, write_state
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
+from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.local import nginx as local_nginx
 from scalelab.runtimes.local import orders as local_orders
 from scalelab.runtimes.local import projector as local_projector
@@ -260,8 +261,7 @@ class LocalRuntime:
         try:
             return self.procs[member]
         except KeyError as exc:
-            known = ", ".join(self.procs) or "none (is the stack up?)"
-            raise ScalelabError(f"no member {member!r} in this stack; members: {known}") from exc
+            raise no_member(member, self.procs) from exc
 
     def _ensure_postgres(self) -> bool:
         rec = self.procs.get("postgres")
