@@ -275,3 +275,13 @@ def test_a_start_that_fails_at_its_third_member_leaves_nothing_running(tmp_path,
     assert stack.runtime.running_lab() is None and not stack.runtime.procs
     monkeypatch.undo()
     assert Stack(lab=2, state_dir=tmp_path).runtime.procs == {}, "nothing saved as running"
+
+
+def test_expect_status_names_the_call_its_answer_and_the_fix():
+    from scalelab.exercise import CheckFailed, expect_status
+    ok = httpx.Response(201, json={"id": 7}, request=httpx.Request("POST", "http://x/users"))
+    assert expect_status(ok, 201, "POST /users").json() == {"id": 7}
+    refused = httpx.Response(503, json={"error": "db_unavailable"}, request=httpx.Request("POST", "http://x/users"))
+    with pytest.raises(CheckFailed) as failed:
+        expect_status(refused, 201, "POST /users", ": is the stack healthy?")
+    assert str(failed.value) == 'POST /users answered 503 {"error":"db_unavailable"}: is the stack healthy?'

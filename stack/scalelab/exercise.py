@@ -29,6 +29,15 @@ class NotAttempted(CheckFailed):
     """The exercise is still the stub (or its cell has not been run)."""
 
 
+def expect_status(response, status: int, what: str, then: str = ""):
+    """A call the check relies on answered ``status``; else one CheckFailed naming the call
+    (``what``), its answer (status and the start of the body) and ``then``: the fix, or where
+    to look. Returns the response, so a check reads ``user = expect_status(...).json()``."""
+    if response.status_code != status:
+        raise CheckFailed(f"{what} answered {response.status_code} {response.text[:200]}{then}")
+    return response
+
+
 @dataclass
 class Exercise:
     name: str                       # also the workspace file: <name>.py

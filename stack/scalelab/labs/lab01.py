@@ -10,7 +10,7 @@ import uuid
 import httpx
 
 from scalelab import db, load
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status
 
 RESERVED = 8  # superuser_reserved_connections (3) + room for migrations and psql (5)
 
@@ -117,9 +117,7 @@ def _check_fetch_user(stack, exercise) -> str:
     base = stack.url("users")
     email = f"check-{uuid.uuid4().hex[:8]}@example.com"
     created = httpx.post(f"{base}/users", json={"email": email, "name": "Check Ada"}, timeout=10)
-    if created.status_code != 201:
-        raise CheckFailed(f"POST /users answered {created.status_code} {created.text[:200]} — is the stack healthy? "
-                          "(stack.status(), stack.logs('users-1'))")
+    expect_status(created, 201, "POST /users", " — is the stack healthy? (stack.status(), stack.logs('users-1'))")
     want = created.json()
     got = _get(f"{base}/users/{want['id']}")
     if got.status_code == 501:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from scalelab import load
 from scalelab.errors import ScalelabError
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status
 
 CLIENT_TIMEOUT_S = 4.0   # what a patient client waits before it gives up on a request
 LOAD_START_TIMEOUT_S = 60.0  # the load generator (Locust) starts within this, even on a busy machine
@@ -89,9 +89,8 @@ UPSTREAM_FILE = "upstream.conf"
 def _user_path(base: str) -> str:
     created = httpx.post(f"{base}/users", json={"email": f"lb-{uuid.uuid4().hex[:8]}@example.com",
                                                 "name": "Load Balanced"}, timeout=10)
-    if created.status_code != 201:
-        raise CheckFailed(f"POST /users through nginx answered {created.status_code} {created.text[:200]} — "
-                          "is the stack healthy? (stack.status(), stack.logs('nginx-1'))")
+    expect_status(created, 201, "POST /users through nginx",
+                  " — is the stack healthy? (stack.status(), stack.logs('nginx-1'))")
     return f"/users/{created.json()['id']}"
 
 
@@ -239,13 +238,11 @@ def _check_tokens(stack, exercise) -> str:
     email, password = f"jwt-{uuid.uuid4().hex[:8]}@example.com", secrets.token_urlsafe(12)
     created = httpx.post(f"{base}/users", json={"email": email, "name": "Token Check", "password": password},
                          timeout=10)
-    if created.status_code != 201:
-        raise CheckFailed(f"POST /users answered {created.status_code} {created.text[:200]}: is the stack healthy?")
+    expect_status(created, 201, "POST /users", ": is the stack healthy?")
     user_id = created.json()["id"]
     issued = httpx.post(f"{stack.member_url(members[0])}/auth/token", json={"email": email, "password": password},
                         timeout=10)
-    if issued.status_code != 200:
-        raise CheckFailed(f"POST /auth/token on {members[0]} answered {issued.status_code} {issued.text[:200]}")
+    expect_status(issued, 200, f"POST /auth/token on {members[0]}")
     token = issued.json()["access_token"]
     for member in members:
         answer = httpx.patch(f"{stack.member_url(member)}/users/{user_id}", json={"name": f"Seen by {member}"},

@@ -12,7 +12,7 @@ import pandas as pd
 import redis
 
 from scalelab import aio, db
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status
 
 # The query lab 01's fetch_user sends: what pg_stat_statements counts as one DB read.
 USER_READ = "SELECT id, email, name, created_at FROM users WHERE id = $1"
@@ -59,12 +59,8 @@ def signed_up(api: httpx.Client, name: str) -> tuple[dict, dict]:
     password = uuid.uuid4().hex
     email = f"{name.split()[0].lower()}-{uuid.uuid4().hex[:8]}@example.com"
     created = api.post("/users", json={"email": email, "name": name, "password": password})
-    if created.status_code != 201:
-        raise CheckFailed(f"POST /users answered {created.status_code} {created.text[:200]}: is the stack healthy? "
-                          "(stack.status(), stack.logs('users-1'))")
-    token = api.post("/auth/token", json={"email": email, "password": password})
-    if token.status_code != 200:
-        raise CheckFailed(f"POST /auth/token answered {token.status_code} {token.text[:200]}")
+    expect_status(created, 201, "POST /users", ": is the stack healthy? (stack.status(), stack.logs('users-1'))")
+    token = expect_status(api.post("/auth/token", json={"email": email, "password": password}), 200, "POST /auth/token")
     return created.json(), {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
@@ -102,8 +98,7 @@ def _check_user_cache(stack, exercise) -> str:
                 raise NotAttempted(got.json()["detail"])
             if got.status_code == 500:
                 raise CheckFailed(f"the service ran your get_user and it failed: {got.json().get('detail')}")
-            if got.status_code != 200:
-                raise CheckFailed(f"GET /users/{user['id']} answered {got.status_code} {got.text[:200]}")
+            expect_status(got, 200, f"GET /users/{user['id']}")
             if got.json() != user:
                 raise CheckFailed(f"GET /users/{user['id']} returned {got.json()}, the database holds {user}: "
                                   "a cached user must come back exactly as the database's (JSON round trip)")
@@ -128,8 +123,7 @@ def _check_user_cache(stack, exercise) -> str:
             raise CheckFailed(f"{len(reads)} GETs of one user cost {n_db} database reads, expected 1 (the first miss)")
 
         renamed = api.patch(f"/users/{user['id']}", json={"name": "Cache Check Renamed"}, headers=token)
-        if renamed.status_code != 200:
-            raise CheckFailed(f"PATCH /users/{user['id']} answered {renamed.status_code} {renamed.text[:200]}")
+        expect_status(renamed, 200, f"PATCH /users/{user['id']}")
         after = [api.get(f"/users/{user['id']}").json().get("name") for _ in range(3)]
         if any(name != "Cache Check Renamed" for name in after):
             raise CheckFailed(f"after PATCH the next reads returned names {after}: a stale read — "

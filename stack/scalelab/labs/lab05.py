@@ -13,7 +13,7 @@ import redis
 
 from scalelab import aio, broker, db
 from scalelab.errors import ScalelabError
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status
 from scalelab.waiting import wait_until
 from shop.broker import BrokerSettings, BrokerSettingsError, parse
 
@@ -44,9 +44,7 @@ def place(api: httpx.Client, user_id: int, **flags) -> dict:
     started = time.perf_counter()
     r = api.post("/orders", json={"user_id": user_id, "items": ITEMS, **flags})
     elapsed_ms = (time.perf_counter() - started) * 1000
-    if r.status_code != 202:
-        raise CheckFailed(f"POST /orders answered {r.status_code} {r.text[:200]}: is the order service up? "
-                          "(stack.status(), stack.logs('orders-1'))")
+    expect_status(r, 202, "POST /orders", ": is the order service up? (stack.status(), stack.logs('orders-1'))")
     return {**r.json(), "post_ms": elapsed_ms}
 
 

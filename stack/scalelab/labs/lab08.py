@@ -11,7 +11,7 @@ import pandas as pd
 import redis
 
 from scalelab import db
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status
 from scalelab.labs import lab05
 from scalelab.waiting import wait_until
 
@@ -49,8 +49,7 @@ def place_orders(stack, n: int, fail_every: int = 5, users: int = 3, pause_s: fl
             r = api.post("/orders", json={"user_id": buyers[i % users],
                                           "items": [{"sku": f"sku-{i % 7}", "quantity": 1 + i % 3,
                                                      "price_cents": 100 + 37 * i}], **flags})
-            if r.status_code != 202:
-                raise CheckFailed(f"POST /orders answered {r.status_code} {r.text[:200]}: stack.logs('orders-1')")
+            expect_status(r, 202, "POST /orders", ": stack.logs('orders-1')")
             ids.append(r.json()["id"])
             if on_placed:
                 on_placed(i)

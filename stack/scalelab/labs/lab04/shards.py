@@ -14,7 +14,7 @@ import httpx
 import pandas as pd
 
 from scalelab import aio, db
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted, is_stub
+from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status, is_stub
 from scalelab.sharding import ShardedStore
 
 # What the package re-exports (lab04/__init__.py): the notebook's `lab04.<name>`.
@@ -60,12 +60,9 @@ def optimistic_writes(stack) -> tuple[int, int]:
 def new_account(api: httpx.Client, balance: int) -> dict:
     """A new user (no password) owning a new account holding ``balance``."""
     user = api.post("/users", json={"email": f"acct-{uuid.uuid4().hex[:10]}@example.com", "name": "Account Owner"})
-    if user.status_code != 201:
-        raise CheckFailed(f"POST /users answered {user.status_code} {user.text[:200]}: is the stack healthy?")
+    expect_status(user, 201, "POST /users", ": is the stack healthy?")
     account = api.post("/accounts", json={"owner_id": user.json()["id"], "balance": balance})
-    if account.status_code != 201:
-        raise CheckFailed(f"POST /accounts answered {account.status_code} {account.text[:200]}")
-    return account.json()
+    return expect_status(account, 201, "POST /accounts").json()
 
 
 def hammer(url: str, account_id: int, requests: int = 50, amount: int = 10, strategy: str = "atomic",
