@@ -21,10 +21,10 @@ import pandas as pd
 
 from scalelab import aio
 from scalelab.errors import ScalelabError, ServiceFailed
-from scalelab.paths import STATE_LOCK, write_state
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
 from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.common import state
 from scalelab.runtimes.common.engine import Compose, connect
 from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import wait_until_routed
@@ -70,15 +70,11 @@ class ComposeRuntime:
 
     # -- persisted state ----------------------------------------------------------------
     def _load(self) -> None:
-        if self._state_file.exists():
-            data = json.loads(self._state_file.read_text())
-            self.lab, self.tag = data.get("lab"), data.get("tag")
-            self.workspace = Path(data["workspace"]) if data.get("workspace") else None
+        self.lab, self.workspace, data = state.read(self._state_file)
+        self.tag = data.get("tag")
 
     def _save(self) -> None:
-        with STATE_LOCK:
-            write_state(self._state_file, json.dumps({"lab": self.lab, "tag": self.tag, "project": self.project,
-                                                      "workspace": str(self.workspace) if self.workspace else None}))
+        state.write(self._state_file, self.lab, self.workspace, lambda: {"tag": self.tag, "project": self.project})
 
     def _compose(self) -> Compose:
         plan = plan_for(self.lab) if self.lab else None

@@ -31,7 +31,6 @@ What the protocol's operations are on Kubernetes:
 """
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -40,9 +39,10 @@ from typing import Any, cast
 import pandas as pd
 
 from scalelab.errors import ScalelabError, ServiceFailed
-from scalelab.paths import STATE_LOCK, write_state
+from scalelab.paths import STATE_LOCK
 from scalelab.plans import Plan, plan_for
 from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
@@ -117,16 +117,13 @@ class KubernetesRuntime:
     # -- persisted state ----------------------------------------------------------------
     def _load(self) -> None:
         if self._state_file.exists():
-            data = json.loads(self._state_file.read_text())
-            self.lab, self.tag = data.get("lab"), data.get("tag")
-            self.workspace = Path(data["workspace"]) if data.get("workspace") else None
+            self.lab, self.workspace, data = state.read(self._state_file)
+            self.tag = data.get("tag")
             self.names = naming.Names.from_json(data.get("names", {}))
 
     def _save(self) -> None:
-        with STATE_LOCK:
-            write_state(self._state_file, json.dumps({"lab": self.lab, "tag": self.tag, "namespace": self.namespace,
-                                                      "workspace": str(self.workspace) if self.workspace else None,
-                                                      "names": self.names.to_json()}))
+        state.write(self._state_file, self.lab, self.workspace,
+                    lambda: {"tag": self.tag, "namespace": self.namespace, "names": self.names.to_json()})
 
     # -- the Kubernetes API ---------------------------------------------------------------
     @property

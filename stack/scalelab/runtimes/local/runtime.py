@@ -4,7 +4,6 @@ State (ports, pids, passwords) and logs live under ``<state_dir>/local``; a seco
 Python process (the CLI, a notebook kernel) finds a running stack there and re-uses it.
 """
 
-import json
 import signal as signals
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,11 @@ from typing import Any
 import pandas as pd
 
 from scalelab.errors import ScalelabError
-from scalelab.paths import STATE_LOCK, purge_scratch, write_state
+from scalelab.paths import purge_scratch
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
+from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.local import nginx as local_nginx
 from scalelab.runtimes.local import orders as local_orders
@@ -61,18 +61,12 @@ class LocalRuntime:
 
     # -- persisted state ------------------------------------------------------
     def _load(self) -> None:
-        if not self._state_file.exists():
-            return
-        data = json.loads(self._state_file.read_text())
-        self.lab = data.get("lab")
-        self.workspace = Path(data["workspace"]) if data.get("workspace") else None
+        self.lab, self.workspace, data = state.read(self._state_file)
         self.procs = {name: ProcessRecord.from_json(rec) for name, rec in data.get("procs", {}).items()}
 
     def _save(self) -> None:
-        with STATE_LOCK:
-            data = {"lab": self.lab, "workspace": str(self.workspace) if self.workspace else None,
-                    "procs": {name: rec.to_json() for name, rec in list(self.procs.items())}}
-            write_state(self._state_file, json.dumps(data, indent=1))
+        state.write(self._state_file, self.lab, self.workspace,
+                    lambda: {"procs": {name: rec.to_json() for name, rec in list(self.procs.items())}})
 
     @property
     def pg(self) -> LocalPostgres:
