@@ -256,7 +256,8 @@ def _check_circuit_breaker(stack, exercise) -> str:
     user = new_user(stack, "Breaker Check")
     ok = place_orders(stack, user, 2)
     if not (ok.status == 202).all():
-        raise CheckFailed(f"with the user service up, orders answered {ok.status.tolist()}: expected 202")
+        raise CheckFailed(f"with the user service up, orders answered {ok.status.tolist()} "
+                          f"({ok.error.tolist()}; 0: no answer): expected 202")
     with users_down(stack, "KILL"):
         before = orders_stats(stack)["users_client"]
         failing = place_orders(stack, user, threshold + 10)

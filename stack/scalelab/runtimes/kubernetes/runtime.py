@@ -44,6 +44,7 @@ from scalelab.plans import Plan, plan_for
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
+from scalelab.runtimes.common.nginx import wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
 from scalelab.runtimes.kubernetes import members as naming
@@ -58,6 +59,7 @@ PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx
 FRONTS = {"nginx": "users"}            # while nginx runs, url("users") is the entry (nginx)
 STATEFUL = {"postgres", "standby", "rabbitmq"}   # StatefulSets (a volume each); the others are Deployments
 READY_TIMEOUT = float(os.environ.get("SCALELAB_KIND_READY_TIMEOUT", "300"))
+ENTRY_ROUTED_S = 30             # a restarted member behind its own entry (no nginx): the entry routes to it
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 PART_OF = "app.kubernetes.io/part-of=scalelab"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -567,6 +569,13 @@ class KubernetesRuntime:
         self._wait_pod_gone(pod, keep_log_of=member, follower=follower)   # (its replacement starts meanwhile)
         self._wait_member_ready(member, not_pod=pod)
         self._members_changed(service, restarted=member)
+        if self._front(service) == service and (entry := self.entry_url(service)):
+            # No nginx in front: the Service's endpoints changed, and the node's proxy follows them a
+            # moment later (longer on a busy node) — the entry answers from the new pod first.
+            if not wait_until_routed(entry, member, ENTRY_ROUTED_S):
+                raise ServiceFailed(f"{member} is ready but {entry} did not route to it within {ENTRY_ROUTED_S} s "
+                                    f"(the {service} Service's endpoints: kubectl get endpointslices -l "
+                                    f"kubernetes.io/service-name={service})")
 
     def reload(self, service: str) -> None:
         """nginx: the upstream re-rendered and loaded (``nginx -s reload`` in the pod: a refused
