@@ -46,7 +46,8 @@ SUMMARY_COLUMNS = ["label", "tool", "model", "load", "requests", "failures", "rp
                    "p50_ms", "p95_ms", "p99_ms", "max_ms", "duration_s"]
 LATENCY_COLUMNS = ["start_s", "latency_ms", "status"]
 TABLE_COLUMNS = ["label", "tool", "model", "load", "requests", "rps", "p50_ms", "p95_ms", "p99_ms", "failures"]
-HARD_TIMEOUT_MARGIN_S = 60.0   # a run is killed after its own bound + this, whatever happens
+HARD_TIMEOUT_MARGIN_S = 60.0   # a run is killed after its own bound + this, whatever happens ...
+REQUESTS_BOUND_LIMIT_S = 480.0   # ... and a run bounded by its number of requests after this
 REQUEST_TIMEOUT_S = 30         # per request (both tools' default)
 INSTALL = {
     "ab": "run `make tools-lab1` (as root on Debian it installs apache2-utils; macOS ships ab)",
@@ -109,6 +110,18 @@ class ToolResult:
     max_ms = property(lambda self: float(self.latencies.latency_ms.max()), doc="Slowest request, ms.")
 
     @property
+    def command(self) -> str:
+        """The command that ran, as one would type it: the tool's name, its scratch files by name."""
+        scratch = re.compile(r"/[^\s=]*?/scalelab-(?:ab|vegeta)-[^/\s]+/")
+        return " ".join([Path(self.argv[0]).name, *(scratch.sub("", arg) for arg in self.argv[1:])])
+
+    @property
+    def keepalive_requests(self) -> int | None:
+        """ab -k: how many requests went over a kept connection (ab's own count); None elsewhere."""
+        match = re.search(r"^Keep-Alive requests:\s+(\d+)", self.output, re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    @property
     def response_times(self) -> dict[int, int]:
         """{rounded ms: count}, the same shape as Locust's histogram (``plot.latency_cdf`` draws both)."""
         return self.latencies.latency_ms.round().astype(int).value_counts().sort_index().to_dict()
@@ -145,7 +158,7 @@ def ab(url: str, requests: int = 10_000, concurrency: int = 100, *, keepalive: b
         # -t first: it resets -n to 50,000; -r: a socket error is a failed request, not the end of ab
         argv = [find("ab"), *bound, "-n", str(requests), "-c", str(concurrency), *(["-k"] if keepalive else []),
                 "-r", "-s", str(REQUEST_TIMEOUT_S), "-g", str(per_request), url]
-        limit = (seconds or REQUEST_TIMEOUT_S) + HARD_TIMEOUT_MARGIN_S
+        limit = seconds + HARD_TIMEOUT_MARGIN_S if seconds else REQUESTS_BOUND_LIMIT_S
         output, during_value = _run(argv, limit, during, at_s)
         tsv = per_request.read_text() if per_request.exists() else ""
     load = f"{concurrency} clients" + (", keep-alive" if keepalive else "")

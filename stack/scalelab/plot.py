@@ -5,7 +5,7 @@
     plot.latency_cdf(r)        # how latency is distributed
     plot.timeline(r)           # throughput and latency second by second
     plot.ladder(load.ladder(url, ["/health"]))   # throughput/latency vs. users
-    plot.around_stall({"ab": a, "vegeta": v}, frozen=(t0, t1))   # requests around a freeze
+    plot.around_stall({"ab": a, "vegeta": v})   # loadtools runs with a freeze: every request
 
 The figures are made with matplotlib's object API (no global pyplot state),
 so a cell that ends with ``plot.timeline(r)`` shows the chart exactly once.
@@ -86,16 +86,20 @@ def latency_cdf(results: dict[str, Measured] | Measured, ax=None):
     return fig
 
 
-def around_stall(results: dict[str, ToolResult], frozen: tuple[float, float], slow_ms: float | None = None):
-    """Each request's latency against when it was sent, in seconds from the freeze (``frozen``:
-    its start and end, ``time.time()``), the frozen span shaded; one panel per run, same axes.
-    ``slow_ms`` draws the line above which a request counts as slow."""
+def around_stall(results: dict[str, ToolResult], slow_ms: float | None = None):
+    """Each request's latency against when it was sent, in seconds from the freeze, the frozen span
+    shaded; one panel per run. Each run's ``during`` is its freeze: ``(frozen_at, thawed_at)``, as
+    ``time.time()`` (what a ``during`` action that froze a member returned). ``slow_ms`` draws the
+    line above which a request counts as slow."""
     fig, axes = _new(len(results), figsize=(7, 2.2 * len(results)), sharex=True, sharey=True)
-    start, end = frozen
     for ax, (label, res) in zip(axes, results.items(), strict=True):
-        sent = res.started_at + res.latencies.start_s - start
+        frozen = res.during
+        if not (isinstance(frozen, tuple) and len(frozen) == 2):
+            raise ValueError(f"{label}: its during is {frozen!r}, not the freeze's (frozen_at, thawed_at)")
+        frozen_at, thawed_at = float(frozen[0]), float(frozen[1])
+        sent = res.started_at + res.latencies.start_s - frozen_at
         ax.plot(sent, res.latencies.latency_ms, ".", ms=3, alpha=0.6, label=label)
-        ax.axvspan(0, end - start, color="tab:red", alpha=0.12, label="frozen")
+        ax.axvspan(0, thawed_at - frozen_at, color="tab:red", alpha=0.12, label="frozen")
         if slow_ms is not None:
             ax.axhline(slow_ms, color="grey", lw=0.8, ls="--", label=f"{slow_ms:g} ms")
         ax.set_ylabel("latency (ms)")
@@ -103,7 +107,7 @@ def around_stall(results: dict[str, ToolResult], frozen: tuple[float, float], sl
         ax.grid(True, alpha=0.3)
         legend_outside(ax)
     axes[-1].set_xlabel("request sent, seconds from the freeze")
-    axes[0].set_title("Every request around the stall")
+    axes[0].set_title("Every request around the freeze")
     return fig
 
 
