@@ -5,6 +5,7 @@
     plot.latency_cdf(r)        # how latency is distributed
     plot.timeline(r)           # throughput and latency second by second
     plot.ladder(load.ladder(url, ["/health"]))   # throughput/latency vs. users
+    plot.around_stall({"ab": a, "vegeta": v})   # loadtools runs with a freeze: every request
 
 The figures are made with matplotlib's object API (no global pyplot state),
 so a cell that ends with ``plot.timeline(r)`` shows the chart exactly once.
@@ -19,6 +20,9 @@ from matplotlib.figure import Figure as _MplFigure
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from scalelab.load import LoadResult
+from scalelab.loadtools import ToolResult
+
+Measured = LoadResult | ToolResult   # Locust's runs and the command-line tools' (ab, vegeta)
 
 
 class Figure(_MplFigure):
@@ -53,14 +57,14 @@ def _new(nrows=1, figsize=(7, 4), **kw):
     return fig, fig.subplots(nrows, 1, squeeze=False, **kw)[:, 0]
 
 
-def latency_cdf(results: dict[str, LoadResult] | LoadResult, ax=None):
+def latency_cdf(results: dict[str, Measured] | Measured, ax=None):
     """Cumulative latency distribution: the fraction of requests that finished within x ms.
 
     Pass one result or ``{"label": result, ...}`` to compare runs.  The x axis is
     logarithmic, so both 1 ms and 1000 ms are readable; responses that took
     under 1 ms are drawn at 0.5 ms.
     """
-    if isinstance(results, LoadResult):
+    if isinstance(results, LoadResult | ToolResult):
         results = {results.label: results}
     if ax is None:
         fig, (ax,) = _new()
@@ -79,6 +83,31 @@ def latency_cdf(results: dict[str, LoadResult] | LoadResult, ax=None):
     plain_ms(ax.xaxis)  # 1, 10, 100 instead of 10^0, 10^1 ...
     ax.grid(True, which="both", alpha=0.3)
     legend_outside(ax)
+    return fig
+
+
+def around_stall(results: dict[str, ToolResult], slow_ms: float | None = None):
+    """Each request's latency against when it was sent, in seconds from the freeze, the frozen span
+    shaded; one panel per run. Each run's ``during`` is its freeze: ``(frozen_at, thawed_at)``, as
+    ``time.time()`` (what a ``during`` action that froze a member returned). ``slow_ms`` draws the
+    line above which a request counts as slow."""
+    fig, axes = _new(len(results), figsize=(7, 2.2 * len(results)), sharex=True, sharey=True)
+    for ax, (label, res) in zip(axes, results.items(), strict=True):
+        frozen = res.during
+        if not (isinstance(frozen, tuple) and len(frozen) == 2):
+            raise ValueError(f"{label}: its during is {frozen!r}, not the freeze's (frozen_at, thawed_at)")
+        frozen_at, thawed_at = float(frozen[0]), float(frozen[1])
+        sent = res.started_at + res.latencies.start_s - frozen_at
+        ax.plot(sent, res.latencies.latency_ms, ".", ms=3, alpha=0.6, label=label)
+        ax.axvspan(0, thawed_at - frozen_at, color="tab:red", alpha=0.12, label="frozen")
+        if slow_ms is not None:
+            ax.axhline(slow_ms, color="grey", lw=0.8, ls="--", label=f"{slow_ms:g} ms")
+        ax.set_ylabel("latency (ms)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        legend_outside(ax)
+    axes[-1].set_xlabel("request sent, seconds from the freeze")
+    axes[0].set_title("Every request around the freeze")
     return fig
 
 
