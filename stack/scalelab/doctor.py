@@ -35,6 +35,7 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
         except RuntimeUnavailable as exc:
             found.append((FAIL if name == "postgres" else WARN, name, str(exc)))
     found.append(_broker_row(state_dir))
+    found += _load_tool_rows()
     if os.geteuid() == 0:
         found.append((OK if shutil.which("setpriv") else FAIL, "root",
                       "running as root: Postgres runs as `nobody` via setpriv"
@@ -62,6 +63,20 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
     state_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(state_dir).free
     found.append((OK if free > 2**30 else WARN, "disk", f"{free / 2**30:.1f} GiB free at {state_dir}"))
+    return found
+
+
+def _load_tool_rows() -> list[tuple[str, str, str]]:
+    """Lab 01's real load tools, found where the notebook finds them."""
+    from scalelab import loadtools
+    found = []
+    for tool, argv in {"ab": ["-V"], "vegeta": []}.items():   # (a go-installed vegeta prints no version)
+        try:
+            path = loadtools.find(tool)
+        except RuntimeUnavailable as exc:
+            found.append((WARN, tool, f"{exc} (lab 01's real-tools step)"))
+            continue
+        found.append((OK, tool, f"{(_version([path, *argv]) if argv else None) or 'present'} — {path}"))
     return found
 
 
