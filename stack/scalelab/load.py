@@ -41,8 +41,25 @@ class LoadError(ScalelabError):
     """The load generator itself failed (not the service under test)."""
 
 
+class SummaryRow:
+    """Attribute access to a run's one-row ``summary`` frame, the same for every load tool."""
+
+    summary: pd.DataFrame
+
+    def _get(self, column):
+        return self.summary[column].iloc[0]
+
+    label = property(lambda self: self._get("label"), doc="Name of this run (tables, plots).")
+    requests = property(lambda self: int(self._get("requests")), doc="Requests completed.")
+    failures = property(lambda self: int(self._get("failures")), doc="Requests counted as failed.")
+    rps = property(lambda self: float(self._get("rps")), doc="Requests per second (throughput).")
+    p50 = property(lambda self: self._get("p50_ms"), doc="Median latency in ms.")
+    p95 = property(lambda self: self._get("p95_ms"), doc="95th percentile latency in ms.")
+    p99 = property(lambda self: self._get("p99_ms"), doc="99th percentile latency in ms.")
+
+
 @dataclass
-class LoadResult:
+class LoadResult(SummaryRow):
     """Everything measured during one load run.
 
     summary         one-row DataFrame: label, users, requests, failures, failure_rate,
@@ -64,17 +81,6 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     started_at: float | None = None   # time.time() of the load's first and last request
     ended_at: float | None = None
-
-    def _get(self, column):
-        return self.summary[column].iloc[0]
-
-    label = property(lambda self: self._get("label"), doc="Name of this run (used in plots).")
-    requests = property(lambda self: int(self._get("requests")), doc="Requests completed.")
-    failures = property(lambda self: int(self._get("failures")), doc="Requests counted as failed.")
-    rps = property(lambda self: float(self._get("rps")), doc="Requests per second (throughput).")
-    p50 = property(lambda self: self._get("p50_ms"), doc="Median latency in ms.")
-    p95 = property(lambda self: self._get("p95_ms"), doc="95th percentile latency in ms.")
-    p99 = property(lambda self: self._get("p99_ms"), doc="99th percentile latency in ms.")
 
     def __repr__(self):
         return (

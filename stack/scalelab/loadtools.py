@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalelab.errors import RuntimeUnavailable
-from scalelab.load import LoadError, LoadResult
+from scalelab.load import LoadError, LoadResult, SummaryRow
 
 SUMMARY_COLUMNS = ["label", "tool", "model", "load", "requests", "failures", "rps",
                    "p50_ms", "p95_ms", "p99_ms", "max_ms", "duration_s"]
@@ -78,7 +78,7 @@ def find(tool: str) -> str:
 
 
 @dataclass
-class ToolResult:
+class ToolResult(SummaryRow):
     """One run of a load tool.
 
     summary    one-row DataFrame (SUMMARY_COLUMNS), the tool's own numbers
@@ -97,16 +97,6 @@ class ToolResult:
     started_at: float
     during: object = None
 
-    def _get(self, column):
-        return self.summary[column].iloc[0]
-
-    label = property(lambda self: self._get("label"), doc="Name of this run (tables, plots).")
-    requests = property(lambda self: int(self._get("requests")), doc="Requests completed.")
-    failures = property(lambda self: int(self._get("failures")), doc="Requests failed (no answer, or not 2xx/3xx).")
-    rps = property(lambda self: float(self._get("rps")), doc="Requests per second.")
-    p50 = property(lambda self: self._get("p50_ms"), doc="Median latency in ms.")
-    p95 = property(lambda self: self._get("p95_ms"), doc="95th percentile latency in ms.")
-    p99 = property(lambda self: self._get("p99_ms"), doc="99th percentile latency in ms.")
     max_ms = property(lambda self: float(self.latencies.latency_ms.max()), doc="Slowest request, ms.")
 
     @property
