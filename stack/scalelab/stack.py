@@ -13,7 +13,6 @@ from typing import cast
 
 import pandas as pd
 
-from scalelab import broker
 from scalelab.errors import ScalelabError
 from scalelab.paths import default_state_dir
 from scalelab.plans import Plan, plan_for, require_runtime
@@ -42,6 +41,8 @@ class Stack:
         return path
 
     def up(self) -> "Stack":
+        # (imported here: the CLI's down and status then load none of the services' code, 2 s less)
+        from scalelab import broker
         broker.validate(self.plan, self.workspace)   # a bad broker.yaml: one line naming the setting, nothing started
         fresh = self.runtime.running_lab() is None
         try:

@@ -16,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scalelab import binaries, broker
+from scalelab import binaries
 from scalelab.plans import plan_for
 from scalelab.process import ProcessRecord
 
@@ -47,6 +47,8 @@ def url(rt, rec: ProcessRecord) -> str:
 def record(rt, name: str, port: int) -> ProcessRecord:
     home = rt.home / "redis" / name
     home.mkdir(parents=True, exist_ok=True)
+    # (imported here: the CLI's status and down load none of the services' code)
+    from scalelab import broker
     config = home / "redis.conf"
     _private_write(config, "\n".join([
         "bind 127.0.0.1",
