@@ -640,3 +640,21 @@ def test_kind_configs_kubeadm_patch_is_a_v1beta3_cluster_configuration_with_a_fa
     args = patch["controllerManager"]["extraArgs"]
     assert isinstance(args, dict) and all(isinstance(v, str) for v in args.values())
     assert args == {"horizontal-pod-autoscaler-sync-period": "5s"}
+
+
+def test_kind_reads_the_clusters_kubeconfig_afresh_not_a_stale_copy(tmp_path, monkeypatch):
+    """A cluster made anew (by another state dir, or after make kind-delete) listens on a new API
+    port: the kubeconfig a state dir saved before must not be used (make kind-delete showed a
+    urllib3 traceback, connection refused on the old port)."""
+    from scalelab.runtimes.kind import KindRuntime
+    from scalelab.runtimes.kind import cluster as kind_cluster
+    rt = KindRuntime.__new__(KindRuntime)            # no tools, no engine: only the kubeconfig's path
+    rt.cluster = kind_cluster.Cluster(tmp_path / "kind")
+    rt.cluster.kubeconfig.parent.mkdir(parents=True)
+    rt.cluster.kubeconfig.write_text("stale: the old cluster's port\n")
+    rt._api = None
+    written = []
+    monkeypatch.setattr(kind_cluster.Cluster, "exists", lambda self: True)
+    monkeypatch.setattr(kind_cluster.Cluster, "write_kubeconfig", lambda self: written.append(1))
+    monkeypatch.setattr(KindRuntime.__mro__[1], "api", property(lambda self: "client"))
+    assert rt.api == "client" and written == [1]

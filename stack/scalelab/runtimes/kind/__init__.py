@@ -48,10 +48,12 @@ class KindRuntime(KubernetesRuntime):
 
     @property
     def api(self):
-        if self._api is None and not self.cluster.kubeconfig.exists():
+        if self._api is None:
             if not self.cluster.exists():
                 from scalelab.errors import ScalelabError
                 raise ScalelabError("no kind cluster yet — is the stack up? (`stack.up()`)")
+            # Written again each time: the cluster may have been made anew since this state dir saved
+            # its kubeconfig (by another state dir, or make kind-delete and an up), on a new API port.
             self.cluster.write_kubeconfig()
         return super().api
 
