@@ -1,5 +1,6 @@
 """stack/deploy without Docker: the files agree with each other and with the local runtime."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -30,6 +31,14 @@ def test_every_dockerfile_pins_its_base_by_an_arg_runs_unprivileged_and_checks_h
         assert "HEALTHCHECK" in text, path
         assert re.search(r'^CMD \[', text, re.M), f"{path}: CMD must be exec form"
         assert "# syntax=" not in text, f"{path}: a syntax directive pulls the frontend from a registry"
+
+
+def test_the_shop_images_healthcheck_starts_no_python():
+    # Docker runs it inside the container: its CPU is the replica's, and lab 06's autoscaler reads
+    # that CPU. A Python probe (~120 ms every 5 s) held idle replicas up; bash's /dev/tcp costs ~1 ms.
+    text = (DEPLOY / "shop" / "Dockerfile").read_text()
+    probe = re.search(r"^HEALTHCHECK [^\n]*\n\s+CMD (\[[^\n]*\])$", text, re.M)[1]
+    assert json.loads(probe)[:2] == ["bash", "-c"] and "python" not in probe and "/dev/tcp/127.0.0.1/8000" in probe
 
 
 def test_server_images_install_the_versions_the_local_runtime_pins():

@@ -77,6 +77,15 @@ def test_model_records_an_error_of_the_learners_function_and_keeps_running():
     assert scaler.errors and "ZeroDivisionError" in scaler.errors[0] and len(scaler.history()) >= 2
 
 
+def test_a_scale_in_that_never_came_shows_the_last_readings_and_answers():
+    import pandas as pd
+    history = pd.DataFrame([{"t_s": 1, "replicas": 2, "cpu_utilization": None, "desired_by_you": None},
+                            {"t_s": 3, "replicas": 2, "cpu_utilization": 31.0, "desired_by_you": 2},
+                            {"t_s": 5, "replicas": 2, "cpu_utilization": 28.5, "desired_by_you": 2}])
+    assert lab06._last_syncs(history) == "its last syncs read CPU → your function's answer: 31 % → 2, 28.5 % → 2"
+    assert lab06._last_syncs(history.iloc[:1]) == "no CPU reading in its last syncs"
+
+
 # -- the exercises' stubs -------------------------------------------------------------------------
 class WorkspaceOnly:
     def __init__(self, workspace):

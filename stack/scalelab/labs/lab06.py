@@ -432,6 +432,15 @@ def _describe_call(args) -> str:
     return f"desired_replicas({current}, {metric!r}, {target}{extra})"
 
 
+def _last_syncs(history: pd.DataFrame, n: int = 4) -> str:
+    """The autoscaler's last few readings and what the function made of them, in one clause."""
+    rows = history.dropna(subset=["cpu_utilization"]).tail(n)
+    if not len(rows):
+        return "no CPU reading in its last syncs"
+    pairs = ", ".join(f"{r.cpu_utilization:g} % → {r.desired_by_you:g}" for r in rows.itertuples())
+    return f"its last syncs read CPU → your function's answer: {pairs}"
+
+
 def _check_hpa(stack, exercise) -> str:
     fn = exercise.function(stack, "desired_replicas")
     for args, expected, about in CASES:
@@ -462,8 +471,8 @@ def _check_hpa(stack, exercise) -> str:
                           f"({result.status_counts}): scaling must not cost requests")
     if run["scale_in_s"] is None:
         raise CheckFailed(f"the load stopped, and {run['bound_s'] + 10:.0f} s later {what} still ran "
-                          f"{int(run['replicas_seen'].replicas.iloc[-1])} replicas (min {spec.min_replicas}): "
-                          "what does your function return for an idle service?")
+                          f"{int(run['replicas_seen'].replicas.iloc[-1])} replicas (min {spec.min_replicas}); "
+                          f"{_last_syncs(history)}: what does your function return for an idle service?")
     if run["scale_in_s"] > run["bound_s"]:
         raise CheckFailed(f"back at {spec.min_replicas} replica(s) {run['scale_in_s']:.1f} s after the load stopped, "
                           f"over the {run['bound_s']:.0f} s the window and period allow")
