@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # What each runtime can do beyond the core (docs/ARCHITECTURE.md's table says the same).
 EXPECTED = {
-    "local": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "wipe"},
-    "compose": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq"},
-    "kind": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe"},
-    "kubernetes": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe"},
+    "local": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "wipe", "tls"},
+    "compose": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "tls"},
+    "kind": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls"},
+    "kubernetes": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls"},
 }
 
 
@@ -85,8 +85,8 @@ def test_nginx_install_tested_falls_back_to_the_501_entry_or_refuses_when_strict
     from scalelab.errors import ServiceFailed
     from scalelab.runtimes.common.nginx import ConfigRejected, install_tested
 
-    def render(upstream, reason):
-        return f"upstream {upstream}" if upstream is not None else f"501 {reason}"
+    def render(upstream, reason, tls=None, tls_reason=""):
+        return (f"upstream {upstream}" if upstream is not None else f"501 {reason}") + (f" + {tls}" if tls else "")
 
     def nginx_t(text):
         return "invalid parameter" if "bad" in text else None
@@ -98,8 +98,16 @@ def test_nginx_install_tested_falls_back_to_the_501_entry_or_refuses_when_strict
     with pytest.raises(ConfigRejected, match="nginx rejected upstream.conf: invalid parameter"):
         install_tested(render, nginx_t, installed.append, "bad", "/ws/upstream.conf", strict=True)
     with pytest.raises(ServiceFailed, match="the lab's own template"):
-        install_tested(lambda upstream, reason: "bad template", nginx_t, installed.append, "x", "/ws/u.conf", strict=False)
+        install_tested(lambda *_: "bad template", nginx_t, installed.append, "x", "/ws/u.conf", strict=False)
     assert len(installed) == 2, "nothing nginx refused was installed"
+    # tls.conf (lab 02): refused alone, it is left out at start and named when strict; the upstream stays
+    assert install_tested(render, nginx_t, installed.append, "good", "/ws/upstream.conf", strict=False,
+                          tls=("bad tls", "/ws/tls.conf")) == "upstream good"
+    with pytest.raises(ConfigRejected, match="nginx rejected tls.conf: invalid parameter"):
+        install_tested(render, nginx_t, installed.append, "good", "/ws/upstream.conf", strict=True,
+                       tls=("bad tls", "/ws/tls.conf"))
+    assert install_tested(render, nginx_t, installed.append, "good", "/ws/upstream.conf", strict=True,
+                          tls=("ssl on", "/ws/tls.conf")) == "upstream good + ssl on"
 
 
 def test_every_runtime_names_an_unknown_member_in_the_same_words(tmp_path):

@@ -32,7 +32,7 @@ PLANS = {
             exercises=("user_queries", "pool"), runtimes=EVERYWHERE),
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
             {"postgres": 1, "users": 3, "nginx": 1},
-            exercises=("upstream", "tokens"), settings={**AUTH}, runtimes=(*EVERYWHERE, "kubernetes")),
+            exercises=("upstream", "tokens", "tls"), settings={**AUTH}, runtimes=(*EVERYWHERE, "kubernetes")),
     3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3, "nginx": 1},
             exercises=("user_cache", "rate_limit"),
             settings={**AUTH, "SHOP_CACHE_TTL_S": "60", "SHOP_RATE_LIMIT": "20", "SHOP_RATE_LIMIT_WINDOW_S": "2"},

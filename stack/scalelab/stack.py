@@ -164,6 +164,11 @@ class Stack:
         the HPA controller, calling ``desired_replicas``; on kind, Kubernetes' own HPA."""
         return self.runtime.autoscaler(spec, desired_replicas)
 
+    def tls_entry(self):
+        """Lab 02: nginx's HTTPS URL, the plain-HTTP URL that redirects to it, and the CA file a
+        client trusts (``httpx.Client(verify=str(entry.ca_file))``) — a ``TlsEntry``."""
+        return self._capable("tls").tls_entry()
+
     def cpu_seconds(self, member: str) -> float:
         """Cumulative CPU time (seconds) a member has used: its processes, container or pod."""
         return self._capable("cpu_meter").cpu_seconds(member)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 import tempfile
 import threading
 import time
@@ -197,7 +198,7 @@ def bad_tokens(secret: str, sub: str = "42") -> dict[str, str]:
         "payload changed after signing (another sub)": forged(good, sub="1"),
         "signed with another secret": jwt.encode({"sub": sub, "iat": now, "exp": now + 300},
                                                  secrets.token_urlsafe(32), algorithm="HS256"),
-        'unsigned (alg "none")': jwt.encode({"sub": sub, "iat": now, "exp": now + 300}, None, algorithm="none"),
+        'unsigned (alg "none")': jwt.encode({"sub": sub, "iat": now, "exp": now + 300}, "", algorithm="none"),
         "expired a minute ago": jwt.encode({"sub": sub, "iat": now - 600, "exp": now - 60}, secret, algorithm="HS256"),
         "without an expiry (no exp claim)": jwt.encode({"sub": sub, "iat": now}, secret, algorithm="HS256"),
         "naming no user (no sub claim)": jwt.encode({"iat": now, "exp": now + 300}, secret, algorithm="HS256"),
@@ -278,3 +279,230 @@ tokens = Exercise(
     reference="shop.reference.tokens",
     handle="lab02.tokens",
 )
+
+
+# -- exercise 3: HTTPS at the edge ------------------------------------------------------------
+TLS_FILE = "tls.conf"
+PERMANENT_KEEPS_METHOD = (307, 308)      # a client must repeat the method and the body
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def tls_context(stack) -> ssl.SSLContext:
+    """A client context that trusts the stack's own CA, and nothing else."""
+    return ssl.create_default_context(cafile=str(stack.tls_entry().ca_file))
+
+
+def _hsts_max_age(value: str | None) -> int:
+    match = re.search(r"max-age\s*=\s*\"?(\d+)", value or "", re.I)
+    return int(match[1]) if match else 0
+
+
+def _tls_answer(client: httpx.Client, method: str, url: str, what: str, **kw) -> httpx.Response:
+    try:
+        return client.request(method, url, **kw)
+    except httpx.ConnectError as exc:
+        cause = str(exc) or type(exc).__name__
+        if "WRONG_VERSION_NUMBER" in cause or "wrong version number" in cause:
+            raise CheckFailed(f"{what}: nginx answered the TLS handshake in plain HTTP ({cause}) — does the "
+                              "listen line say `ssl`?") from None
+        if "CERTIFICATE_VERIFY_FAILED" in cause:
+            raise CheckFailed(f"{what}: the certificate nginx sent is not the stack's ({cause}) — "
+                              "ssl_certificate must be {certificate}") from None
+        raise CheckFailed(f"{what}: {cause} — is tls.conf listening on {{tls_listen}}?") from None
+    except httpx.TransportError as exc:
+        raise CheckFailed(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def _check_tls(stack, exercise) -> str:
+    from scalelab.runtimes.common.nginx import unknown_placeholders
+    path = stack.workspace / TLS_FILE
+    if not path.exists():
+        raise NotAttempted(f"run the exercise cell: it writes {path.name} into {path.parent}")
+    text = path.read_text()
+    if "YOUR CODE HERE" in text:
+        raise NotAttempted(f"{path.name} still holds `# YOUR CODE HERE`: write the HTTPS server and the "
+                           "server that redirects plain HTTP to it")
+    if unknown := unknown_placeholders(text):
+        raise CheckFailed(f"tls.conf uses {', '.join('{' + u + '}' for u in unknown)}: the driver fills only "
+                          "{tls_listen}, {redirect_listen}, {https_port}, {certificate}, {certificate_key} and {entry}")
+    try:
+        stack.reload("nginx")
+    except ScalelabError as exc:
+        raise CheckFailed(str(exc)) from None
+    edge = stack.tls_entry()
+    context = tls_context(stack)
+    with httpx.Client(verify=context, timeout=10) as client:
+        # 1. HTTPS answers, with a certificate the stack's CA signed, and serves the shop
+        health = _tls_answer(client, "GET", f"{edge.https_url}/health", f"GET {edge.https_url}/health")
+        if health.status_code != 200 or not health.headers.get("x-instance"):
+            raise CheckFailed(f"GET {edge.https_url}/health answered {health.status_code} {health.text[:200]}: "
+                              "the HTTPS server must proxy to the replicas like the plain one — put the {entry} "
+                              "line in it")
+        created = _tls_answer(client, "POST", f"{edge.https_url}/users", "POST /users over HTTPS",
+                              json={"email": f"tls-{uuid.uuid4().hex[:8]}@example.com", "name": "Over TLS"})
+        expect_status(created, 201, "POST /users over HTTPS")
+        version = health.extensions["network_stream"].get_extra_info("ssl_object").version()
+        # 2. HSTS: a browser that saw it never tries plain HTTP first again
+        max_age = _hsts_max_age(health.headers.get("strict-transport-security"))
+        if max_age <= 0:
+            raise CheckFailed(f"the HTTPS answer has no Strict-Transport-Security header with a max-age (got "
+                              f"{health.headers.get('strict-transport-security')!r}): without it, the browser's "
+                              "next visit starts in plain HTTP again")
+    # 3. plain HTTP on the public port redirects, keeping the path, the query and the method
+    target = "/users?limit=2&offset=0"
+    with httpx.Client(timeout=10, follow_redirects=False) as plain:
+        try:
+            moved = plain.get(f"{edge.redirect_url}{target}")
+            posted = plain.post(f"{edge.redirect_url}/users", json={"email": "x@example.com", "name": "x"})
+        except httpx.TransportError as exc:
+            raise CheckFailed(f"plain HTTP on {edge.redirect_url}: {type(exc).__name__}: {exc} — does tls.conf "
+                              "have a server listening on {redirect_listen}?") from None
+    expected = f"{edge.https_url}{target}"
+    if moved.status_code not in REDIRECTS:
+        raise CheckFailed(f"GET {edge.redirect_url}{target} answered {moved.status_code}, not a redirect: the plain "
+                          "port should only say where HTTPS is (`return 308 https://...`)")
+    location = moved.headers.get("location", "")
+    if location != expected:
+        hint = ("the scheme must be https" if not location.startswith("https://") else
+                "the port is missing: HTTPS here is on {https_port}, not 443" if location.startswith(
+                    "https://127.0.0.1/") else
+                "the query string is lost: $uri drops it, $request_uri keeps it" if location.split("?")[0]
+                == expected.split("?")[0] else "it must be https://$host:{https_port}$request_uri")
+        raise CheckFailed(f"GET {edge.redirect_url}{target} redirects to {location!r}, expected {expected!r}: {hint}")
+    if posted.status_code not in PERMANENT_KEEPS_METHOD:
+        raise CheckFailed(f"a POST to the plain port got {posted.status_code}: 301 and 302 let a client repeat it "
+                          "as a GET, without its body — 308 (or 307) keeps the method and the body")
+    with httpx.Client(verify=context, timeout=10, follow_redirects=True) as client:
+        followed = client.post(f"{edge.redirect_url}/users",
+                               json={"email": f"tls-{uuid.uuid4().hex[:8]}@example.com", "name": "Redirected"})
+    expect_status(followed, 201, "POST /users on the plain port, following the redirect")
+    return (f"HTTPS on {edge.https_url} ({version}, certificate signed by the stack's CA), the shop behind it "
+            f"(POST /users → 201), HSTS max-age {max_age} s; plain HTTP → {moved.status_code} to the same path and "
+            f"query; a POST → {posted.status_code}, followed: 201")
+
+
+tls = Exercise(
+    name="tls",
+    title="Exercise 3 · tls.conf",
+    checker=_check_tls,
+    hints=[
+        "Two server blocks. The first: `listen {tls_listen} ssl;`, `ssl_certificate {certificate};`, "
+        "`ssl_certificate_key {certificate_key};` and the {entry} line (the same locations as the plain server). "
+        "The second: `listen {redirect_listen};` and a `return`.",
+        "The redirect keeps everything but the scheme and the port: `return 308 https://$host:{https_port}"
+        "$request_uri;` — $request_uri is the path with its query; 308 keeps a POST a POST.",
+        "HSTS is a header on the HTTPS answers: `add_header Strict-Transport-Security \"max-age=300\" always;`. "
+        "`ssl_protocols TLSv1.2 TLSv1.3;` and `ssl_session_cache shared:edge_tls:1m;` are the usual company.",
+    ],
+    reference="stack/deploy/nginx/reference/tls.conf",
+    handle="lab02.tls",
+)
+
+
+# -- what TLS costs per request ------------------------------------------------------------------
+COST_PATH = "/nginx/health"      # answered by nginx itself: what is measured is the connection, not a replica
+TLS_MODES = ("HTTP, kept alive", "HTTP, new connection", "HTTPS, kept alive",
+             "HTTPS, new connection (full handshake)", "HTTPS, new connection (resumed session)")
+
+
+def _url_parts(url: str) -> tuple[str, int]:
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def _read_to_close(sock) -> None:
+    try:
+        while sock.recv(65536):
+            pass
+    except (ssl.SSLEOFError, ConnectionResetError):   # a peer that closes without close_notify
+        pass
+
+
+def _request_on_new_connection(host: str, port: int, context: ssl.SSLContext | None,
+                               session: ssl.SSLSession | None = None) -> ssl.SSLSession | None | bool:
+    """One GET on a fresh TCP (and TLS) connection; returns the TLS session (to resume next time)."""
+    import socket
+    with socket.create_connection((host, port), timeout=10) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = context.wrap_socket(raw, server_hostname=host, session=session) if context else raw
+        sock.sendall(f"GET {COST_PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        _read_to_close(sock)
+        if context is None:
+            return None
+        assert isinstance(sock, ssl.SSLSocket)
+        if session is not None and not sock.session_reused:
+            return False
+        return sock.session
+
+
+def tls_costs(stack, requests: int = 300, rounds: int = 10) -> pd.DataFrame:
+    """Milliseconds per request to nginx over plain HTTP and HTTPS, on one kept-alive connection
+    and on a new connection each time (a full TLS handshake, or a resumed session). The modes take
+    turns in ``rounds`` blocks, so a busy moment of the machine is shared by all of them; each
+    mode is warmed up first. One row per mode: median and p90 ms, the requests, and for the resumed
+    mode the share of handshakes the server really resumed."""
+    import http.client
+    edge, context = stack.tls_entry(), tls_context(stack)
+    plain, secure = _url_parts(stack.url("users")), _url_parts(edge.https_url)
+    kept = {"HTTP, kept alive": http.client.HTTPConnection(*plain, timeout=10),
+            "HTTPS, kept alive": http.client.HTTPSConnection(*secure, timeout=10, context=context)}
+    session: dict[str, ssl.SSLSession | None] = {"s": None}
+    resumed: list[bool] = []
+
+    def once(mode: str) -> None:
+        if mode in kept:
+            kept[mode].request("GET", COST_PATH)
+            kept[mode].getresponse().read()
+        elif mode == "HTTP, new connection":
+            _request_on_new_connection(*plain, None)
+        elif mode == "HTTPS, new connection (full handshake)":
+            _request_on_new_connection(*secure, context)
+        else:
+            if session["s"] is None:
+                session["s"] = _request_on_new_connection(*secure, context)   # type: ignore[assignment]
+            got = _request_on_new_connection(*secure, context, session["s"])
+            resumed.append(got is not False)
+            session["s"] = got if isinstance(got, ssl.SSLSession) else None
+
+    times: dict[str, list[float]] = {mode: [] for mode in TLS_MODES}
+    try:
+        for mode in TLS_MODES:              # warm-up: connections, sessions, caches
+            for _ in range(10):
+                once(mode)
+        resumed.clear()
+        per_block = max(1, requests // rounds)
+        for _ in range(rounds):
+            for mode in TLS_MODES:
+                for _ in range(per_block):
+                    started = time.perf_counter()
+                    once(mode)
+                    times[mode].append((time.perf_counter() - started) * 1000)
+    finally:
+        for connection in kept.values():
+            connection.close()
+    rows = []
+    for mode, samples in times.items():
+        series = pd.Series(samples)
+        rows.append({"mode": mode, "median_ms": round(series.median(), 3), "p90_ms": round(series.quantile(0.9), 3),
+                     "requests": len(series),
+                     "resumed": (sum(resumed) / len(resumed)) if "resumed" in mode and resumed else None})
+    frame = pd.DataFrame(rows).set_index("mode")
+    frame["vs_https_kept_alive"] = (frame.median_ms / frame.loc["HTTPS, kept alive", "median_ms"]).round(1)
+    return frame
+
+
+def plot_tls_costs(costs: pd.DataFrame):
+    """Median ms per request for each way of connecting, p90 as a whisker."""
+    from scalelab.plot import Figure
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    colors = ["tab:gray" if mode.startswith("HTTP,") else "tab:green" for mode in costs.index]
+    y = range(len(costs))
+    ax.barh(list(y), costs.median_ms, xerr=[[0] * len(costs), costs.p90_ms - costs.median_ms], color=colors,
+            capsize=3)
+    ax.set_yticks(list(y), costs.index)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"ms per GET {COST_PATH} (median; whisker: p90)",
+           title="What a connection costs: TLS handshakes vs keep-alive")
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig

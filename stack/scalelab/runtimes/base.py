@@ -128,6 +128,12 @@ class ApplyObjects(Protocol):
 
 
 @runtime_checkable
+class TlsEdge(Protocol):
+    """Lab 02: nginx serves HTTPS with the stack's own CA, and a plain port redirects to it."""
+
+    def tls_entry(self): ...
+
+
 class Wipe(Protocol):
     """``down(purge=True)`` also deletes data that ``down()`` keeps."""
 
@@ -143,6 +149,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {
     "rabbitmq": (RabbitMQ, "RabbitMQ"),
     "apply": (ApplyObjects, "Kubernetes API to apply objects to"),
     "wipe": (Wipe, "data kept after down()"),
+    "tls": (TlsEdge, "HTTPS at nginx (TLS at the edge)"),
 }
 
 

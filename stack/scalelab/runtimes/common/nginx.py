@@ -13,6 +13,7 @@ How a runtime renders, tests and installs is its own (``local/nginx.py``: a file
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,20 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "nginx"
 TEMPLATE = DEPLOY / "nginx.conf.template"
 REFERENCE = DEPLOY / "reference" / "upstream.conf"
 STUB_MARK = "YOUR CODE HERE"
+TLS_EXERCISE = "tls"        # lab 02's tls.conf: HTTPS on nginx, and the port that redirects to it
+TLS_REFERENCE = DEPLOY / "reference" / "tls.conf"
+ENTRY_START, ENTRY_END = "# ---- the entry:", "# ---- end of the entry"
+TLS_PLACEHOLDERS = ("tls_listen", "redirect_listen", "https_port", "certificate", "certificate_key", "entry")
+
+
+@dataclass(frozen=True)
+class TlsEntry:
+    """Where a client reaches nginx's HTTPS, the plain-HTTP port that redirects to it, and the CA
+    to trust (``Stack.tls_entry()``)."""
+    https_url: str
+    redirect_url: str
+    ca_file: Path
+    certificate_file: Path      # what nginx serves: its certificate, then the CA's
 
 
 class ConfigRejected(ScalelabError):
@@ -45,6 +60,51 @@ def upstream_source(rt) -> tuple[str | None, str]:
     if STUB_MARK in text:
         return None, f"{path.name} is still the stub: write the upstream block"
     return text, str(path)
+
+
+def tls_source(rt) -> tuple[str | None, str]:
+    """``(text, origin)`` of tls.conf; text is None when the lab has no TLS or it is not written yet."""
+    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+        return None, "no HTTPS in this lab (TLS at the edge is lab 02's)"
+    path = Path(rt.workspace) / f"{TLS_EXERCISE}.conf"
+    if not path.exists():
+        return None, f"{path.name} is not in the workspace yet: run its exercise cell"
+    text = path.read_text()
+    if STUB_MARK in text:
+        return None, f"{path.name} is still the stub: write the HTTPS server"
+    return text, str(path)
+
+
+def unknown_placeholders(text: str) -> list[str]:
+    """``{name}`` tokens outside comments that are not one of TLS_PLACEHOLDERS."""
+    found = re.findall(r"\{([A-Za-z_]\w*)\}", "\n".join(line.split("#", 1)[0] for line in text.splitlines()))
+    return sorted(set(found) - set(TLS_PLACEHOLDERS))
+
+
+def with_tls(text: str, tls: str | None, reason: str, values: dict[str, str]) -> str:
+    """Fill the template's ``{{tls}}`` in the rendered ``text``: tls.conf with its placeholders
+    (``values``: tls_listen, redirect_listen, https_port, certificate, certificate_key) filled, and
+    every ``{entry}`` line replaced by the main server's entry (its locations and error pages),
+    so HTTPS serves exactly what the plain port serves. Without tls.conf: a comment saying why."""
+    if tls is None:
+        return text.replace("{{tls}}", f"    # not configured: {reason}")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if ENTRY_START in line)
+    end = next(i for i, line in enumerate(lines) if ENTRY_END in line)
+    entry = lines[start + 1:end]
+    margin = min(len(line) - len(line.lstrip()) for line in entry if line.strip())
+    block: list[str] = []
+    for line in tls.splitlines():
+        code = line.split("#", 1)[0]
+        if "{entry}" in code:
+            indent = line[:len(line) - len(line.lstrip())]
+            block.extend(f"{indent}{body[margin:]}" if body.strip() else "" for body in entry)
+            continue
+        for key, value in values.items():
+            code = code.replace("{" + key + "}", value)
+        block.append(code + line[len(line.split("#", 1)[0]):])
+    rendered = "\n".join(f"    {line}" if line.strip() else "" for line in block)
+    return text.replace("{{tls}}", rendered)
 
 
 def expand(text: str, addresses: list[str]) -> str:
@@ -77,18 +137,30 @@ def explain(output: str, text: str) -> str:
     return message
 
 
-def install_tested(render: Callable[[str | None, str], str], test: Callable[[str], str | None],
-                   install: Callable[[str], None], upstream: str | None, origin: str, strict: bool) -> str:
-    """Render ``upstream`` (from ``origin``), ``test`` it (nginx -t: None, or nginx's complaint) and
-    ``install`` it; returns the text installed. When nginx refuses it, strict=True raises
-    ConfigRejected (the running nginx keeps its configuration); strict=False installs the 501
-    entry instead, with nginx's complaint in its body (at start: the stack still comes up).
-    ``render(upstream, reason)`` renders the upstream, or the 501 entry saying ``reason`` when None."""
-    text = render(upstream, origin)
-    if (problem := test(text)) is not None:
+def install_tested(render: Callable[[str | None, str, str | None, str], str], test: Callable[[str], str | None],
+                   install: Callable[[str], None], upstream: str | None, origin: str, strict: bool,
+                   tls: tuple[str | None, str] = (None, "")) -> str:
+    """Render ``upstream`` (from ``origin``) and ``tls`` (tls.conf's text and origin), ``test`` it
+    (nginx -t: None, or nginx's complaint) and ``install`` it; returns the text installed. When
+    nginx refuses it, strict=True raises ConfigRejected naming the learner's file at fault (the
+    running nginx keeps its configuration); strict=False leaves out a refused tls.conf, and
+    installs the 501 entry for a refused upstream, with nginx's complaint in its body (at start:
+    the stack still comes up). ``render(upstream, reason, tls, tls_reason)`` renders the
+    upstream (the 501 entry saying ``reason`` when None) and tls.conf (a comment when None)."""
+    tls_text, tls_origin = tls
+    text = render(upstream, origin, tls_text, tls_origin)
+    problem = test(text)
+    if problem is not None and tls_text is not None:
+        refused = f"nginx rejected {Path(tls_origin).name}: {problem}"
+        without = render(upstream, origin, None, refused)
+        if test(without) is None:               # the upstream is fine: tls.conf is at fault
+            if strict:
+                raise ConfigRejected(refused)
+            text, problem, tls_text, tls_origin = without, None, None, refused
+    if problem is not None:
         if strict or upstream is None:
             raise ConfigRejected(f"nginx rejected {Path(origin).name}: {problem}")
-        text = render(None, f"nginx rejected {Path(origin).name}: {problem}")
+        text = render(None, f"nginx rejected {Path(origin).name}: {problem}", None, "the upstream was refused")
         if (problem := test(text)) is not None:
             raise ServiceFailed(f"nginx rejected the lab's own template: {problem}")
     install(text)

@@ -15,28 +15,39 @@ the new upstream, old ones finish their requests.
 ``docker compose up`` by hand: the reference upstream over the service name ``users``.
 """
 
+import os
 import time
 from pathlib import Path
 
-from scalelab.errors import ServiceFailed
+from scalelab import tls
+from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.paths import IS_ROOT
+from scalelab.plans import plan_for
 from scalelab.runtimes.common.nginx import (  # one template, one upstream source, every runtime
     FRONTS,
     REFERENCE,
     TEMPLATE,
+    TLS_EXERCISE,
+    TlsEntry,
     _not_configured,
     expand,
     explain,
     install_tested,
+    tls_source,
     upstream_source,
+    with_tls,
 )
 
 PORT = 8080                     # inside the container
+TLS_PORT, REDIRECT_PORT = 8443, 8081   # lab 02's HTTPS and the plain port that redirects to it (compose.yaml)
+NGINX_UID = 101                 # the image's nginx user: it reads the certificate's key
 MEMBER_PORT = 8000              # the user service's port inside its container
 CONF_DIR = "/etc/scalelab-nginx"
 DEFAULT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "nginx" / "compose.conf"
 
 
-def render(upstream: str | None, reason: str, addresses: list[str], generation: str) -> str:
+def render(upstream: str | None, reason: str, addresses: list[str], generation: str, tls: str | None = None,
+           tls_reason: str = "no HTTPS in this lab", tls_values: dict[str, str] | None = None) -> str:
     values = {
         "home": "/tmp",
         "temp": "/tmp",
@@ -49,6 +60,7 @@ def render(upstream: str | None, reason: str, addresses: list[str], generation: 
     text = TEMPLATE.read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
+    text = with_tls(text, tls, tls_reason, tls_values or {})
     loopback = f"listen 127.0.0.1:{PORT};"
     if loopback not in text:
         raise ServiceFailed(f"{TEMPLATE.name} no longer has `listen 127.0.0.1:{{{{port}}}};` — "
@@ -115,15 +127,65 @@ def write_config(rt, container, strict: bool, exclude: frozenset = frozenset()) 
     if upstream is not None and not addresses:
         upstream, origin = None, f"{FRONTS} has no replicas: scale it up"
     generation = f"{time.time_ns():x}"
-    install_tested(lambda upstream, reason: render(upstream, reason, addresses, generation),
+    tls_values = _tls_values(rt, container)
+    install_tested(lambda upstream, reason, tls, tls_reason: render(upstream, reason, addresses, generation, tls,
+                                                                    tls_reason, tls_values),
                    lambda text: _test(container, text, rt), lambda text: _install(rt, text, generation),
-                   upstream, origin, strict)
+                   upstream, origin, strict, tls_source(rt) if tls_values else (None, ""))
     return generation
 
 
 def configured(rt) -> bool:
     """True when nginx proxies to the replicas (not the 501 'exercise not done' entry)."""
     return f"proxy_pass http://{FRONTS};" in (conf_dir(rt) / "nginx.conf").read_text()
+
+
+def published(container, port: int) -> int | None:
+    """The host port (on 127.0.0.1) Compose published ``port`` of ``container`` on."""
+    key = f"{port}/tcp"
+    for bindings in ((container.attrs["HostConfig"].get("PortBindings") or {}).get(key),
+                     (container.attrs["NetworkSettings"]["Ports"] or {}).get(key)):
+        if bindings and bindings[0].get("HostPort", "").isdigit():
+            return int(bindings[0]["HostPort"])
+    return None
+
+
+def _tls_values(rt, container) -> dict[str, str] | None:
+    """tls.conf's placeholders in the container, when the lab has HTTPS: the CA stays in the
+    state dir, nginx's certificate and key are copied beside its configuration (the key
+    readable by the container's nginx user only, where the driver can give it away)."""
+    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+        return None
+    edge = tls.ensure(rt.home / "tls")
+    target = conf_dir(rt) / "tls"
+    target.mkdir(mode=0o755, exist_ok=True)
+    for source, mode in ((edge.certificate_file, 0o644), (edge.key_file, 0o600)):
+        copy = target / source.name
+        copy.write_bytes(source.read_bytes())
+        if IS_ROOT:
+            os.chown(copy, NGINX_UID, NGINX_UID)
+            copy.chmod(mode)
+        else:                   # an unprivileged driver cannot chown: the mounted key must be readable
+            copy.chmod(0o644)
+    container.reload()
+    https_port = published(container, TLS_PORT)
+    if https_port is None:
+        raise ServiceFailed(f"{container.name} publishes no port for {TLS_PORT}: is compose.yaml current?")
+    return {"tls_listen": str(TLS_PORT), "redirect_listen": str(REDIRECT_PORT), "https_port": str(https_port),
+            "certificate": f"{CONF_DIR}/tls/{edge.certificate_file.name}",
+            "certificate_key": f"{CONF_DIR}/tls/{edge.key_file.name}"}
+
+
+def tls_entry(rt, container) -> TlsEntry:
+    """Where the host reaches HTTPS and the redirecting port of ``container`` (lab 02)."""
+    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+        raise ScalelabError(f"lab {rt.lab}'s nginx serves no HTTPS: TLS at the edge is lab 02's")
+    container.reload()
+    https, redirect = published(container, TLS_PORT), published(container, REDIRECT_PORT)
+    if https is None or redirect is None:
+        raise ServiceFailed(f"{container.name} publishes no port for {TLS_PORT}/{REDIRECT_PORT}: is it running?")
+    return TlsEntry(f"https://127.0.0.1:{https}", f"http://127.0.0.1:{redirect}", rt.home / "tls" / "ca.pem",
+                    rt.home / "tls" / "edge.pem")
 
 
 def generation(rt) -> str:

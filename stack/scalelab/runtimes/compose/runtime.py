@@ -27,7 +27,7 @@ from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.engine import Compose, connect
 from scalelab.runtimes.common.members import no_member
-from scalelab.runtimes.common.nginx import wait_until_routed
+from scalelab.runtimes.common.nginx import TlsEntry, wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose import nginx as compose_nginx
 from scalelab.runtimes.compose import prometheus as compose_prometheus
@@ -48,6 +48,7 @@ PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx
 PORT_VARS = {"postgres": "POSTGRES_PORT", "standby": "STANDBY_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT",
              "nginx": "NGINX_PORT", "orders": "ORDERS_PORT", "worker": "WORKER_PORT",
              "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT"}
+EXTRA_PORT_VARS = {"nginx": ("NGINX_TLS_PORT", "NGINX_REDIRECT_PORT")}   # lab 02's HTTPS and its redirect
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis", "rabbitmq")
 READY_TIMEOUT = 90.0
@@ -189,8 +190,10 @@ class ComposeRuntime:
         for index in range(len(containers) + 1, replicas + 1):
             # One container per call, each with its own free host port (kept across restarts).
             self._before_start(f"{service}-{index}")
+            port_vars = (PORT_VARS.get(service), *EXTRA_PORT_VARS.get(service, ()))
+            ports = {var: str(free_port()) for var in port_vars if var}
             compose.run("up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={index}", service,
-                        env={PORT_VARS[service]: str(free_port())} if service in PORT_VARS else None)
+                        env=ports or None)
         if not to_start and len(containers) >= replicas:
             return False
         for member in self.members(service)[:replicas]:
@@ -234,6 +237,13 @@ class ComposeRuntime:
 
     def member_url(self, member: str) -> str:
         return f"http://127.0.0.1:{self._host_port(member)}"
+
+    def tls_entry(self) -> TlsEntry:
+        """nginx's HTTPS and the plain port that redirects to it, on 127.0.0.1 (lab 02)."""
+        members = self.members("nginx")
+        if not members:
+            raise ScalelabError("no nginx in this stack — is it up? (`stack.up()`)")
+        return compose_nginx.tls_entry(self, self._container(members[0]))
 
     def inside_url(self, service: str) -> str:
         """How the stack's own containers reach ``service``: its front's name on the Compose network."""

@@ -22,9 +22,18 @@ from collections.abc import Set as AbstractSet
 
 import httpx
 
-from scalelab.errors import ServiceFailed
-from scalelab.runtimes.common.nginx import FRONTS, explain, install_tested, upstream_source, wait_until_routed
-from scalelab.runtimes.compose.nginx import render
+from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.plans import plan_for
+from scalelab.runtimes.common.nginx import (
+    FRONTS,
+    TLS_EXERCISE,
+    explain,
+    install_tested,
+    tls_source,
+    upstream_source,
+    wait_until_routed,
+)
+from scalelab.runtimes.compose.nginx import CONF_DIR, REDIRECT_PORT, TLS_PORT, render
 from scalelab.runtimes.kubernetes.api import ready
 from scalelab.waiting import wait_until
 
@@ -71,17 +80,35 @@ def configure(rt, strict: bool, without: AbstractSet[str] = frozenset()) -> None
     if upstream is not None and not addresses:
         upstream, origin = None, f"{FRONTS} has no ready replicas: scale it up"
     generation = f"{time.time_ns():x}"
+    tls_values = _tls_values(rt)
     text = render(upstream, origin, addresses, generation)
     for member, pod in rt._members_of("nginx").items():
         if pod is None:
             continue
-        text = install_tested(lambda upstream, reason: render(upstream, reason, addresses, generation),
+        text = install_tested(lambda upstream, reason, tls, tls_reason: render(upstream, reason, addresses,
+                                                                               generation, tls, tls_reason,
+                                                                               tls_values),
                               functools.partial(_test, rt, member),
                               functools.partial(_install, rt, member, generation),
-                              upstream, origin, strict)
+                              upstream, origin, strict, tls_source(rt) if tls_values else (None, ""))
     rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
     rt.names.routed[FRONTS] = sorted(routed)
     rt._save()
+
+
+def _tls_values(rt) -> dict[str, str] | None:
+    """tls.conf's placeholders in the nginx pod (lab 02): the certificate from the ``nginx-tls``
+    Secret the driver generated, HTTPS reached through a port-forward to the pod — the port
+    the redirect names is that forward's, the one clients on this machine use."""
+    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+        return None
+    try:
+        https_port = rt._forward("nginx-1", TLS_PORT)
+    except ScalelabError:           # no nginx pod yet: HTTPS comes with the next configure (a reload)
+        return None
+    return {"tls_listen": str(TLS_PORT), "redirect_listen": str(REDIRECT_PORT),
+            "https_port": str(https_port),
+            "certificate": f"{CONF_DIR}/tls/edge.pem", "certificate_key": f"{CONF_DIR}/tls/edge.key"}
 
 
 def _config_map(rt) -> str:

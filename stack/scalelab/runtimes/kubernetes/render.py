@@ -24,10 +24,12 @@ from pathlib import Path
 
 import yaml
 
+from scalelab import tls
 from scalelab.paths import REPO
 from scalelab.plans import Plan
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.images import IMAGES
+from scalelab.runtimes.common.nginx import TLS_EXERCISE
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
@@ -83,6 +85,8 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
                 files.append(f"workspace/{source.name}")
     # The plan's settings (the overlay has them too, for `kubectl apply -k`: a test checks they
     # agree); the shop's pods wait for the member name the driver gives them (members.tell).
+    secrets_generated: list[dict] = [{"name": "scalelab-secrets", "envs": ["secrets.env"],
+                                      "options": {"disableNameSuffixHash": True}}]
     generators = [{"name": "shop-settings", "behavior": "merge", "options": {"disableNameSuffixHash": True},
                    "literals": [f"SHOP_EXERCISES={json.dumps(list(plan.exercises))}",
                                 f"SHOP_INSTANCE_FILE={INSTANCE_FILE}",
@@ -96,6 +100,14 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         (directory / "broker.conf").write_text(conf.read_text())
         generators.append({"name": "valkey-broker", "files": ["broker.conf"],
                            "options": {"disableNameSuffixHash": True}})
+    if plan.has("nginx") and TLS_EXERCISE in plan.exercises:   # lab 02: nginx's certificate, the stack's CA
+        edge = tls.ensure(home / "tls")
+        (directory / "tls").mkdir(mode=0o700, exist_ok=True)
+        for source in (edge.certificate_file, edge.key_file):
+            _private_write(directory / "tls" / source.name, source.read_text())
+        secrets_generated.append({"name": "nginx-tls", "files": [f"tls/{edge.certificate_file.name}",
+                                                                 f"tls/{edge.key_file.name}"],
+                                  "options": {"disableNameSuffixHash": True}})
     if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
         generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
     image_tags = [(image.name, tag) for image in IMAGES]
@@ -113,8 +125,7 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         # Plain names (no hash suffix): lab 06's Deployment exercise refers to them, and the
         # workspace ConfigMap is updated in place (as on local, a restarted member runs the
         # files as they are now; a running one keeps what it loaded).
-        "secretGenerator": [{"name": "scalelab-secrets", "envs": ["secrets.env"],
-                             "options": {"disableNameSuffixHash": True}}],
+        "secretGenerator": secrets_generated,
         "configMapGenerator": generators,
     }
     header = ("# Written by scalelab.runtimes.kubernetes.render for this stack; rendered with `kubectl kustomize`.\n"

@@ -20,18 +20,24 @@ from pathlib import Path
 import httpx
 import psutil
 
-from scalelab import binaries
-from scalelab.errors import ServiceFailed
+from scalelab import binaries, tls
+from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.paths import IS_ROOT, nobody_scratch
+from scalelab.plans import plan_for
+from scalelab.ports import free_port
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.common.nginx import (
     FRONTS,
     TEMPLATE,
+    TLS_EXERCISE,
+    TlsEntry,
     _not_configured,
     expand,
     install_tested,
+    tls_source,
     upstream_source,
     wait_until_routed,
+    with_tls,
 )
 
 
@@ -65,7 +71,25 @@ def _addresses(rt) -> list[str]:
     return [f"127.0.0.1:{rt.procs[member].port}" for member in rt.members(FRONTS)]
 
 
-def render(rt, rec: ProcessRecord, upstream: str | None, reason: str, generation: str) -> str:
+def _tls_values(rt, rec: ProcessRecord) -> dict[str, str] | None:
+    """tls.conf's placeholders, when the lab has HTTPS (its ports were picked with the record)."""
+    if "tls_port" not in rec.meta:
+        return None
+    edge = tls.ensure(rt.home / "tls")
+    return {"tls_listen": f"127.0.0.1:{rec.meta['tls_port']}",
+            "redirect_listen": f"127.0.0.1:{rec.meta['redirect_port']}", "https_port": str(rec.meta["tls_port"]),
+            "certificate": str(edge.certificate_file), "certificate_key": str(edge.key_file)}
+
+
+def tls_entry(rt, rec: ProcessRecord) -> TlsEntry:
+    if "tls_port" not in rec.meta:
+        raise ScalelabError(f"lab {rt.lab}'s nginx serves no HTTPS: TLS at the edge is lab 02's")
+    return TlsEntry(f"https://127.0.0.1:{rec.meta['tls_port']}", f"http://127.0.0.1:{rec.meta['redirect_port']}",
+                    rt.home / "tls" / "ca.pem", rt.home / "tls" / "edge.pem")
+
+
+def render(rt, rec: ProcessRecord, upstream: str | None, reason: str, generation: str, tls_text: str | None = None,
+           tls_reason: str = "no HTTPS in this lab") -> str:
     """The whole nginx.conf: the template filled in, around ``upstream`` (or the 501 entry)."""
     path = home(rt, rec.name)
     values = {
@@ -80,7 +104,7 @@ def render(rt, rec: ProcessRecord, upstream: str | None, reason: str, generation
     text = TEMPLATE.read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
-    return text
+    return with_tls(text, tls_text, tls_reason, _tls_values(rt, rec) or {})
 
 
 def _test(rt, name: str, candidate: Path) -> str | None:
@@ -120,8 +144,9 @@ def write_config(rt, rec: ProcessRecord, strict: bool) -> None:
         candidate.replace(path / "nginx.conf")       # the file test() wrote last
         (path / "generation").write_text(generation)
 
-    install_tested(lambda upstream, reason: render(rt, rec, upstream, reason, generation), test, install,
-                   upstream, origin, strict)
+    install_tested(lambda upstream, reason, tls_text, tls_reason: render(rt, rec, upstream, reason, generation,
+                                                                         tls_text, tls_reason),
+                   test, install, upstream, origin, strict, tls_source(rt) if "tls_port" in rec.meta else (None, ""))
 
 
 # -- the process recipe (the interface local.py uses) -----------------------------------------
@@ -129,6 +154,9 @@ def record(rt, name: str, port: int) -> ProcessRecord:
     # SIGQUIT is nginx's graceful shutdown: finish the requests in flight, then exit.
     rec = ProcessRecord(name=name, argv=_command(rt, name), log=str(rt.home / f"logs/{name}.log"),
                         port=port, stop_signal=signal.SIGQUIT)
+    if TLS_EXERCISE in plan_for(rt.lab).exercises:       # lab 02: HTTPS, and a plain port that redirects
+        before = getattr(rt.procs.get(name), "meta", {})  # a restarted nginx keeps its ports, like its entry
+        rec.meta.update({key: before.get(key) or free_port() for key in ("tls_port", "redirect_port")})
     write_config(rt, rec, strict=False)
     return rec
 

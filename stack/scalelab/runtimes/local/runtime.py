@@ -17,6 +17,7 @@ from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
+from scalelab.runtimes.common.nginx import TlsEntry
 from scalelab.runtimes.local import nginx as local_nginx
 from scalelab.runtimes.local import orders as local_orders
 from scalelab.runtimes.local import projector as local_projector
@@ -115,6 +116,13 @@ class LocalRuntime:
 
     def member_url(self, member: str) -> str:
         return f"http://127.0.0.1:{self._record(member).port}"
+
+    def tls_entry(self) -> TlsEntry:
+        """nginx's HTTPS and the plain port that redirects to it (lab 02)."""
+        members = self.members("nginx")
+        if not members:
+            raise ScalelabError("no nginx in this stack — is it up? (`stack.up()`)")
+        return local_nginx.tls_entry(self, self._record(members[0]))
 
     def inside_url(self, service: str) -> str:
         """How the stack's own processes reach ``service``: on this host, the same URL as yours."""
