@@ -99,14 +99,19 @@ def _statuses(result) -> str:
     return ", ".join(f"{code}: {n}" for code, n in sorted(result.status_counts.items()))
 
 
-def _check_upstream(stack, exercise) -> str:
-    path = stack.workspace / UPSTREAM_FILE
+def _workspace_text(stack, name: str, to_write: str) -> str:
+    """The learner's ``name`` from the workspace; NotAttempted while it is missing or the stub."""
+    path = stack.workspace / name
     if not path.exists():
         raise NotAttempted(f"run the exercise cell: it writes {path.name} into {path.parent}")
     text = path.read_text()
     if "YOUR CODE HERE" in text:
-        raise NotAttempted(f"{path.name} still holds `# YOUR CODE HERE`: write the upstream block and what "
-                           "nginx does when a replica fails")
+        raise NotAttempted(f"{path.name} still holds `# YOUR CODE HERE`: write {to_write}")
+    return text
+
+
+def _check_upstream(stack, exercise) -> str:
+    text = _workspace_text(stack, UPSTREAM_FILE, "the upstream block and what nginx does when a replica fails")
     if not any("{address}" in line.split("#", 1)[0] for line in text.splitlines()):   # a comment's is no server
         raise CheckFailed("no line of upstream.conf holds {address}: the driver repeats the line that holds it "
                           "once per replica, with the replica's real address — hard-coded ports go stale")
@@ -315,13 +320,7 @@ def _tls_answer(client: httpx.Client, method: str, url: str, what: str, **kw) ->
 
 def _check_tls(stack, exercise) -> str:
     from scalelab.runtimes.common.nginx import unknown_placeholders
-    path = stack.workspace / TLS_FILE
-    if not path.exists():
-        raise NotAttempted(f"run the exercise cell: it writes {path.name} into {path.parent}")
-    text = path.read_text()
-    if "YOUR CODE HERE" in text:
-        raise NotAttempted(f"{path.name} still holds `# YOUR CODE HERE`: write the HTTPS server and the "
-                           "server that redirects plain HTTP to it")
+    text = _workspace_text(stack, TLS_FILE, "the HTTPS server and the server that redirects plain HTTP to it")
     if unknown := unknown_placeholders(text):
         raise CheckFailed(f"tls.conf uses {', '.join('{' + u + '}' for u in unknown)}: the driver fills only "
                           "{tls_listen}, {redirect_listen}, {https_port}, {certificate}, {certificate_key} and {entry}")

@@ -49,30 +49,29 @@ class ConfigRejected(ScalelabError):
 
 
 # -- the upstream block ----------------------------------------------------------------------
-def upstream_source(rt) -> tuple[str | None, str]:
-    """``(text, origin)`` of the upstream block; text is None while the exercise is not done."""
-    if EXERCISE not in plan_for(rt.lab).exercises:
-        return REFERENCE.read_text(), str(REFERENCE)
-    path = Path(rt.workspace) / f"{EXERCISE}.conf"
+def _learners_file(rt, exercise: str, to_write: str) -> tuple[str | None, str]:
+    """``(text, origin)`` of ``<exercise>.conf`` in the workspace; None and why while not written."""
+    path = Path(rt.workspace) / f"{exercise}.conf"
     if not path.exists():
         return None, f"{path.name} is not in the workspace yet: run its exercise cell"
     text = path.read_text()
     if STUB_MARK in text:
-        return None, f"{path.name} is still the stub: write the upstream block"
+        return None, f"{path.name} is still the stub: write {to_write}"
     return text, str(path)
+
+
+def upstream_source(rt) -> tuple[str | None, str]:
+    """``(text, origin)`` of the upstream block; text is None while the exercise is not done."""
+    if EXERCISE not in plan_for(rt.lab).exercises:
+        return REFERENCE.read_text(), str(REFERENCE)
+    return _learners_file(rt, EXERCISE, "the upstream block")
 
 
 def tls_source(rt) -> tuple[str | None, str]:
     """``(text, origin)`` of tls.conf; text is None when the lab has no TLS or it is not written yet."""
     if TLS_EXERCISE not in plan_for(rt.lab).exercises:
         return None, "no HTTPS in this lab (TLS at the edge is lab 02's)"
-    path = Path(rt.workspace) / f"{TLS_EXERCISE}.conf"
-    if not path.exists():
-        return None, f"{path.name} is not in the workspace yet: run its exercise cell"
-    text = path.read_text()
-    if STUB_MARK in text:
-        return None, f"{path.name} is still the stub: write the HTTPS server"
-    return text, str(path)
+    return _learners_file(rt, TLS_EXERCISE, "the HTTPS server")
 
 
 def unknown_placeholders(text: str) -> list[str]:

@@ -121,14 +121,10 @@ class ComposeRuntime:
 
     def _published_port(self, container, member: str) -> int | None:
         """The host port (on 127.0.0.1) of the member's service port; fixed at creation."""
-        if PORTS[self._service(member)] is None:
+        port = PORTS[self._service(member)]
+        if port is None:
             return None                       # relay, projector: they listen on nothing
-        key = f"{PORTS[self._service(member)]}/tcp"
-        for bindings in ((container.attrs["HostConfig"].get("PortBindings") or {}).get(key),
-                         (container.attrs["NetworkSettings"]["Ports"] or {}).get(key)):
-            if bindings and bindings[0].get("HostPort", "").isdigit():
-                return int(bindings[0]["HostPort"])
-        return None
+        return compose_nginx.published(container, port)
 
     def address(self, member: str) -> str | None:
         """The member's IP address on the Compose network (None when it never ran)."""
