@@ -134,10 +134,8 @@ def _check_fetch_user(stack, exercise) -> str:
         raise CheckFailed(f"GET /users/{want['id']} returned {got.status_code} {got.text[:200]}, expected {want}: "
                           "return the row's id, email, name and created_at as a dict")
     missing = want["id"] + 1_000_000
-    absent = _get(f"{base}/users/{missing}")
-    if absent.status_code != 404:
-        raise CheckFailed(f"GET /users/{missing} (no such user) answered {absent.status_code}: "
-                          "fetch_user must return None when fetchrow finds no row")
+    expect_status(_get(f"{base}/users/{missing}"), 404, f"GET /users/{missing} (no such user)",
+                  ": fetch_user must return None when fetchrow finds no row")
     return (f"the service ran your fetch_user: GET /users/{want['id']} → 200 with the created user, "
             f"/users/{missing} → 404 (served by {got.headers.get('x-instance')})")
 

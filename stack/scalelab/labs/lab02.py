@@ -126,10 +126,8 @@ def _check_upstream(stack, exercise) -> str:
 
     # 1. every replica gets its share
     with httpx.Client(base_url=base, timeout=10) as client:
-        first = client.get("/health")
-        if first.status_code != 200:
-            raise CheckFailed(f"GET /health through nginx answered {first.status_code} {first.text[:200]}: "
-                              "does `proxy_pass http://users` find your upstream? (it must be named users)")
+        expect_status(client.get("/health"), 200, "GET /health through nginx",
+                      ": does `proxy_pass http://users` find your upstream? (it must be named users)")
         seen = Counter(client.get("/health").headers.get("x-instance", "?") for _ in range(20 * len(members)))
     starved = [m for m in members if seen[m] < 0.2 * 20]
     if starved:

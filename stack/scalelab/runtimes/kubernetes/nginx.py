@@ -118,13 +118,9 @@ def _config_map(rt) -> str:
 
 
 def _install(rt, member: str, generation: str, _tested_text: str) -> None:
-    """install_tested's last step in one nginx pod: the file ``_test`` left there goes live."""
-    _load(rt, member, generation)
-
-
-def _load(rt, member: str, generation: str) -> None:
-    """Move the tested file over the running one and reload; wait until nginx answers with the new
-    generation and its old workers have finished their requests (bounded)."""
+    """install_tested's last step in one nginx pod: the file ``_test`` left there (the text it
+    tested) goes live — moved over the running one, reloaded; returns when nginx answers with the
+    new generation and its old workers have finished their requests (bounded)."""
     old_workers = set(_exec(rt, member, ["python3", "-c", _WORKERS])[1].split())
     code, output = _exec(rt, member, ["sh", "-c", f"mv {CONF}.next {CONF} && nginx -s reload -p /tmp/ -c {CONF}"])
     if code != 0:
