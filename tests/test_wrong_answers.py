@@ -170,6 +170,119 @@ def test_pool_and_token_rules_accept_the_references():
     lab02._check_rules(verify_token)
 
 
+# -- lab 01 · exercise 3: cached_avatar (its rules need no stack; the live part runs on lab1) ---------
+AVATAR_CACHE = [
+    ("the-leaky-memo", """
+_rendered = {}
+def cached_avatar(name, render):
+    if name not in _rendered:
+        _rendered[name] = render(name)
+    return _rendered[name]
+""", r"memory grow by \d+\.\d MB .*keeps something of every name"),
+    ("lru-cache-that-never-evicts", """
+from functools import lru_cache
+@lru_cache(maxsize=None)
+def _cached(name, render):
+    return render(name)
+def cached_avatar(name, render):
+    return _cached(name, render)
+""", r"memory grow by"),
+    ("a-size-check-that-never-removes", """
+_rendered = {}
+def cached_avatar(name, render):
+    if name in _rendered:
+        return _rendered[name]
+    svg = render(name)
+    if len(_rendered) < 1000:
+        _rendered[name] = svg
+    return svg
+""", r"stopped taking new names once full"),
+    ("bounded-but-a-list-of-every-name-beside-it", """
+from collections import OrderedDict
+_rendered, seen = OrderedDict(), []
+def cached_avatar(name, render):
+    seen.append(name)
+    if name in _rendered:
+        _rendered.move_to_end(name)
+        return _rendered[name]
+    svg = _rendered[name] = render(name)
+    if len(_rendered) > 1000:
+        _rendered.popitem(last=False)
+    return svg
+""", r"memory grow by"),
+    ("fifo-evicts-the-hot-name", """
+_rendered = {}
+def cached_avatar(name, render):
+    if name in _rendered:
+        return _rendered[name]
+    svg = _rendered[name] = render(name)
+    if len(_rendered) > 1000:
+        del _rendered[next(iter(_rendered))]
+    return svg
+""", r"least recently \*used\*"),
+    ("clears-everything-when-full", """
+_rendered = {}
+def cached_avatar(name, render):
+    if name not in _rendered:
+        if len(_rendered) >= 1000:
+            _rendered.clear()
+        _rendered[name] = render(name)
+    return _rendered[name]
+""", r"least recently \*used\*"),
+    ("too-big-a-bound", """
+from functools import lru_cache
+@lru_cache(maxsize=5000)
+def _cached(name, render):
+    return render(name)
+def cached_avatar(name, render):
+    return _cached(name, render)
+""", r"Keep at most 1,000 entries"),
+    ("too-small-a-bound", """
+from functools import lru_cache
+@lru_cache(maxsize=50)
+def _cached(name, render):
+    return render(name)
+def cached_avatar(name, render):
+    return _cached(name, render)
+""", r"keeps too few"),
+    ("no-cache-at-all", """
+def cached_avatar(name, render):
+    return render(name)
+""", r"rendered 2 times: remember"),
+    ("returns-the-name", """
+def cached_avatar(name, render):
+    return name
+""", r"return what render\(name\) returns"),
+]
+
+
+@pytest.mark.parametrize("code, expected", table(AVATAR_CACHE))
+def test_avatar_cache_rules_reject_a_wrong_answer_saying_what_is_wrong(code, expected):
+    namespace: dict = {}
+    exec(code, namespace)
+    with pytest.raises(CheckFailed, match=expected):
+        lab01._check_cache_rules(namespace["cached_avatar"])
+
+
+def test_avatar_cache_rules_accept_the_reference_and_an_lru_cache_of_1000():
+    from shop.reference.avatar_cache import cached_avatar
+    lab01._check_cache_rules(cached_avatar)
+    namespace: dict = {}
+    exec("from functools import lru_cache\n@lru_cache(maxsize=1000)\ndef _c(name, render):\n    return render(name)\n"
+         "def cached_avatar(name, render):\n    return _c(name, render)\n", namespace)
+    lab01._check_cache_rules(namespace["cached_avatar"])
+
+
+def test_avatar_cache_stub_is_not_attempted_and_the_reference_passes(lab1, capsys):
+    (lab1.workspace / "avatar_cache.py").write_text("def cached_avatar(name, render):\n"
+                                                    "    # YOUR CODE HERE\n    raise NotImplementedError()\n")
+    with pytest.raises(NotAttempted, match="not attempted yet"):
+        lab01.avatar_cache.check(lab1)
+    solve(lab1)
+    lab01.avatar_cache.check(lab1)
+    assert "✓" in capsys.readouterr().out
+
+
 # -- lab 03 · exercise 2: the rate limiter ---------------------------------------------------------
 LIMITER = [
     ("expire-without-nx", '''

@@ -29,7 +29,8 @@ EVERYWHERE = ("local", "compose", "kind")
 
 PLANS = {
     1: Plan(1, "stateless user service", {"postgres": 1, "users": 1},
-            exercises=("user_queries", "pool"), runtimes=EVERYWHERE),
+            exercises=("user_queries", "pool", "avatar_cache"), settings={"SHOP_DEBUG_MEMORY": "true"},
+            runtimes=EVERYWHERE),
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
             {"postgres": 1, "users": 3, "nginx": 1},
             exercises=("upstream", "tokens", "tls"), settings={**AUTH}, runtimes=(*EVERYWHERE, "kubernetes")),

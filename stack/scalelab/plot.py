@@ -6,6 +6,7 @@
     plot.timeline(r)           # throughput and latency second by second
     plot.ladder(load.ladder(url, ["/health"]))   # throughput/latency vs. users
     plot.around_stall({"ab": a, "vegeta": v})   # loadtools runs with a freeze: every request
+    plot.rss({"leaking": samples, "bounded": other})   # a process's memory under load (lab 01)
 
 The figures are made with matplotlib's object API (no global pyplot state),
 so a cell that ends with ``plot.timeline(r)`` shows the chart exactly once.
@@ -155,4 +156,17 @@ def bars(df: pd.DataFrame, x: str, y: str, title: str = ""):
     ax.bar_label(ax.containers[0], fmt="%.4g", fontsize="small")
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.tick_params(axis="x", labelrotation=20)
+    return fig
+
+
+def rss(curves: dict[str, pd.DataFrame]):
+    """Resident memory (``rss_mb``) against seconds since each load began (``t_s``), one line per run:
+    a leak climbs with every request, a bounded cache stays flat."""
+    fig, (ax,) = _new()
+    for label, df in curves.items():
+        ax.plot(df["t_s"], df["rss_mb"], "o-", ms=3, label=label)
+    ax.set(xlabel="seconds since the load began", ylabel="RSS (MB)", title="The service's resident memory under load")
+    ax.set_ylim(bottom=0)   # from zero: a flat line looks flat
+    ax.grid(True, alpha=0.3)
+    legend_outside(ax)
     return fig

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # One JSON line per request (and per task) with its request id. Off by default: earlier labs
     # read their services' log tails, which a line per request would flood (lab 07 turns it on).
     access_log: bool = False
+    # GET /debug/memory (lab 01's memory leak): the process's RSS and tracemalloc's top allocation
+    # sites, over HTTP. Off by default: it tells anyone what the process holds, and tracing is slow.
+    debug_memory: bool = False
 
     # Resilience (lab 07): the order service asks the user service (through nginx) whether
     # the buyer exists. Unset = no call (lab 05: the orders table's foreign key alone).

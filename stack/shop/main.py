@@ -8,11 +8,12 @@ from fastapi import FastAPI
 
 from shop import cache, metrics
 from shop.api import contract
-from shop.api.routes import accounts, auth, health, users, work
+from shop.api.routes import accounts, auth, avatars, debug, health, users, work
 from shop.config import Settings
 from shop.db import close_pool, create_pool, server_max_connections
 from shop.errors import ExerciseNotDone, install_handlers
 from shop.exercises import Exercises
+from shop.memory import MemoryProbe
 from shop.middleware import InstanceHeader, InternalErrors, RequestBody
 from shop.ratelimit import RateLimit, RateLimiter
 
@@ -63,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(accounts.router)   # lab 04: the double-spend race, N+1
     app.include_router(work.router)       # lab 06: CPU load for the autoscaler
+    app.include_router(avatars.router)    # lab 01: the avatar_cache exercise (a memory leak, fixed)
+    if settings.debug_memory:             # lab 01: RSS and tracemalloc over HTTP
+        app.state.memory_probe = MemoryProbe()
+        app.include_router(debug.router)
     app.add_middleware(users.FastRead, route=users.read_route())   # the hot read (see make bench)
     app.add_middleware(InternalErrors)
     app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

@@ -44,7 +44,7 @@ async def stats(request: Request) -> dict:
             "idle": pool.get_idle_size(),
             "source": state.pool_source,
         },
-        "exercises": {name: state.exercises.source(name) for name in ("user_queries", "pool")},
+        "exercises": {name: state.exercises.source(name) for name in ("user_queries", "pool", "avatar_cache")},
         "cache": state.user_cache.stats(),
         "rate_limit": state.rate_limiter.stats(),
     }
