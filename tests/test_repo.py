@@ -140,6 +140,8 @@ def test_each_lab_opens_with_its_measured_time_and_every_value_fast_changes(note
     intro = "".join(cells[0]["source"])
     assert re.search(r"\*\*Time\.\*\* Running every cell took \d+(–\d+)? s here", intro), \
         f"{notebook.name}: the first cell states no measured time"
+    assert re.search(r"With the default `FAST = False` it took \d+(–\d+)? s", intro), \
+        f"{notebook.name}: the first cell does not say how long a learner's run (FAST = False) took"
     assert "**`FAST`**" in intro, f"{notebook.name}: the first cell does not say what FAST changes"
     said = intro.replace(",", "").replace("_", "")
     switches = [m for c in cells if c["cell_type"] == "code" for m in FAST_SWITCH.finditer("".join(c["source"]))]
