@@ -13,10 +13,9 @@ import time
 import httpx
 import pytest
 
+from conftest import unavailable
 from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable, ScalelabError
-
-from conftest import unavailable
 
 pytestmark = pytest.mark.kind
 
@@ -183,10 +182,18 @@ def test_down_leaves_no_namespace_no_pod_container_no_forward_and_no_entry(stack
     namespace = stack.runtime.namespace
     stack.down()
     assert not stack.runtime._namespace_exists()
+    # The API forgets a pod once its containers stopped; each node's kubelet removes them right
+    # after (its pod cleanup, asynchronous): bounded, not at once.
+    from scalelab.waiting import wait_until
+
+    def containers_left(node: str) -> str:
+        out = subprocess.run(["docker", "exec", node, "crictl", "ps", "-a", "-q", "--label",
+                              f"io.kubernetes.pod.namespace={namespace}"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
     for node in _cluster_nodes(stack.runtime.cluster.name):
-        left = subprocess.run(["docker", "exec", node, "crictl", "ps", "-a", "-q", "--label",
-                               f"io.kubernetes.pod.namespace={namespace}"], capture_output=True, text=True, timeout=60)
-        assert left.returncode == 0 and left.stdout.strip() == "", f"{node} still has containers of {namespace}"
+        assert wait_until(lambda node=node: containers_left(node) == "", 60, interval=1), \
+            f"{node} still has containers of {namespace} 60 s after its namespace was deleted"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{forwarded}/health", timeout=3)          # the forward's port is closed
     with pytest.raises(httpx.HTTPError):
