@@ -67,9 +67,19 @@ def upstream_source(rt) -> tuple[str | None, str]:
     return _learners_file(rt, EXERCISE, "the upstream block")
 
 
+def has_tls(lab: int | None) -> bool:
+    """Whether lab ``lab``'s nginx serves HTTPS (the plan lists the tls exercise: lab 02)."""
+    return lab is not None and TLS_EXERCISE in plan_for(lab).exercises
+
+
+def no_tls(lab: int | None) -> ScalelabError:
+    """The one-line error of ``tls_entry()`` in a lab without HTTPS."""
+    return ScalelabError(f"lab {lab}'s nginx serves no HTTPS: TLS at the edge is lab 02's")
+
+
 def tls_source(rt) -> tuple[str | None, str]:
     """``(text, origin)`` of tls.conf; text is None when the lab has no TLS or it is not written yet."""
-    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+    if not has_tls(rt.lab):
         return None, "no HTTPS in this lab (TLS at the edge is lab 02's)"
     return _learners_file(rt, TLS_EXERCISE, "the HTTPS server")
 

@@ -20,19 +20,19 @@ import time
 from pathlib import Path
 
 from scalelab import tls
-from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.errors import ServiceFailed
 from scalelab.paths import IS_ROOT
-from scalelab.plans import plan_for
 from scalelab.runtimes.common.nginx import (  # one template, one upstream source, every runtime
     FRONTS,
     REFERENCE,
     TEMPLATE,
-    TLS_EXERCISE,
     TlsEntry,
     _not_configured,
     expand,
     explain,
+    has_tls,
     install_tested,
+    no_tls,
     tls_source,
     upstream_source,
     with_tls,
@@ -154,7 +154,7 @@ def _tls_values(rt, container) -> dict[str, str] | None:
     """tls.conf's placeholders in the container, when the lab has HTTPS: the CA stays in the
     state dir, nginx's certificate and key are copied beside its configuration (the key
     readable by the container's nginx user only, where the driver can give it away)."""
-    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+    if not has_tls(rt.lab):
         return None
     edge = tls.ensure(rt.home / "tls")
     target = conf_dir(rt) / "tls"
@@ -178,8 +178,8 @@ def _tls_values(rt, container) -> dict[str, str] | None:
 
 def tls_entry(rt, container) -> TlsEntry:
     """Where the host reaches HTTPS and the redirecting port of ``container`` (lab 02)."""
-    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
-        raise ScalelabError(f"lab {rt.lab}'s nginx serves no HTTPS: TLS at the edge is lab 02's")
+    if not has_tls(rt.lab):
+        raise no_tls(rt.lab)
     container.reload()
     https, redirect = published(container, TLS_PORT), published(container, REDIRECT_PORT)
     if https is None or redirect is None:

@@ -23,11 +23,10 @@ from collections.abc import Set as AbstractSet
 import httpx
 
 from scalelab.errors import ScalelabError, ServiceFailed
-from scalelab.plans import plan_for
 from scalelab.runtimes.common.nginx import (
     FRONTS,
-    TLS_EXERCISE,
     explain,
+    has_tls,
     install_tested,
     tls_source,
     upstream_source,
@@ -100,7 +99,7 @@ def _tls_values(rt) -> dict[str, str] | None:
     """tls.conf's placeholders in the nginx pod (lab 02): the certificate from the ``nginx-tls``
     Secret the driver generated, HTTPS reached through a port-forward to the pod — the port
     the redirect names is that forward's, the one clients on this machine use."""
-    if TLS_EXERCISE not in plan_for(rt.lab).exercises:
+    if not has_tls(rt.lab):
         return None
     try:
         https_port = rt._forward("nginx-1", TLS_PORT)

@@ -29,7 +29,7 @@ from scalelab.paths import REPO
 from scalelab.plans import Plan
 from scalelab.runtimes.common import replication
 from scalelab.runtimes.common.images import IMAGES
-from scalelab.runtimes.common.nginx import TLS_EXERCISE
+from scalelab.runtimes.common.nginx import has_tls
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.kubernetes import images
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
@@ -100,7 +100,7 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         (directory / "broker.conf").write_text(conf.read_text())
         generators.append({"name": "valkey-broker", "files": ["broker.conf"],
                            "options": {"disableNameSuffixHash": True}})
-    if plan.has("nginx") and TLS_EXERCISE in plan.exercises:   # lab 02: nginx's certificate, the stack's CA
+    if plan.has("nginx") and has_tls(plan.lab):   # lab 02: nginx's certificate, the stack's CA
         edge = tls.ensure(home / "tls")
         (directory / "tls").mkdir(mode=0o700, exist_ok=True)
         for source in (edge.certificate_file, edge.key_file):

@@ -44,7 +44,7 @@ from scalelab.plans import Plan, plan_for
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
-from scalelab.runtimes.common.nginx import TLS_EXERCISE, TlsEntry, wait_until_routed
+from scalelab.runtimes.common.nginx import TlsEntry, has_tls, no_tls, wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose.nginx import REDIRECT_PORT, TLS_PORT
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
@@ -370,8 +370,8 @@ class KubernetesRuntime:
     def tls_entry(self) -> TlsEntry:
         """nginx's HTTPS and the plain port that redirects to it (lab 02), through port-forwards
         to the nginx pod (the port the redirect names is the HTTPS forward's)."""
-        if not self.lab or TLS_EXERCISE not in plan_for(self.lab).exercises:
-            raise ScalelabError(f"lab {self.lab}'s nginx serves no HTTPS: TLS at the edge is lab 02's")
+        if not has_tls(self.lab):
+            raise no_tls(self.lab)
         https, redirect = self._forward("nginx-1", TLS_PORT), self._forward("nginx-1", REDIRECT_PORT)
         return TlsEntry(f"https://127.0.0.1:{https}", f"http://127.0.0.1:{redirect}", self.home / "tls" / "ca.pem",
                         self.home / "tls" / "edge.pem")

@@ -21,19 +21,19 @@ import httpx
 import psutil
 
 from scalelab import binaries, tls
-from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.errors import ServiceFailed
 from scalelab.paths import IS_ROOT, nobody_scratch
-from scalelab.plans import plan_for
 from scalelab.ports import free_port
 from scalelab.process import ProcessRecord
 from scalelab.runtimes.common.nginx import (
     FRONTS,
     TEMPLATE,
-    TLS_EXERCISE,
     TlsEntry,
     _not_configured,
     expand,
+    has_tls,
     install_tested,
+    no_tls,
     tls_source,
     upstream_source,
     wait_until_routed,
@@ -83,7 +83,7 @@ def _tls_values(rt, rec: ProcessRecord) -> dict[str, str] | None:
 
 def tls_entry(rt, rec: ProcessRecord) -> TlsEntry:
     if "tls_port" not in rec.meta:
-        raise ScalelabError(f"lab {rt.lab}'s nginx serves no HTTPS: TLS at the edge is lab 02's")
+        raise no_tls(rt.lab)
     return TlsEntry(f"https://127.0.0.1:{rec.meta['tls_port']}", f"http://127.0.0.1:{rec.meta['redirect_port']}",
                     rt.home / "tls" / "ca.pem", rt.home / "tls" / "edge.pem")
 
@@ -154,7 +154,7 @@ def record(rt, name: str, port: int) -> ProcessRecord:
     # SIGQUIT is nginx's graceful shutdown: finish the requests in flight, then exit.
     rec = ProcessRecord(name=name, argv=_command(rt, name), log=str(rt.home / f"logs/{name}.log"),
                         port=port, stop_signal=signal.SIGQUIT)
-    if TLS_EXERCISE in plan_for(rt.lab).exercises:       # lab 02: HTTPS, and a plain port that redirects
+    if has_tls(rt.lab):                                   # lab 02: HTTPS, and a plain port that redirects
         before = getattr(rt.procs.get(name), "meta", {})  # a restarted nginx keeps its ports, like its entry
         rec.meta.update({key: before.get(key) or free_port() for key in ("tls_port", "redirect_port")})
     write_config(rt, rec, strict=False)
