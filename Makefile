@@ -82,17 +82,17 @@ test: $(STAMP) lint tools-lab1 tools-lab3 tools-lab7 tools-rabbitmq  ## run ever
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test: the kind suite was NOT run either — it needs the same Docker engine"; exit 0; \
 	elif [ $$status -ne 0 ]; then exit $$status; fi; \
-	echo "make test: the compose suite (containers from stack/deploy, every solution notebook with RUNTIME=compose)"; \
+	echo "make test: the compose suite (containers from stack/deploy, the solution notebooks of two labs a day in turn with RUNTIME=compose; every one: make test-compose)"; \
 	SCALELAB_REQUIRE_COMPOSE=1 $(BIN)/python -m pytest -m compose
-	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, labs 01, 03 and 06 on it; what kind needs is built first where missing; every lab: make test-kind)"
+	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, labs 01 and 06 on it; what kind needs is built first where missing; every lab: make test-kind)"
 	@$(MAKE) --no-print-directory test-kind KIND_TESTS="kind and not kind_sweep"
 
 test-fast: $(STAMP)  ## the tests without executing notebooks or Docker
 	$(BIN)/python -m pytest -m "not notebook and not compose and not kind"
 
-test-compose: $(STAMP)  ## the compose suite alone (installs/starts Docker as root on Debian: stack/deploy/ensure-docker.sh)
+test-compose: $(STAMP)  ## the compose suite alone, every solution notebook on compose (installs/starts Docker as root on Debian: stack/deploy/ensure-docker.sh)
 	stack/deploy/ensure-docker.sh
-	SCALELAB_REQUIRE_COMPOSE=1 $(BIN)/python -m pytest -m compose
+	SCALELAB_REQUIRE_COMPOSE=1 SCALELAB_COMPOSE_LABS=$${SCALELAB_COMPOSE_LABS:-all} $(BIN)/python -m pytest -m compose
 
 test-kind: $(STAMP)  ## the kind suite on a real cluster (runs make kind-offline first when kind or its node image is missing)
 	$(WITH_KIND) stack/deploy/kind-offline/ensure.sh

@@ -18,22 +18,42 @@ REQUIRED = {"compose": "SCALELAB_REQUIRE_COMPOSE", "kind": "SCALELAB_REQUIRE_KIN
 LABS_COUNT = 8
 
 
-def full_labs(today: date | None = None) -> list[int]:
-    """The labs whose solution runs with its default parameters (FAST=False, what a learner runs)
-    in this run: one a day in turn (all eight take over an hour on a 2-core machine), or
-    SCALELAB_FULL_LABS ("all", or numbers such as "1,4")."""
-    chosen = os.environ.get("SCALELAB_FULL_LABS", "").strip()
+def labs_in_turn(count: int, today: date | None = None) -> list[int]:
+    """``count`` labs spread evenly over the eight, starting from today's turn: each lab comes
+    round every ``8 / count`` days."""
+    first = (today or date.today()).toordinal() % LABS_COUNT
+    return sorted({(first + i * LABS_COUNT // count) % LABS_COUNT + 1 for i in range(count)})
+
+
+def chosen_labs(variable: str, count: int, today: date | None = None) -> list[int]:
+    """The labs ``variable`` names ("all", or numbers such as "1,4"), else ``count`` in turn."""
+    chosen = os.environ.get(variable, "").strip()
     if chosen == "all":
         return list(range(1, LABS_COUNT + 1))
     if chosen:
         return sorted({int(n) for n in chosen.split(",") if n.strip()})
-    return [(today or date.today()).toordinal() % LABS_COUNT + 1]
+    return labs_in_turn(count, today)
+
+
+def full_labs(today: date | None = None) -> list[int]:
+    """The labs whose solution runs with its default parameters (FAST=False, what a learner runs)
+    in this run, instead of with FAST: one a day in turn (all eight take over half an hour on a
+    2-core machine), or SCALELAB_FULL_LABS."""
+    return chosen_labs("SCALELAB_FULL_LABS", 1, today)
+
+
+def compose_labs(today: date | None = None) -> list[int]:
+    """The labs whose solution notebook runs on compose in this run: two a day in turn (every lab
+    every four days; all eight take ~17 min), or SCALELAB_COMPOSE_LABS (make test-compose: all)."""
+    return chosen_labs("SCALELAB_COMPOSE_LABS", 2, today)
 
 
 def pytest_report_header(config):
-    labs = ", ".join(f"{n:02d}" for n in full_labs())
-    return (f"default parameters (FAST=False) this run: lab {labs} on local — one lab a day in turn "
-            "(all eight take over an hour); SCALELAB_FULL_LABS=all runs every one")
+    def named(labs):
+        return ", ".join(f"{n:02d}" for n in labs)
+    return (f"in turn this run: lab {named(full_labs())} with its default parameters (FAST=False) on local, "
+            f"solution notebooks of labs {named(compose_labs())} on compose — SCALELAB_FULL_LABS=all and "
+            "SCALELAB_COMPOSE_LABS=all run every one")
 
 
 def pytest_collection_modifyitems(config, items):
