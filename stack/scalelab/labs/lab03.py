@@ -5,6 +5,7 @@ import inspect
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import httpx
@@ -52,6 +53,27 @@ def fire(url: str, total: int, headers: dict | None = None, concurrency: int = 3
                         "error": body.get("error") if isinstance(body, dict) else None}
             return await asyncio.gather(*map(one, range(total)))
     return pd.DataFrame(aio.run(go()))
+
+
+def bursts(url: str, names: list[str], each: int, window: float,
+           tries: int = 3) -> tuple[dict[str, pd.DataFrame], float]:
+    """Clients named after ``names`` (fresh ids) each send ``each`` GETs at once, all at the same
+    moment: one frame per client id, and the seconds the slowest burst took. A burst longer than
+    one window may have met two of its windows (two budgets): no verdict, so they all run again
+    with fresh ids, ``tries`` times at most; the last bursts are returned whatever they took."""
+    def timed(client: str) -> tuple[pd.DataFrame, float]:
+        started = time.monotonic()
+        frame = fire(url, each, {"X-Client-Id": client}, concurrency=each)
+        return frame, time.monotonic() - started
+
+    for _ in range(tries):
+        clients = [f"{name}-{uuid.uuid4().hex[:6]}" for name in names]
+        with ThreadPoolExecutor(len(clients)) as pool:
+            results = list(pool.map(timed, clients))
+        span = max(seconds for _, seconds in results)
+        if span < window:
+            break
+    return {client: frame for client, (frame, _) in zip(clients, results, strict=True)}, span
 
 
 def signed_up(api: httpx.Client, name: str) -> tuple[dict, dict]:
