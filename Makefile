@@ -84,7 +84,7 @@ test: $(STAMP) lint tools-lab1 tools-lab3 tools-lab7 tools-rabbitmq  ## run ever
 	elif [ $$status -ne 0 ]; then exit $$status; fi; \
 	echo "make test: the compose suite (containers from stack/deploy, the solution notebooks of two labs a day in turn with RUNTIME=compose; every one: make test-compose)"; \
 	SCALELAB_REQUIRE_COMPOSE=1 $(BIN)/python -m pytest -m compose
-	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, labs 01 and 06 on it; what kind needs is built first where missing; every lab: make test-kind)"
+	@echo "make test: the kind smoke suite (a real cluster from kind-config.yaml, lab 06 on it; what kind needs is built first where missing; every lab: make test-kind)"
 	@$(MAKE) --no-print-directory test-kind KIND_TESTS="kind and not kind_sweep"
 
 test-fast: $(STAMP)  ## the tests without executing notebooks or Docker
