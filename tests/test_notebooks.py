@@ -19,7 +19,7 @@ from scalelab import Stack
 from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import plan_for
 
-from conftest import compose_labs, full_labs, unavailable
+from conftest import LABS_AFTER_LAB05_CRASH, compose_labs, full_labs, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "notebooks"
@@ -39,7 +39,6 @@ RUNTIMES = [pytest.param("local", id="local", marks=pytest.mark.timeout(NOTEBOOK
 # metrics come late), solution and unfilled, is the kind smoke set `make test` runs (~3 and ~1 min;
 # each other lab's solution ~4 min); `make test-kind` runs every lab (`kind_sweep`: the others, an
 # hour or more on a busy 2-core machine).
-KIND_SMOKE_SOLUTIONS = {6}
 KIND_SMOKE_LABS = {6}
 # kind ones only under `-m kind` (make test-kind). On kind a lab's stack starts in minutes and
 # every single-member call goes through the API server: a notebook takes several times as long.
@@ -80,8 +79,7 @@ def lab_number_of(path: Path) -> int:
 # is not listed for compose at all: Stack(runtime="compose") refuses it in one line, tested below).
 def marks(nb: Path, rt) -> list:
     """The runtime's marks; on kind, the labs beyond the smoke set are also ``kind_sweep``."""
-    smoke = KIND_SMOKE_SOLUTIONS if nb.parent.name == "solutions" else KIND_SMOKE_LABS
-    if rt.values[0] == "kind" and lab_number_of(nb) not in smoke:
+    if rt.values[0] == "kind" and lab_number_of(nb) not in KIND_SMOKE_LABS:
         return [*rt.marks, pytest.mark.kind_sweep]
     return list(rt.marks)
 
@@ -91,7 +89,7 @@ def marks(nb: Path, rt) -> list:
 # (a harder start than a fresh one). On compose, two labs a day in turn (conftest.compose_labs).
 def runs_here(lab: int, runtime: str) -> bool:
     if runtime == "local":
-        return lab not in full_labs() and lab not in (7, 8)
+        return lab not in full_labs() and lab not in LABS_AFTER_LAB05_CRASH
     return runtime != "compose" or lab in compose_labs()
 
 
