@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint lab-% tools-lab1 tools-lab3 tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
+.PHONY: help setup lint lab-% tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -41,12 +41,16 @@ lab-%: $(STAMP)  ## bring lab N's stack up (re-uses a running one), e.g. make la
 	$(SCALELAB) up --lab $*
 
 lab-1: tools-lab1                 # lab 01's real load tools (ab, Vegeta)
+lab-2: tools-lab2                 # lab 02's Express replica (Node.js and its npm packages)
 lab-3: tools-lab3                 # lab 03's real-client step (valkey-cli) on local
 lab-7: tools-lab7 tools-rabbitmq   # lab 07's stack runs a Prometheus server and RabbitMQ (the recipe is lab-%'s)
 lab-5 lab-8: tools-rabbitmq        # labs 05 and 08 run RabbitMQ
 
 tools-lab1:  ## make ab and Vegeta available for lab 01's load-tools step (as root on Debian: apt-get install apache2-utils; Vegeta built with go install); else one line naming the install
 	@stack/deploy/ensure-load-tools.sh || true
+
+tools-lab2:  ## make Node.js and the Express replica's npm packages available for lab 02's step 10 on local (as root on Debian: apt-get install nodejs npm; then npm ci in stack/shop-node)
+	@stack/deploy/ensure-node.sh || true
 
 tools-lab3:  ## make valkey-cli / redis-cli available for lab 03's real-client step on local (as root on Debian: apt-get install redis-tools)
 	@stack/deploy/ensure-redis-cli.sh || true
@@ -77,7 +81,7 @@ lint: $(STAMP)  ## the lint and type gate make test starts with: ruff and mypy o
 	$(BIN)/ruff check stack
 	$(BIN)/mypy
 
-test: $(STAMP) lint tools-lab1 tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: lint, service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
+test: $(STAMP) lint tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: lint, service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
 	$(BIN)/python -m pytest -m "not compose and not kind"
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test: the kind suite was NOT run either — it needs the same Docker engine"; exit 0; \

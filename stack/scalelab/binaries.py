@@ -137,6 +137,40 @@ def epmd() -> Path:
 FINDERS = {"postgres": postgres, "redis": redis, "nginx": nginx, "prometheus": prometheus, "rabbitmq": rabbitmq}
 
 
+SHOP_NODE = Path(__file__).resolve().parents[1] / "shop-node"   # lab 02's Express replica (stack/shop-node)
+NODE_MIN_MAJOR = 18
+NODE_FIX = "install Node.js >= 18 (Debian/Ubuntu: apt-get install nodejs npm; macOS: brew install node) or set NODE_BIN"
+
+
+def node() -> Binary:
+    """Node.js for the Express replica of lab 02 (``express-1``): NODE_BIN, else PATH; 18 or newer."""
+    if env := os.environ.get("NODE_BIN"):
+        found = _checked("node", Path(env), "NODE_BIN", "NODE_BIN")
+    elif which := shutil.which("node") or shutil.which("nodejs"):
+        found = Binary("node", Path(which), "PATH")
+    else:
+        raise RuntimeUnavailable(f"node not found: the Express replica needs it — {NODE_FIX}")
+    version = found.version().lstrip("v")
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < NODE_MIN_MAJOR:
+        raise RuntimeUnavailable(f"node {version} at {found.path} is too old for the Express replica — {NODE_FIX}")
+    return found
+
+
+def express_app() -> Path:
+    """stack/shop-node with its npm packages installed (``npm ci`` from the lockfile, once, as
+    ``make setup`` does); one line naming the fix when they cannot be."""
+    if (SHOP_NODE / "node_modules" / "express" / "package.json").exists():
+        return SHOP_NODE
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeUnavailable(f"the Express replica's packages are not installed and npm is not found — {NODE_FIX}")
+    out = subprocess.run([npm, "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=SHOP_NODE, capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeUnavailable(f"npm ci in {SHOP_NODE} failed: {(out.stderr or out.stdout).strip()[-300:]}")
+    return SHOP_NODE
+
+
 def _checked(name: str, path: Path, origin: str, env: str) -> Binary:
     if not os.access(path, os.X_OK):
         raise RuntimeUnavailable(f"{name}: {path} (from {env}) is not an executable — fix {env}")

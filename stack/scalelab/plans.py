@@ -32,7 +32,7 @@ PLANS = {
             exercises=("user_queries", "pool", "avatar_cache"), settings={"SHOP_DEBUG_MEMORY": "true"},
             runtimes=EVERYWHERE),
     2: Plan(2, "load balancing: nginx over replicas, failover, stateless auth",
-            {"postgres": 1, "users": 3, "nginx": 1},
+            {"postgres": 1, "users": 3, "express": 0, "nginx": 1},   # express: the Node replica, scaled in step 10
             exercises=("upstream", "tokens", "tls"), settings={**AUTH}, runtimes=(*EVERYWHERE, "kubernetes")),
     3: Plan(3, "redis cache-aside and rate limiting", {"postgres": 1, "redis": 1, "users": 3, "nginx": 1},
             exercises=("user_cache", "rate_limit"),

@@ -284,6 +284,79 @@ tokens = Exercise(
 )
 
 
+# -- replicas in two languages: FastAPI and Express behind one upstream ---------------------------
+EXPRESS = "express"   # the Express replica's service (stack/shop-node): members express-1, ...
+
+
+def spread(base_url: str, path: str, requests: int = 80) -> pd.Series:
+    """How many of ``requests`` GETs of ``path`` through nginx each replica served (X-Instance);
+    a failed answer counts under its status (e.g. ``"502"``), never silently."""
+    seen: Counter = Counter()
+    with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_S) as client:
+        for _ in range(requests):
+            answer = client.get(path)
+            seen[answer.headers.get("x-instance", "?") if answer.status_code == 200 else str(answer.status_code)] += 1
+    return pd.Series(seen, name="requests").sort_index()
+
+
+def across_languages(stack) -> pd.DataFrame:
+    """One account handled by both kinds of replica, each asked directly (no nginx): created by
+    Express, logged in on FastAPI (Python checks Node's scrypt hash), changed on Express with
+    FastAPI's token and on every FastAPI replica with Express's token (your verify_token checks
+    Node's JWT), a forged token refused by both, deleted on one and gone on the other. One row
+    per step: who did it, the status it answered, the status the contract says."""
+    python, node = stack.members("users"), stack.members(EXPRESS)
+    if not python or not node:
+        raise ScalelabError(f"this needs FastAPI and Express replicas: run stack.scale({EXPRESS!r}, 1) first "
+                            f"(running: {', '.join(python + node) or 'none'})")
+    url = stack.member_url
+    email, password = f"polyglot-{uuid.uuid4().hex[:8]}@example.com", secrets.token_urlsafe(12)
+    rows: list[dict] = []
+
+    def step(what: str, member: str, expected: int, method: str, path: str, token: str | None = None, **kw):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.request(method, f"{url(member)}{path}", headers=headers, timeout=10, **kw)
+        body = answer.json() if answer.content and "json" in answer.headers.get("content-type", "") else {}
+        rows.append({"step": what, "served by": answer.headers.get("x-instance", member),
+                     "status": answer.status_code, "expected": expected,
+                     "error": body.get("error", "") if isinstance(body, dict) else ""})
+        return body if answer.status_code == expected else None
+
+    created = step("sign up (password hashed in Node)", node[0], 201, "POST", "/users",
+                   json={"email": email, "name": "Ada Polyglot", "password": password})
+    user = f"/users/{created['id']}" if created else "/users/0"
+    login = {"email": email, "password": password}
+    from_python = step("log in (Python checks Node's hash)", python[0], 200, "POST", "/auth/token", json=login)
+    from_node = step("log in (Node checks its own hash)", node[0], 200, "POST", "/auth/token", json=login)
+    python_token = from_python["access_token"] if from_python else None
+    node_token = from_node["access_token"] if from_node else None
+    step("PATCH with FastAPI's token (Node checks it)", node[0], 200, "PATCH", user, python_token,
+         json={"name": "Changed by Express"})
+    for member in python:
+        step("PATCH with Express's token (your verify_token)", member, 200, "PATCH", user, node_token,
+             json={"name": f"Changed by {member}"})
+    forged_token = forged(node_token, sub="1") if node_token else "x.y.z"
+    for member in (python[0], node[0]):
+        step("PATCH with a forged token (sub edited)", member, 401, "PATCH", user, forged_token,
+             json={"name": "Mallory"})
+    read = step("read back (the same row, the same JSON)", node[0], 200, "GET", user)
+    if read is not None and read.get("name") != f"Changed by {python[-1]}":
+        rows[-1]["status"], rows[-1]["error"] = -1, f"name is {read.get('name')!r}: the last PATCH was lost"
+    step("delete with Express's token", python[0], 204, "DELETE", user, node_token)
+    step("gone for the other kind too", node[0], 404, "GET", user)
+    return pd.DataFrame(rows)
+
+
+def check_across_languages(table: pd.DataFrame) -> str:
+    """One line when every step answered what the contract says; else the steps that did not."""
+    wrong = table[table.status != table.expected]
+    if len(wrong):
+        raise CheckFailed("; ".join(f"{r.step} on {r['served by']}: {r.status} {r.error} (expected {r.expected})"
+                                    for _, r in wrong.iterrows()))
+    kinds = sorted(set(table["served by"]))
+    return f"{len(table)} steps, every answer as the contract says, served by {', '.join(kinds)}"
+
+
 # -- exercise 3: HTTPS at the edge ------------------------------------------------------------
 TLS_FILE = "tls.conf"
 PERMANENT_KEEPS_METHOD = (307, 308)      # a client must repeat the method and the body

@@ -51,6 +51,9 @@ IMAGES = [
           _files(DEPLOY / "nginx/Dockerfile", DEPLOY / "nginx/compose.conf")),
     Image("prometheus", DEPLOY / "prometheus", DEPLOY / "prometheus/Dockerfile", _files(DEPLOY / "prometheus")),
     Image("rabbitmq", DEPLOY / "rabbitmq", DEPLOY / "rabbitmq/Dockerfile", _files(DEPLOY / "rabbitmq")),
+    Image("shop-node", STACK / "shop-node", DEPLOY / "shop-node/Dockerfile",   # lab 02's Express replica
+          _files(DEPLOY / "shop-node", *(STACK / "shop-node" / name for name in
+                                         ("package.json", "package-lock.json", "openapi.json", "src")))),
 ]
 
 

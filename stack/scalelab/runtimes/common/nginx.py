@@ -23,6 +23,9 @@ from scalelab.plans import plan_for
 from scalelab.waiting import wait_until
 
 FRONTS = "users"            # while nginx runs, the stack's url("users") is nginx's URL
+# The services whose members nginx balances over: the FastAPI replicas, and lab 02's Express ones
+# (stack/shop-node: the same API on the same database, in another language).
+UPSTREAM = ("users", "express")
 EXERCISE = "upstream"       # the plan's exercise name; the learner's file is upstream.conf
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "nginx"
 TEMPLATE = DEPLOY / "nginx.conf.template"

@@ -26,6 +26,7 @@ from scalelab.runtimes.common.nginx import (  # one template, one upstream sourc
     FRONTS,
     REFERENCE,
     TEMPLATE,
+    UPSTREAM,
     TlsEntry,
     _not_configured,
     expand,
@@ -85,7 +86,7 @@ def conf_dir(rt) -> Path:
 
 
 def _addresses(rt, exclude: frozenset = frozenset()) -> list[str]:
-    return [f"{address}:{MEMBER_PORT}" for member in rt.members(FRONTS)
+    return [f"{address}:{MEMBER_PORT}" for service in UPSTREAM for member in rt.members(service)
             if member not in exclude and (address := rt.address(member))]
 
 

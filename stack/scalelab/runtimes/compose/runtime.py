@@ -27,7 +27,7 @@ from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.engine import Compose, connect
 from scalelab.runtimes.common.members import no_member
-from scalelab.runtimes.common.nginx import TlsEntry, wait_until_routed
+from scalelab.runtimes.common.nginx import UPSTREAM, TlsEntry, wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose import nginx as compose_nginx
 from scalelab.runtimes.compose import prometheus as compose_prometheus
@@ -42,12 +42,13 @@ FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 # service, the Celery workers (their metrics port) and Prometheus (lab 07: compose_prometheus);
 # the relay and the projector (labs 05, 08) listen on nothing.
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080,
-         "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090, "rabbitmq": 5672}
+         "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090, "rabbitmq": 5672,
+         "express": 8000}
 # compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
 # container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
 PORT_VARS = {"postgres": "POSTGRES_PORT", "standby": "STANDBY_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT",
              "nginx": "NGINX_PORT", "orders": "ORDERS_PORT", "worker": "WORKER_PORT",
-             "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT"}
+             "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT", "express": "EXPRESS_PORT"}
 EXTRA_PORT_VARS = {"nginx": ("NGINX_TLS_PORT", "NGINX_REDIRECT_PORT")}   # lab 02's HTTPS and its redirect
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis", "rabbitmq")
@@ -295,7 +296,7 @@ class ComposeRuntime:
 
     def _members_changed(self, service: str, restarted: str | None = None, without: set | None = None) -> None:
         compose_prometheus.members_changed(self, service, without or set())   # its scrape targets
-        if FRONTS.get("nginx") != service or not self.members("nginx"):
+        if service not in UPSTREAM or not self.members("nginx"):
             return
         for member in self.members("nginx"):
             if self._container(member).status != "running":
@@ -426,7 +427,7 @@ class ComposeRuntime:
         probe = {"postgres": self._postgres_ready, "standby": lambda m: compose_standby.ready(self, m),
                  "prometheus": lambda m: compose_prometheus.ready(self, m),
                  "users": self._users_ready, "redis": self._redis_ready, "rabbitmq": self._rabbitmq_ready,
-                 "nginx": self._nginx_ready, "orders": self._users_ready,
+                 "nginx": self._nginx_ready, "orders": self._users_ready, "express": self._users_ready,
                  **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]
         def answers() -> bool:
             container = self._container(member)

@@ -23,8 +23,10 @@ from collections.abc import Set as AbstractSet
 import httpx
 
 from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab.plans import plan_for
 from scalelab.runtimes.common.nginx import (
     FRONTS,
+    UPSTREAM,
     explain,
     has_tls,
     install_tested,
@@ -46,11 +48,21 @@ _WORKERS = ("import os\nfor pid in os.listdir('/proc'):\n    try:\n"
 _WRITE = "import os, sys; open(sys.argv[1], 'w').write(sys.argv[2])"
 
 
+def _upstream_services(rt) -> list[str]:
+    """The services nginx balances over that this lab runs (users; lab 02's express too)."""
+    plan = plan_for(rt.lab)
+    return [service for service in UPSTREAM if plan.has(service)]
+
+
 def _upstream_members(rt, without: AbstractSet[str]) -> dict[str, str]:
-    """member -> pod IP:port of every ready users pod, but ``without``."""
-    pods = {p.metadata.name: p for p in rt._pods(FRONTS)}
-    return {member: f"{pods[pod].status.pod_ip}:{MEMBER_PORT}" for member, pod in rt._members_of(FRONTS).items()
-            if pod in pods and member not in without and ready(pods[pod]) and pods[pod].status.pod_ip}
+    """member -> pod IP:port of every ready pod behind nginx (users, express), but ``without``."""
+    found = {}
+    for service in _upstream_services(rt):
+        pods = {p.metadata.name: p for p in rt._pods(service)}
+        found.update({member: f"{pods[pod].status.pod_ip}:{MEMBER_PORT}"
+                      for member, pod in rt._members_of(service).items()
+                      if pod in pods and member not in without and ready(pods[pod]) and pods[pod].status.pod_ip})
+    return found
 
 
 def _exec(rt, member: str, argv: list[str]) -> tuple[int, str]:
@@ -91,7 +103,8 @@ def configure(rt, strict: bool, without: AbstractSet[str] = frozenset()) -> None
                               functools.partial(_install, rt, member, generation),
                               upstream, origin, strict, tls_source(rt) if tls_values else (None, ""))
     rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
-    rt.names.routed[FRONTS] = sorted(routed)
+    for service in _upstream_services(rt):   # what follow_members compares with the ready pods
+        rt.names.routed[service] = sorted(m for m in routed if m.rsplit("-", 1)[0] == service)
     rt._save()
 
 
@@ -144,10 +157,10 @@ def configured(rt) -> bool:
 
 
 def members_changed(rt, service: str, without: AbstractSet[str] = frozenset(), restarted: str | None = None) -> None:
-    """The users pods changed: nginx's upstream follows. ``without``: members about to leave (out
+    """The pods behind nginx changed: its upstream follows. ``without``: members about to leave (out
     of rotation before they stop). ``restarted``: a member back, ready — wait until nginx
     routes to it again before a rolling restart moves on (bounded)."""
-    if service != FRONTS or not [p for p in rt._members_of("nginx").values() if p]:
+    if service not in UPSTREAM or not [p for p in rt._members_of("nginx").values() if p]:
         return
     configure(rt, strict=False, without=without)
     if restarted and configured(rt):

@@ -44,7 +44,7 @@ from scalelab.plans import Plan, plan_for
 from scalelab.runtimes.common import images as compose_images
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
-from scalelab.runtimes.common.nginx import TlsEntry, has_tls, no_tls, wait_until_routed
+from scalelab.runtimes.common.nginx import UPSTREAM, TlsEntry, has_tls, no_tls, wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose.nginx import REDIRECT_PORT, TLS_PORT
 from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
@@ -56,7 +56,7 @@ from scalelab.waiting import wait_until
 K8S = render.K8S
 # Each service's port inside its pods (relay and projector listen on nothing).
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080, "orders": 8000,
-         "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672}
+         "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672, "express": 8000}
 FRONTS = {"nginx": "users"}            # while nginx runs, url("users") is the entry (nginx)
 STATEFUL = {"postgres", "standby", "rabbitmq"}   # StatefulSets (a volume each); the others are Deployments
 READY_TIMEOUT = float(os.environ.get("SCALELAB_KIND_READY_TIMEOUT", "300"))
@@ -456,7 +456,7 @@ class KubernetesRuntime:
             raise ScalelabError(f"replicas must be >= 0, got {replicas}")
         current = [m for m, pod in self._members_of(service).items() if pod]
         leaving = current[replicas:]
-        if leaving and service == FRONTS.get("nginx"):
+        if leaving and service in UPSTREAM:
             nginx.members_changed(self, service, without=set(leaving))   # out of rotation first
         followers = {}
         for member in leaving:
@@ -569,7 +569,7 @@ class KubernetesRuntime:
         for other, other_pod in self._members_of(service).items():
             if other != member and other_pod is not None:
                 self._wait_member_ready(other)
-        if service == FRONTS.get("nginx"):
+        if service in UPSTREAM:
             nginx.members_changed(self, service, without={member})
         self._sync_workspace()                       # the replacement mounts the learner's files as they are now
         self.names.starting(service, member)
@@ -610,7 +610,7 @@ class KubernetesRuntime:
 
     def _members_changed(self, service: str, restarted: str | None = None) -> None:
         """Pods of ``service`` came or went: nginx's upstream follows (as an ingress controller's)."""
-        if service == FRONTS.get("nginx") and plan_for(cast(int, self.lab)).has("nginx"):
+        if service in UPSTREAM and plan_for(cast(int, self.lab)).has("nginx"):
             nginx.members_changed(self, service, restarted=restarted)
         elif service == "nginx":
             nginx.configure(self, strict=False)

@@ -28,6 +28,7 @@ from scalelab.process import ProcessRecord
 from scalelab.runtimes.common.nginx import (
     FRONTS,
     TEMPLATE,
+    UPSTREAM,
     TlsEntry,
     _not_configured,
     expand,
@@ -68,7 +69,7 @@ def _command(rt, name: str, *args: str) -> list[str]:
 
 
 def _addresses(rt) -> list[str]:
-    return [f"127.0.0.1:{rt.procs[member].port}" for member in rt.members(FRONTS)]
+    return [f"127.0.0.1:{rt.procs[member].port}" for service in UPSTREAM for member in rt.members(service)]
 
 
 def _tls_values(rt, rec: ProcessRecord) -> dict[str, str] | None:
@@ -191,8 +192,8 @@ def reload(rt, rec: ProcessRecord) -> None:
 
 
 def on_members_changed(rt, service: str) -> None:
-    """The fronted service gained or lost members: reload with the new upstream list."""
-    if service != FRONTS:
+    """A service behind nginx gained or lost members: reload with the new upstream list."""
+    if service not in UPSTREAM:
         return
     for name in rt.members("nginx"):
         if rt.procs[name].alive():
@@ -203,7 +204,7 @@ def on_member_restarted(rt, member: str, timeout: float = 15.0) -> None:
     """After a member of the fronted service restarted: make sure nginx knows its address,
     then wait (bounded) until nginx sends it requests again — a rolling restart goes on
     to the next member only when this one is back in rotation."""
-    if member.rsplit("-", 1)[0] != FRONTS:
+    if member.rsplit("-", 1)[0] not in UPSTREAM:
         return
     address = f"127.0.0.1:{rt.procs[member].port}"
     for name in rt.members("nginx"):

@@ -18,6 +18,7 @@ from scalelab.process import ProcessRecord
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import TlsEntry
+from scalelab.runtimes.local import express as local_express
 from scalelab.runtimes.local import nginx as local_nginx
 from scalelab.runtimes.local import orders as local_orders
 from scalelab.runtimes.local import projector as local_projector
@@ -41,6 +42,7 @@ SERVICES.update({"orders": local_orders, "worker": local_worker})   # lab 05
 SERVICES.update({"relay": local_projector.relay, "projector": local_projector})   # lab 08
 SERVICES.update({"prometheus": local_prometheus})                  # lab 07
 SERVICES.update({"rabbitmq": local_rabbitmq})                      # labs 05, 07, 08: the durable broker
+SERVICES.update({"express": local_express})                        # lab 02: the user service in Node/Express
 
 STORES = ("postgres", "standby", "redis", "rabbitmq")   # stopped last, after the services that use them
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
@@ -83,8 +85,9 @@ class LocalRuntime:
         if self.running_lab() not in (None, plan.lab):
             self.down()
         self.lab, self.workspace = plan.lab, workspace
-        for service in plan.replicas:   # a missing binary fails the whole stack before anything starts
-            getattr(SERVICES.get(service), "preflight", lambda rt: None)(self)
+        for service, replicas in plan.replicas.items():   # a missing binary fails the stack before anything starts
+            if replicas:
+                self._preflight(service)
         started = False
         if plan.has("postgres"):
             started |= self._ensure_postgres()
@@ -164,6 +167,8 @@ class LocalRuntime:
         if replicas < 0:
             raise ScalelabError(f"replicas must be >= 0, got {replicas}")
         current = self.members(service)
+        if replicas > len(current):
+            self._preflight(service)
         self._ensure_members(service, range(1, replicas + 1))
         # Scaling in: take members out of rotation first (reload), then stop them.
         removed = [self.procs.pop(name) for name in current[replicas:]]
@@ -172,6 +177,9 @@ class LocalRuntime:
         for rec in removed:
             rec.stop()
         self._save()
+
+    def _preflight(self, service: str) -> None:
+        getattr(SERVICES.get(service), "preflight", lambda rt: None)(self)
 
     def _members_changed(self, service: str, restarted: str | None = None) -> None:
         """Tell the other services (e.g. a load balancer) that ``service``'s members changed,
