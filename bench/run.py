@@ -2,6 +2,7 @@
 
 Request-path ladder at one concurrency for a bounded time (wrk; Locust if wrk is missing):
   1. bare uvicorn "hello" (the framework's ceiling here)   2. GET /users/{id} on one process
+  2f/2e. the same on one FastAPI and on one Express replica of lab 02 (the contract in two languages)
   3. the same through nginx over 2 replicas                 4. the same with the Redis cache warm
   5. the stores' ceilings: redis-benchmark GET and pgbench -S on the same servers
 Rungs 1-4 run twice: at concurrency 64 (throughput: on a saturated 2-core machine a closed
@@ -40,6 +41,7 @@ import psutil
 
 from bench.durability import durability
 from scalelab import Stack, db, load
+from scalelab.errors import RuntimeUnavailable
 from scalelab.plans import PLANS
 from scalelab.ports import free_port
 from scalelab.process import ProcessRecord
@@ -202,14 +204,39 @@ def rung_one_process(workdir: Path, seconds: float) -> list[dict]:
         return rows + [pgbench_select(stack, seconds)]
 
 
+def member_pids(stack, member: str) -> list:
+    status = stack.status()
+    return list(status.loc[status.member == member, "pid"])
+
+
 def rung_nginx(workdir: Path, seconds: float) -> list[dict]:
-    """Rung 3: the same through nginx over 2 replicas (lab 02)."""
+    """Rungs 2f/2e: GET /users/{id} on one FastAPI and on one Express replica of lab 02, each asked
+    directly, side by side on the same database (the same contract in two languages); then rung 3:
+    the same through nginx over 2 FastAPI replicas."""
     if 2 not in PLANS:
         return []
     with solved_stack(2, workdir / "lab2") as stack:
+        paths = user_paths(stack)
+        rows = []
+        if express_runs(stack):
+            for member, label in (("users-1", "2f one FastAPI replica (lab 02)"),
+                                  ("express-1", "2e one Express replica (lab 02)")):
+                rows += rung_pair(stack.member_url(member), paths, seconds, label,
+                                  server_pids=member_pids(stack, member))
+            stack.scale("express", 0)
         stack.scale("users", 2)
-        return rung_pair(stack.url("users"), user_paths(stack), seconds, "3 via nginx, 2 replicas",
-                         server_pids=stack.status().pid)
+        return rows + rung_pair(stack.url("users"), paths, seconds, "3 via nginx, 2 replicas",
+                                server_pids=stack.status().pid)
+
+
+def express_runs(stack) -> bool:
+    """The Express replica up beside the FastAPI ones; False (said) where Node is missing."""
+    try:
+        stack.scale("express", 1)
+        return True
+    except RuntimeUnavailable as exc:
+        print(f"bench: no Express rung: {exc}")
+        return False
 
 
 def rung_cache(workdir: Path, seconds: float) -> list[dict]:

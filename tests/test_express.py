@@ -1,5 +1,6 @@
 """Lab 02's Express replica (stack/shop-node) keeps the user service's contract, on a solved lab 02
-stack with ``express-1`` beside the three FastAPI replicas (local; compose under ``-m compose``).
+stack with ``express-1`` beside the three FastAPI replicas (local; compose under ``-m compose``;
+kind in ``make test-kind``).
 
 * The contract it publishes is the FastAPI service's own document cut to its paths
   (tools/node_contract.py), and is not stale.
@@ -35,7 +36,8 @@ DRAWN_SEED = int(os.environ.get("SCALELAB_FUZZ_SEED") or secrets.randbelow(2**31
 JSON = {"content-type": "application/json"}
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("compose", marks=pytest.mark.compose)])
+@pytest.fixture(scope="module", params=["local", pytest.param("compose", marks=pytest.mark.compose),
+                                        pytest.param("kind", marks=[pytest.mark.kind, pytest.mark.kind_sweep])])
 def lab2(request, tmp_path_factory):
     stack = completed_stack(tmp_path_factory.mktemp(f"express-{request.param}"), 2, request.param)
     stack.scale("express", 1)
@@ -176,7 +178,7 @@ def jwt_secret(stack) -> str:
     if stack.runtime_name == "local":
         from scalelab.runtimes.local import users as local_users
         return local_users.jwt_secret(stack.runtime)
-    from scalelab.runtimes.compose import env as compose_env
+    from scalelab.runtimes.compose import env as compose_env   # the kubernetes runtimes keep theirs there too
     return compose_env.passwords(stack.runtime.home)["jwt"]
 
 

@@ -170,4 +170,4 @@ function createApp(settings, pool) {
   return app;
 }
 
-module.exports = { createApp };
+module.exports = { createApp, allowed };

@@ -28,7 +28,10 @@ async function composeName(service) {
   const resolver = new dns.promises.Resolver({ timeout: 2000, tries: 1 });   // the DNS server, not /etc/hosts
   for (const address of addresses) {
     try {
-      for (const name of await resolver.reverse(address)) {
+      // resolve(PTR), not reverse(): c-ares' reverse drops names that are not valid host names, and
+      // Compose's network names hold an underscore (<project>_default).
+      const arpa = `${address.split(".").reverse().join(".")}.in-addr.arpa`;
+      for (const name of await resolver.resolve(arpa, "PTR")) {
         const m = new RegExp(`[-_]${service}[-_]([0-9]+)\\.`).exec(`${name}.`);
         if (m) return `${service}-${m[1]}`;
       }

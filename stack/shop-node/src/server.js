@@ -4,7 +4,7 @@
 
 const http = require("node:http");
 const config = require("./config");
-const { createApp } = require("./app");
+const { createApp, allowed } = require("./app");
 const { createPool } = require("./db");
 const { resolveInstance } = require("./instance");
 
@@ -23,11 +23,22 @@ async function main() {
     keepAliveTimeout: 5000,
   }, createApp(settings, pool));
   // A request Node cannot even parse: a JSON 400 (uvicorn's, via shop/http_protocol.py), never a bare close.
+  // A well-formed method Node's parser does not know (QUERY on Node 18) is a method the path does
+  // not serve: 405 with Allow, as for any other, or 404 on a path the service does not have.
   server.on("clientError", (err, socket) => {
     if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();
-    const body = JSON.stringify({ error: "bad_request", detail: `the request could not be read: ${err.code || err.message}` });
-    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}`
-      + `\r\nconnection: close\r\nx-instance: ${settings.instance}\r\n\r\n${body}`);
+    let [status, code, detail, extra] = [400, "bad_request", `the request could not be read: ${err.code || err.message}`, ""];
+    const line = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\/[^ ?]*)(?:\?[^ ]*)? HTTP\/1\.[01]\r\n/.exec(
+      err.code === "HPE_INVALID_METHOD" && err.rawPacket ? err.rawPacket.toString("latin1") : "");
+    if (line) {
+      const methods = allowed(line[2]);
+      [status, code, detail] = methods ? [405, "method_not_allowed", "Method Not Allowed"] : [404, "not_found", "Not Found"];
+      if (methods) extra = `allow: ${[...methods, "OPTIONS"].sort().join(", ")}\r\n`;
+    }
+    const reason = { 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed" }[status];
+    const body = JSON.stringify({ error: code, detail });
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}`
+      + `\r\nconnection: close\r\n${extra}x-instance: ${settings.instance}\r\n\r\n${body}`);
   });
   server.listen(settings.port, settings.host, () => {
     console.log(`instance ${settings.instance} ready: node ${process.version} on ${settings.host}:${settings.port}, `
