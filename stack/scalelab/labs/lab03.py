@@ -55,12 +55,23 @@ def fire(url: str, total: int, headers: dict | None = None, concurrency: int = 3
     return pd.DataFrame(aio.run(go()))
 
 
-def bursts(url: str, names: list[str], each: int, window: float,
-           tries: int = 3) -> tuple[dict[str, pd.DataFrame], float]:
-    """Clients named after ``names`` (fresh ids) each send ``each`` GETs at once, all at the same
-    moment: one frame per client id, and the seconds the slowest burst took. A burst longer than
-    one window may have met two of its windows (two budgets): no verdict, so they all run again
-    with fresh ids, ``tries`` times at most; the last bursts are returned whatever they took."""
+def redis_errors(stack) -> int:
+    """Redis commands the rate limiter of every users replica saw fail (each one let a request
+    through: the limiter fails open)."""
+    return sum(httpx.get(f"{stack.member_url(member)}/stats", timeout=10).json()["rate_limit"]["redis_errors"]
+               for member in stack.members("users"))
+
+
+def bursts(stack, path: str, names: list[str], each: int, window: float,
+           tries: int = 4) -> tuple[dict[str, pd.DataFrame], float, int]:
+    """Clients named after ``names`` (fresh ids) each send ``each`` GETs of ``path`` through the
+    stack's entry at once, all at the same moment: one frame per client id, the seconds the slowest
+    burst took, and the Redis errors the limiters met meanwhile. No verdict on bursts longer than
+    one window (they may have met two of its windows: two budgets) nor on bursts during which Redis
+    failed to answer in time (the limiter let those requests through: it fails open): they all
+    run again with fresh ids, ``tries`` times at most; the last bursts are returned whatever happened."""
+    url = f"{stack.url('users')}{path}"
+
     def timed(client: str) -> tuple[pd.DataFrame, float]:
         started = time.monotonic()
         frame = fire(url, each, {"X-Client-Id": client}, concurrency=each)
@@ -68,12 +79,14 @@ def bursts(url: str, names: list[str], each: int, window: float,
 
     for _ in range(tries):
         clients = [f"{name}-{uuid.uuid4().hex[:6]}" for name in names]
+        errors_before = redis_errors(stack)
         with ThreadPoolExecutor(len(clients)) as pool:
             results = list(pool.map(timed, clients))
         span = max(seconds for _, seconds in results)
-        if span < window:
+        failed_open = redis_errors(stack) - errors_before
+        if span < window and failed_open == 0:
             break
-    return {client: frame for client, (frame, _) in zip(clients, results, strict=True)}, span
+    return {client: frame for client, (frame, _) in zip(clients, results, strict=True)}, span, failed_open
 
 
 def signed_up(api: httpx.Client, name: str) -> tuple[dict, dict]:
