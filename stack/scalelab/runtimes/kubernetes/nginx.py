@@ -104,7 +104,7 @@ def configure(rt, strict: bool, without: AbstractSet[str] = frozenset()) -> None
                               upstream, origin, strict, tls_source(rt) if tls_values else (None, ""))
     rt.core.patch_namespaced_config_map(_config_map(rt), rt.namespace, {"data": {"nginx.conf": text}})
     for service in _upstream_services(rt):   # what follow_members compares with the ready pods
-        rt.names.routed[service] = sorted(m for m in routed if m.rsplit("-", 1)[0] == service)
+        rt.names.routed[service] = sorted(m for m in routed if rt._service(m) == service)
     rt._save()
 
 
