@@ -422,6 +422,36 @@ def test_hpa_check_rejects_a_wrong_formula_on_its_case_table(tmp_path, body, exp
         lab06.hpa.check(WorkspaceOnly(tmp_path))
 
 
+# -- lab 06 · exercise 3: the canary's gate (its case table runs before any rollout) ------------------
+GATE = [
+    ("counts-not-rates", 'return "hold" if canary.requests < 50 else "rollback" if canary.errors > stable.errors '
+     'else "promote"', r"returned 'promote', expected 'rollback': .*compare rates"),
+    ("no-baseline", 'return "hold" if canary.requests < 50 else "rollback" if canary.error_rate > 0.02 else "promote"',
+     r"returned 'rollback', expected 'promote': .*flaky for both"),
+    ("zero-tolerance", 'return "hold" if canary.requests < 50 else "rollback" if canary.errors else "promote"',
+     r"returned 'rollback', expected 'promote': .*1 error in 200"),
+    ("no-minimum", 'return "rollback" if canary.error_rate > stable.error_rate + 0.02 else "promote"',
+     r"returned 'rollback', expected 'hold': 20 canary requests"),
+    ("minimum-exclusive", 'return "hold" if canary.requests <= 50 else "rollback" if canary.error_rate > '
+     'stable.error_rate + 0.02 else "promote"', r"returned 'hold', expected 'rollback': exactly 50"),
+    ("always-promote", 'return "promote"', r"returned 'promote', expected 'hold'"),
+    ("always-hold", 'return "hold"', r"returned 'hold', expected 'promote'"),
+    ("a-boolean", 'return canary.error_rate <= stable.error_rate + 0.02', r"returned True: a decision is one of"),
+    ("a-capital", 'return "Hold" if canary.requests < 50 else "Promote"', r"returned 'Promote': a decision is one of"),
+    ("own-division", 'rate = canary.errors / canary.requests\n    if canary.requests < 50:\n        return "hold"\n'
+     '    return "rollback" if rate > stable.error_rate + 0.02 else "promote"',
+     r"canary=0/0 errors \(0.0%\)\) raised ZeroDivisionError"),
+]
+
+
+@pytest.mark.parametrize("body, expected", table(GATE))
+def test_canary_gate_check_rejects_a_wrong_rule_on_its_case_table(tmp_path, body, expected):
+    (tmp_path / "canary_gate.py").write_text(f"def gate(stable, canary):\n    {body}\n")
+    with pytest.raises(CheckFailed, match=expected) as failed:
+        lab06.canary_gate.check(WorkspaceOnly(tmp_path))
+    assert failed.type is CheckFailed and "Traceback" not in str(failed.value)
+
+
 # -- lab 02 · exercise 2: verify_token (its token rules run before any replica does) ---------------
 TOKENS = [
     ("signature-not-verified", 'return jwt.decode(token, options={"verify_signature": False})',

@@ -54,9 +54,9 @@ PLANS[5] = Plan(5, "queues: orders through Celery workers, a broker that survive
                 {"postgres": 1, "redis": 1, "rabbitmq": 1, "users": 1, "orders": 1, "worker": 1},
                 exercises=("order_task", "idempotency", "broker"),
                 settings={**AUTH, **ORDERS}, runtimes=(*EVERYWHERE, "kubernetes"))
-PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler",
-                {"postgres": 1, "redis": 1, "users": 2, "nginx": 1},
-                exercises=("deployment", "hpa"),
+PLANS[6] = Plan(6, "containers and Kubernetes: probes, rolling updates, the HorizontalPodAutoscaler, deploys",
+                {"postgres": 1, "redis": 1, "users": 2, "green": 0, "nginx": 1},   # green: step 9's new colour
+                exercises=("deployment", "hpa", "canary_gate"),
                 settings={**AUTH})
 PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit breaker, a chaos drill",
                 {"postgres": 1, "standby": 1, "redis": 1, "rabbitmq": 1, "users": 2, "nginx": 1, "orders": 1,

@@ -45,6 +45,7 @@ class Stack:
         from scalelab import broker
         broker.validate(self.plan, self.workspace)   # a bad broker.yaml: one line naming the setting, nothing started
         fresh = self.runtime.running_lab() is None
+        self.runtime.route(None)      # a split a past run left (lab 06) does not outlive it
         try:
             started = self.runtime.up(self.plan, self.workspace)
         except BaseException:
@@ -60,6 +61,7 @@ class Stack:
         """Stop everything the stack runs. Safe to call twice.
         ``purge=True`` also deletes its data (database, logs, scratch dirs)."""
         self.runtime.down()
+        self.runtime.route(None)
         self._owns = False
         if purge and self.supports("wipe"):          # runtimes whose down() keeps data have one
             cast(Wipe, self.runtime).wipe()
@@ -163,6 +165,38 @@ class Stack:
         ``.start()``, ``.stop()``, ``.history()``. On local and compose it is the driver's MODEL of
         the HPA controller, calling ``desired_replicas``; on kind, Kubernetes' own HPA."""
         return self.runtime.autoscaler(spec, desired_replicas)
+
+    # -- lab 06: deploys ---------------------------------------------------------------------
+    def route(self, shares: dict[str, int] | None) -> "Stack":
+        """Split the requests nginx sends between the services behind it, in percent:
+        ``stack.route({"users": 90, "green": 10})`` (a canary), ``stack.route({"green": 100})``
+        (blue-green's switch); ``None``: every member alike again. Within a service the members
+        share alike. nginx reloads gracefully (no request dropped); returns when it is done."""
+        if shares is not None:
+            self._check_shares(shares)
+            shares = {service: share for service, share in shares.items() if share}
+        self.runtime.route(shares)
+        return self
+
+    def _check_shares(self, shares) -> None:
+        from scalelab.runtimes.common.nginx import UPSTREAM
+        behind = [service for service in UPSTREAM if self.plan.has(service)]
+        if not self.plan.has("nginx"):
+            raise ScalelabError(f"lab {self.lab} has no nginx to split requests")
+        if not isinstance(shares, dict) or not shares:
+            raise ScalelabError(f"route() takes {{service: percent}}, e.g. {{{behind[0]!r}: 100}}; got {shares!r}")
+        for service, share in shares.items():
+            if service not in behind:
+                raise ScalelabError(f"route(): {service!r} is not behind this lab's nginx — "
+                                    f"the services are {', '.join(behind)}")
+            if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+                raise ScalelabError(f"route(): {service}'s share must be a whole percent from 0 to 100, got {share!r}")
+        if sum(shares.values()) != 100:
+            raise ScalelabError(f"route(): the shares add up to {sum(shares.values())} %, not 100 %: {shares}")
+        for service, share in shares.items():
+            if share and not self.members(service):
+                raise ScalelabError(f"route(): {service} has no members to send {share} % to — "
+                                    f"stack.scale({service!r}, 2) first")
 
     def tls_entry(self):
         """Lab 02: nginx's HTTPS URL, the plain-HTTP URL that redirects to it, and the CA file a

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Exercises: learner code loaded from this directory (see exercises.py).
     workspace: Path | None = None
     exercises: list[str] = Field(default_factory=list)
+    # Lab 06's deploys: the file in the workspace with the release this colour runs (shop/release.py).
+    release_file: str | None = None
 
     # Redis (lab 03): the user cache and the rate limiter. Unset = neither runs.
     redis_url: str | None = None

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from shop import cache, metrics
+from shop import cache, metrics, release
 from shop.api import contract
 from shop.api.routes import accounts, auth, avatars, debug, health, users, work
 from shop.config import Settings
@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(debug.router)
     app.add_middleware(users.FastRead, route=users.read_route())   # the hot read (see make bench)
     app.add_middleware(InternalErrors)
+    planted = release.load(settings.workspace, settings.release_file).planted_error_rate
+    if planted:                           # lab 06: a release with a bug, for the canary to catch
+        app.add_middleware(release.PlantedErrors, rate=planted)
     app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     if settings.rate_limit and settings.redis_url:
         app.add_middleware(RateLimit)   # before the body is read; its 429s still carry X-Instance

@@ -7,7 +7,6 @@ learner's ``desired_replicas``. On ``kind`` the real HPA scales and its decision
 compared with the learner's function on the same metrics.
 """
 
-import asyncio
 import numbers
 import threading
 import time
@@ -19,7 +18,9 @@ import pandas as pd
 
 from scalelab import aio, kube_schema
 from scalelab.autoscaler import HpaSpec
+from scalelab.closedloop import closed_loop as _closed_loop
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.labs import rollout
 
 WORK_PATH = "/work?ms=20"      # each request spends 20 ms of CPU in the replica that serves it
 STUB_MARK = "YOUR CODE HERE"
@@ -37,25 +38,6 @@ last_scaling: dict = {}
 
 
 # -- helpers the notebook uses too --------------------------------------------------------------
-async def _closed_loop(url: str, stop: threading.Event, concurrency: int, timeout: float, rows: list) -> None:
-    """``concurrency`` clients, each sending its next GET as soon as the last one answered, each
-    on a new connection: when nginx reloads, its old workers close their idle keep-alive
-    connections, and a request sent on one at that instant fails in the client (real clients
-    retry such a GET); with one connection per request the drill measures the server side only."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        async def one_client():
-            while not stop.is_set():
-                sent = time.monotonic()
-                try:
-                    answer = await client.get(url)
-                    status, instance = answer.status_code, answer.headers.get("x-instance")
-                except httpx.HTTPError as exc:      # no answer at all: a failure, named
-                    status, instance = 0, type(exc).__name__
-                rows.append({"sent": sent, "done": time.monotonic(), "status": status, "instance": instance})
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-
-
 def during_load(url: str, action, before_s: float = 1.0, after_s: float = 3.0, concurrency: int = 8,
                 timeout: float = 4.0, max_s: float = 120.0) -> dict:
     """Send a steady closed-loop GET load to ``url``; once it has flowed for ``before_s`` seconds
@@ -504,3 +486,7 @@ hpa = Exercise(
     reference="shop.reference.hpa",
     handle="lab06.hpa",
 )
+
+
+# -- exercise 3: the canary's gate (deploys: scalelab.labs.rollout) ----------------------------------
+canary_gate = rollout.canary_gate   # after exercises 1 and 2: the notebook's order

@@ -60,6 +60,10 @@ class Runtime(Protocol):
     def reload(self, service: str) -> None:
         """Re-read configuration (e.g. ``nginx -s reload``) without dropping connections."""
 
+    def route(self, shares: dict[str, int] | None) -> None:
+        """Split the requests nginx sends between the services behind it (service -> percent),
+        nginx reloaded gracefully; None: every member alike (lab 06: blue-green and canary)."""
+
     def logs(self, member: str, tail: int = 40) -> str:
         """The last ``tail`` lines a member wrote."""
 

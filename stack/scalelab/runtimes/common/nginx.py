@@ -11,6 +11,7 @@ How a runtime renders, tests and installs is its own (``local/nginx.py``: a file
 ``compose/nginx.py``: a bind mount and ``docker exec``; ``kubernetes/nginx.py``: ``kubectl exec``).
 """
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ from scalelab.waiting import wait_until
 
 FRONTS = "users"            # while nginx runs, the stack's url("users") is nginx's URL
 # The services whose members nginx balances over: the FastAPI replicas, and lab 02's Express ones
-# (stack/shop-node: the same API on the same database, in another language).
-UPSTREAM = ("users", "express")
+# (stack/shop-node: the same API on the same database, in another language), and lab 06's green
+# colour of the user service (blue-green and canary deploys beside the blue one, ``users``).
+UPSTREAM = ("users", "express", "green")
+ROUTES = "routes.json"      # in the runtime's home: the traffic split Stack.route() set (lab 06)
+WEIGHT_UNIT = 60            # a member's weight: its service's share · 60 / its members (exact for 1..6)
 EXERCISE = "upstream"       # the plan's exercise name; the learner's file is upstream.conf
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "nginx"
 TEMPLATE = DEPLOY / "nginx.conf.template"
@@ -117,6 +121,60 @@ def with_tls(text: str, tls: str | None, reason: str, values: dict[str, str]) ->
         block.append(code + line[len(line.split("#", 1)[0]):])
     rendered = "\n".join(f"    {line}" if line.strip() else "" for line in block)
     return text.replace("{{tls}}", rendered)
+
+
+# -- the traffic split (lab 06: blue-green and canary) ----------------------------------------
+def routes(rt) -> dict[str, int] | None:
+    """The split ``Stack.route`` set (service -> percent of the requests); None: every member alike."""
+    path = Path(rt.home) / ROUTES
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def set_routes(rt, shares: dict[str, int] | None) -> None:
+    path = Path(rt.home) / ROUTES
+    if shares is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(json.dumps(shares))
+
+
+def route(rt, shares: dict[str, int] | None) -> None:
+    """Every runtime's ``route``: keep the split (``shares`` validated by ``Stack.route``; None:
+    none) and reload the running nginx with it; a reload that fails puts the split back."""
+    before = routes(rt)
+    if shares is None and before is None:
+        return
+    set_routes(rt, shares)
+    lab = rt.running_lab()
+    if lab is None or not plan_for(lab).has("nginx") or not rt.members("nginx"):
+        return
+    try:
+        rt.reload("nginx")
+    except BaseException:
+        set_routes(rt, before)
+        raise
+
+
+def carries_traffic(rt, service: str) -> bool:
+    """Whether nginx sends ``service`` requests: always without a split, else when its share is > 0
+    (a restarted member of a service with no share is not waited for in nginx's rotation)."""
+    shares = routes(rt)
+    return shares is None or shares.get(service, 0) > 0
+
+
+def weighted(rt, addresses: dict[str, list[str]]) -> list[str]:
+    """The upstream's servers from each service's member addresses: all of them, alike, without a
+    split; with one, the members of each service that has a share, as ``address weight=N`` so that
+    the service gets its share of the requests (nginx's weighted round robin), the others left out."""
+    shares = routes(rt)
+    if shares is None:
+        return [address for found in addresses.values() for address in found]
+    servers: list[str] = []
+    for service, found in addresses.items():
+        if shares.get(service, 0) > 0 and found:
+            weight = max(1, round(shares[service] * WEIGHT_UNIT / len(found)))
+            servers.extend(f"{address} weight={weight}" for address in found)
+    return servers
 
 
 def expand(text: str, addresses: list[str]) -> str:

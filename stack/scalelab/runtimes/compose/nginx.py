@@ -36,6 +36,7 @@ from scalelab.runtimes.common.nginx import (  # one template, one upstream sourc
     no_tls,
     tls_source,
     upstream_source,
+    weighted,
     with_tls,
 )
 
@@ -86,8 +87,9 @@ def conf_dir(rt) -> Path:
 
 
 def _addresses(rt, exclude: frozenset = frozenset()) -> list[str]:
-    return [f"{address}:{MEMBER_PORT}" for service in UPSTREAM for member in rt.members(service)
-            if member not in exclude and (address := rt.address(member))]
+    return weighted(rt, {service: [f"{address}:{MEMBER_PORT}" for member in rt.members(service)
+                                   if member not in exclude and (address := rt.address(member))]
+                         for service in UPSTREAM})
 
 
 def write_bootstrap(rt) -> None:

@@ -24,10 +24,11 @@ from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
 from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.common import nginx as common_nginx
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.engine import Compose, connect
 from scalelab.runtimes.common.members import no_member
-from scalelab.runtimes.common.nginx import UPSTREAM, TlsEntry, wait_until_routed
+from scalelab.runtimes.common.nginx import UPSTREAM, TlsEntry, carries_traffic, wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose import nginx as compose_nginx
 from scalelab.runtimes.compose import prometheus as compose_prometheus
@@ -43,12 +44,13 @@ FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 # the relay and the projector (labs 05, 08) listen on nothing.
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080,
          "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090, "rabbitmq": 5672,
-         "express": 8000}
+         "express": 8000, "green": 8000}
 # compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
 # container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
 PORT_VARS = {"postgres": "POSTGRES_PORT", "standby": "STANDBY_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT",
              "nginx": "NGINX_PORT", "orders": "ORDERS_PORT", "worker": "WORKER_PORT",
-             "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT", "express": "EXPRESS_PORT"}
+             "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT", "express": "EXPRESS_PORT",
+             "green": "GREEN_PORT"}
 EXTRA_PORT_VARS = {"nginx": ("NGINX_TLS_PORT", "NGINX_REDIRECT_PORT")}   # lab 02's HTTPS and its redirect
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
 STORES = ("postgres", "redis", "rabbitmq")
@@ -379,6 +381,9 @@ class ComposeRuntime:
         else:
             self._members_changed(service, restarted=member)
 
+    def route(self, shares: dict[str, int] | None) -> None:
+        common_nginx.route(self, shares)
+
     def logs(self, member: str, tail: int = 40) -> str:
         text = self._container(member).logs(stdout=True, stderr=True, tail=tail)
         return text.decode(errors="replace").rstrip("\n")
@@ -428,6 +433,7 @@ class ComposeRuntime:
                  "prometheus": lambda m: compose_prometheus.ready(self, m),
                  "users": self._users_ready, "redis": self._redis_ready, "rabbitmq": self._rabbitmq_ready,
                  "nginx": self._nginx_ready, "orders": self._users_ready, "express": self._users_ready,
+                 "green": self._users_ready,
                  **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]
         def answers() -> bool:
             container = self._container(member)
@@ -491,7 +497,7 @@ class ComposeRuntime:
         restart moves on to the next replica (bounded). While it was down, nginx's own failover
         (proxy_next_upstream, max_fails) kept the clients served, as on local."""
         self._reload_nginx(nginx, strict=False)
-        if not compose_nginx.configured(self):
+        if not compose_nginx.configured(self) or not carries_traffic(self, self._service(member)):
             return
         wait_until_routed(self.member_url(nginx), member, timeout)
 

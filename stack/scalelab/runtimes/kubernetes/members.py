@@ -14,7 +14,7 @@ Prometheus (lab 07) reads the label.
 
 INSTANCE_FILE = "/run/scalelab/instance"     # an emptyDir in every shop pod (stack/deploy/k8s)
 MEMBER_LABEL = "scalelab.io/member"
-SHOP_SERVICES = ("users", "orders", "worker", "relay", "projector", "express")
+SHOP_SERVICES = ("users", "orders", "worker", "relay", "projector", "express", "green")
 QUEUE_SERVICES = ("worker", "relay", "projector")       # ready when announced in Redis
 
 

@@ -27,12 +27,14 @@ from scalelab.plans import plan_for
 from scalelab.runtimes.common.nginx import (
     FRONTS,
     UPSTREAM,
+    carries_traffic,
     explain,
     has_tls,
     install_tested,
     tls_source,
     upstream_source,
     wait_until_routed,
+    weighted,
 )
 from scalelab.runtimes.compose.nginx import CONF_DIR, REDIRECT_PORT, TLS_PORT, render
 from scalelab.runtimes.kubernetes.api import ready
@@ -87,7 +89,8 @@ def configure(rt, strict: bool, without: AbstractSet[str] = frozenset()) -> None
     with nginx's complaint in its body instead (at start: the stack still comes up)."""
     upstream, origin = upstream_source(rt)
     routed = _upstream_members(rt, set(without))
-    addresses = list(routed.values())
+    addresses = weighted(rt, {service: [address for member, address in routed.items() if rt._service(member) == service]
+                              for service in _upstream_services(rt)})
     if upstream is not None and not addresses:
         upstream, origin = None, f"{FRONTS} has no ready replicas: scale it up"
     generation = f"{time.time_ns():x}"
@@ -163,7 +166,7 @@ def members_changed(rt, service: str, without: AbstractSet[str] = frozenset(), r
     if service not in UPSTREAM or not [p for p in rt._members_of("nginx").values() if p]:
         return
     configure(rt, strict=False, without=without)
-    if restarted and configured(rt):
+    if restarted and configured(rt) and carries_traffic(rt, rt._service(restarted)):
         entry = rt.url(FRONTS)
         if not wait_until_routed(entry, restarted, 15.0):
             raise ServiceFailed(f"nginx does not route to {restarted} 15 s after it was ready")

@@ -42,6 +42,7 @@ from scalelab.errors import ScalelabError, ServiceFailed
 from scalelab.paths import STATE_LOCK
 from scalelab.plans import Plan, plan_for
 from scalelab.runtimes.common import images as compose_images
+from scalelab.runtimes.common import nginx as common_nginx
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import UPSTREAM, TlsEntry, has_tls, no_tls, wait_until_routed
@@ -56,7 +57,8 @@ from scalelab.waiting import wait_until
 K8S = render.K8S
 # Each service's port inside its pods (relay and projector listen on nothing).
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080, "orders": 8000,
-         "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672, "express": 8000}
+         "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672, "express": 8000,
+         "green": 8000}
 FRONTS = {"nginx": "users"}            # while nginx runs, url("users") is the entry (nginx)
 STATEFUL = {"postgres", "standby", "rabbitmq"}   # StatefulSets (a volume each); the others are Deployments
 READY_TIMEOUT = float(os.environ.get("SCALELAB_KIND_READY_TIMEOUT", "300"))
@@ -632,6 +634,9 @@ class KubernetesRuntime:
         except ApiException as exc:
             if not not_found(exc):
                 raise
+
+    def route(self, shares: dict[str, int] | None) -> None:
+        common_nginx.route(self, shares)
 
     def logs(self, member: str, tail: int = 40) -> str:
         """The member's log: its earlier pods' (kept when they ended), then its pod's now."""

@@ -31,6 +31,7 @@ from scalelab.runtimes.common.nginx import (
     UPSTREAM,
     TlsEntry,
     _not_configured,
+    carries_traffic,
     expand,
     has_tls,
     install_tested,
@@ -38,6 +39,7 @@ from scalelab.runtimes.common.nginx import (
     tls_source,
     upstream_source,
     wait_until_routed,
+    weighted,
     with_tls,
 )
 
@@ -69,7 +71,8 @@ def _command(rt, name: str, *args: str) -> list[str]:
 
 
 def _addresses(rt) -> list[str]:
-    return [f"127.0.0.1:{rt.procs[member].port}" for service in UPSTREAM for member in rt.members(service)]
+    return weighted(rt, {service: [f"127.0.0.1:{rt.procs[member].port}" for member in rt.members(service)]
+                         for service in UPSTREAM})
 
 
 def _tls_values(rt, rec: ProcessRecord) -> dict[str, str] | None:
@@ -204,7 +207,8 @@ def on_member_restarted(rt, member: str, timeout: float = 15.0) -> None:
     """After a member of the fronted service restarted: make sure nginx knows its address,
     then wait (bounded) until nginx sends it requests again — a rolling restart goes on
     to the next member only when this one is back in rotation."""
-    if member.rsplit("-", 1)[0] not in UPSTREAM:
+    service = member.rsplit("-", 1)[0]
+    if service not in UPSTREAM or not carries_traffic(rt, service):
         return
     address = f"127.0.0.1:{rt.procs[member].port}"
     for name in rt.members("nginx"):

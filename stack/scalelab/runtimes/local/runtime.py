@@ -15,10 +15,12 @@ from scalelab.paths import purge_scratch
 from scalelab.plans import Plan
 from scalelab.ports import free_port, port_busy
 from scalelab.process import ProcessRecord
+from scalelab.runtimes.common import nginx as common_nginx
 from scalelab.runtimes.common import state
 from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import TlsEntry
 from scalelab.runtimes.local import express as local_express
+from scalelab.runtimes.local import green as local_green
 from scalelab.runtimes.local import nginx as local_nginx
 from scalelab.runtimes.local import orders as local_orders
 from scalelab.runtimes.local import projector as local_projector
@@ -43,6 +45,7 @@ SERVICES.update({"relay": local_projector.relay, "projector": local_projector}) 
 SERVICES.update({"prometheus": local_prometheus})                  # lab 07
 SERVICES.update({"rabbitmq": local_rabbitmq})                      # labs 05, 07, 08: the durable broker
 SERVICES.update({"express": local_express})                        # lab 02: the user service in Node/Express
+SERVICES.update({"green": local_green})                            # lab 06: the green colour (deploys)
 
 STORES = ("postgres", "standby", "redis", "rabbitmq")   # stopped last, after the services that use them
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
@@ -232,6 +235,9 @@ class LocalRuntime:
             self._save()
             self._members_changed(service, restarted=member)
         self._save()
+
+    def route(self, shares: dict[str, int] | None) -> None:
+        common_nginx.route(self, shares)
 
     def logs(self, member: str, tail: int = 40) -> str:
         return self._record(member).log_tail(tail)
