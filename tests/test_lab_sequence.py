@@ -15,6 +15,7 @@ import pytest
 
 from conftest import LABS_AFTER_LAB05_CRASH, completed_stack
 from scalelab import Stack, broker, db
+from test_notebooks import assert_every_check_passed
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "notebooks"
@@ -30,14 +31,6 @@ def run_notebook(name: str, state_dir: Path, monkeypatch) -> dict:
                         kernel_name="python3", cwd=str(REPO / "solutions"), progress_bar=False,
                         execution_timeout=600, start_timeout=120)
     return json.loads(output.read_text())
-
-
-def passed_checks(executed: dict) -> tuple[int, int]:
-    cells = [c for c in executed["cells"] if c["cell_type"] == "code"]
-    checks = [c for c in cells if ".check(stack)" in "".join(c["source"])]
-    green = [o for c in checks for o in c.get("outputs", []) if "✓" in "".join(o.get("text", ""))]
-    errors = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
-    return len(green) if not errors else 0, len(checks)
 
 
 @pytest.mark.timeout(3600)
@@ -60,8 +53,7 @@ def test_labs_07_and_08_pass_after_a_lab_05_whose_in_memory_broker_was_killed_mi
         assert tuple(int(name[:2]) for name in names) == LABS_AFTER_LAB05_CRASH, "test_notebooks.py skips these on local"
         for name in names:
             executed = run_notebook(name, state, monkeypatch)
-            green, checks = passed_checks(executed)
-            assert checks and green == checks, f"{name}: {green} of {checks} checks green"
+            assert_every_check_passed(executed)
             Stack(lab=int(name[:2]), state_dir=state).down()
         still = db.fetchval(Stack(lab=8, state_dir=state).up().database_url(),
                             "SELECT count(*) FROM orders WHERE id = ANY($1::bigint[])", crash["lost_ids"])

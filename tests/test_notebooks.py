@@ -108,13 +108,16 @@ def test_solution_notebook_runs_and_every_check_passes(notebook, runtime, tmp_pa
     assert_every_check_passed(execute(notebook, "solutions", tmp_path / "state", monkeypatch, runtime))
 
 
-def assert_every_check_passed(output: Path) -> None:
-    executed = json.loads(output.read_text())
+def assert_every_check_passed(output: Path | dict) -> None:
+    """An executed notebook (its file, or its JSON) ran with no error and every check cell printed
+    its green line."""
+    executed = json.loads(output.read_text()) if isinstance(output, Path) else output
+    name = output.name if isinstance(output, Path) else "the notebook"
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert not [o for o in outputs if o["output_type"] == "error"], f"{name}: a cell failed"
     passed = [o for o in outputs if o["output_type"] == "stream" and "✓" in "".join(o.get("text", ""))]
     checks = [c for c in executed["cells"] if c["cell_type"] == "code" and ".check(stack)" in "".join(c["source"])]
-    assert checks and len(passed) == len(checks), "every check cell printed its green line"
+    assert checks and len(passed) == len(checks), f"{name}: {len(passed)} of {len(checks)} checks green"
 
 
 # What a learner runs: FAST=False, on local. One lab per run in turn (the header says which), in

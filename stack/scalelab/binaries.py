@@ -7,6 +7,7 @@ Prometheus (lab 07) and RabbitMQ (labs 05, 07, 08) have no wheel: Debian's packa
 ``stack/deploy/ensure-prometheus.sh`` and ``ensure-rabbitmq.sh`` install.
 """
 
+import functools
 import importlib.util
 import os
 import platform
@@ -150,10 +151,16 @@ def node() -> Binary:
         found = Binary("node", Path(which), "PATH")
     else:
         raise RuntimeUnavailable(f"node not found: the Express replica needs it — {NODE_FIX}")
-    version = found.version().lstrip("v")
+    version = _version_of(found, found.path.resolve().stat().st_mtime_ns).lstrip("v")
     if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < NODE_MIN_MAJOR:
         raise RuntimeUnavailable(f"node {version} at {found.path} is too old for the Express replica — {NODE_FIX}")
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _version_of(binary: Binary, _mtime_ns: int) -> str:
+    """``binary.version()``, asked once per executable file (a new file at the path: asked again)."""
+    return binary.version()
 
 
 def express_app() -> Path:
