@@ -5,8 +5,8 @@ Two colours of the user service run side by side: blue (``users-1``, ...) and gr
 (``release``: a planted error rate, for a bad release). nginx splits the requests between them
 (``Stack.route``: weights in its upstream, reloaded gracefully).
 
-* ``switch(stack, url, timeline)``: blue-green — the routes of ``timeline`` at their times under a
-  steady load; one row per request, the colour that answered.
+* ``switch(stack, url, timeline)``: blue-green — the routes of ``timeline`` one after another under
+  a steady load; one row per request, the colour that answered.
 * ``rollout(stack, url, gate)``: a canary — green's share raised step by step (``STEPS``); while a
   step runs, the learner's ``gate(stable, canary)`` judges green's requests against blue's, once a
   second: ``"promote"`` (next step), ``"hold"`` (judge again), ``"rollback"`` (all back to blue).
@@ -67,14 +67,14 @@ def coloured(frame: pd.DataFrame) -> pd.DataFrame:
 # -- blue-green ---------------------------------------------------------------------------------
 def switch(stack, url: str, timeline: list[tuple[float, dict[str, int]]], concurrency: int = 8,
            tail_s: float = TAIL_S) -> dict:
-    """A steady load on ``url``; each ``(at_s, route)`` of ``timeline`` applied at its time
-    (seconds after the load flows). Returns ``frame`` (t_s, ms, status, instance, colour),
+    """A steady load on ``url``; for each ``(wait_s, route)`` of ``timeline`` in turn, wait
+    ``wait_s`` seconds (after the load flows, or after the last route was done), then route.
+    Returns ``frame`` (t_s, ms, status, instance, colour),
     ``events`` (t_s, action, took_s: one per route) and ``failed`` (no answer, or a status outside 2xx/3xx)."""
     events = []
     with Background(url, concurrency) as load:
-        start = load.now_s()
-        for at_s, route in timeline:
-            time.sleep(max(0.0, start + at_s - load.now_s()))
+        for wait_s, route in timeline:
+            time.sleep(wait_s)
             began = load.now_s()
             stack.route(route)
             events.append({"t_s": began, "action": f"route: {_describe(route)}", "took_s": load.now_s() - began})
