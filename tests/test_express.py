@@ -190,9 +190,12 @@ def test_tokens_and_password_hashes_cross_between_the_kinds(lab2):
 
 def test_the_check_names_a_step_that_answered_wrong():
     import pandas as pd
-    table = pd.DataFrame([{"step": "log in", "served by": "express-1", "status": 500, "expected": 200,
-                           "error": "internal_error"}])
-    with pytest.raises(lab02.CheckFailed, match="log in on express-1: 500 internal_error"):
+    table = pd.DataFrame([{"step": "log in", "served by": "express-1", "status": 500, "expected": 200, "ok": False,
+                           "error": "internal_error"},
+                          {"step": "read back", "served by": "express-1", "status": 200, "expected": 200, "ok": False,
+                           "error": "name is 'Ada': the last PATCH was lost"}])
+    with pytest.raises(lab02.CheckFailed, match="log in on express-1: 500 internal_error .*; read back on express-1: "
+                                                "200 name is 'Ada': the last PATCH was lost"):
         lab02.check_across_languages(table)
 
 

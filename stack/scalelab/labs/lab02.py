@@ -304,7 +304,8 @@ def across_languages(stack) -> pd.DataFrame:
     Express, logged in on FastAPI (Python checks Node's scrypt hash), changed on Express with
     FastAPI's token and on every FastAPI replica with Express's token (your verify_token checks
     Node's JWT), a forged token refused by both, deleted on one and gone on the other. One row
-    per step: who did it, the status it answered, the status the contract says."""
+    per step: who did it, the status it answered, the status the contract says, and ``ok``: that
+    status, and for the read back the content the last PATCH wrote."""
     python, node = stack.members("users"), stack.members(EXPRESS)
     if not python or not node:
         raise ScalelabError(f"this needs FastAPI and Express replicas: run stack.scale({EXPRESS!r}, 1) first "
@@ -318,7 +319,7 @@ def across_languages(stack) -> pd.DataFrame:
         answer = httpx.request(method, f"{url(member)}{path}", headers=headers, timeout=10, **kw)
         body = answer.json() if answer.content and "json" in answer.headers.get("content-type", "") else {}
         rows.append({"step": what, "served by": answer.headers.get("x-instance", member),
-                     "status": answer.status_code, "expected": expected,
+                     "status": answer.status_code, "expected": expected, "ok": answer.status_code == expected,
                      "error": body.get("error", "") if isinstance(body, dict) else ""})
         return body if answer.status_code == expected else None
 
@@ -341,7 +342,7 @@ def across_languages(stack) -> pd.DataFrame:
              json={"name": "Mallory"})
     read = step("read back (the same row, the same JSON)", node[0], 200, "GET", user)
     if read is not None and read.get("name") != f"Changed by {python[-1]}":
-        rows[-1]["status"], rows[-1]["error"] = -1, f"name is {read.get('name')!r}: the last PATCH was lost"
+        rows[-1]["ok"], rows[-1]["error"] = False, f"name is {read.get('name')!r}: the last PATCH was lost"
     step("delete with Express's token", python[0], 204, "DELETE", user, node_token)
     step("gone for the other kind too", node[0], 404, "GET", user)
     return pd.DataFrame(rows)
@@ -349,7 +350,7 @@ def across_languages(stack) -> pd.DataFrame:
 
 def check_across_languages(table: pd.DataFrame) -> str:
     """One line when every step answered what the contract says; else the steps that did not."""
-    wrong = table[table.status != table.expected]
+    wrong = table[~table.ok]
     if len(wrong):
         raise CheckFailed("; ".join(f"{r.step} on {r['served by']}: {r.status} {r.error} (expected {r.expected})"
                                     for _, r in wrong.iterrows()))
