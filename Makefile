@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint lab-% tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
+.PHONY: help setup lint lab-% tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq tools-kafka test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -61,6 +61,9 @@ tools-lab7:  ## make a Prometheus server available for lab 07 (as root on Debian
 tools-rabbitmq:  ## make a RabbitMQ server available for labs 05, 07, 08 (as root on Debian: apt-get install rabbitmq-server)
 	stack/deploy/ensure-rabbitmq.sh
 
+tools-kafka:  ## a real Kafka 4 broker's jars from Maven Central (KRaft, one JVM; needs Java 17+ and Maven): stack/deploy/ensure-kafka.sh
+	stack/deploy/ensure-kafka.sh
+
 down: ## stop every process the lab started
 	@if [ -x $(BIN)/scalelab ]; then $(SCALELAB) down; else echo "nothing to stop (not set up)"; fi
 
@@ -81,8 +84,8 @@ lint: $(STAMP)  ## the lint and type gate make test starts with: ruff and mypy o
 	$(BIN)/ruff check stack
 	$(BIN)/mypy
 
-test: $(STAMP) lint tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq  ## run every test: lint, service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
-	$(BIN)/python -m pytest -m "not compose and not kind"
+test: $(STAMP) lint tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq tools-kafka  ## run every test: lint, service, driver, notebooks (solutions pass, unfilled labs fail with a hint); then the compose and kind suites where Docker can run
+	SCALELAB_REQUIRE_KAFKA=1 $(BIN)/python -m pytest -m "not compose and not kind"
 	@status=0; stack/deploy/ensure-docker.sh || status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test: the kind suite was NOT run either — it needs the same Docker engine"; exit 0; \
 	elif [ $$status -ne 0 ]; then exit $$status; fi; \
