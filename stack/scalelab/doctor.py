@@ -35,6 +35,7 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
         except RuntimeUnavailable as exc:
             found.append((FAIL if name == "postgres" else WARN, name, str(exc)))
     found.append(_broker_row(state_dir))
+    found.append(_kafka_row())
     found += _load_tool_rows()
     if os.geteuid() == 0:
         found.append((OK if shutil.which("setpriv") else FAIL, "root",
@@ -64,6 +65,17 @@ def rows(state_dir) -> list[tuple[str, str, str]]:
     free = shutil.disk_usage(state_dir).free
     found.append((OK if free > 2**30 else WARN, "disk", f"{free / 2**30:.1f} GiB free at {state_dir}"))
     return found
+
+
+def _kafka_row() -> tuple[str, str, str]:
+    """The Kafka broker's jars (make tools-kafka) and the Java that runs them."""
+    from scalelab import kafka_broker
+    try:
+        libs = kafka_broker.jars()
+    except kafka_broker.KafkaUnavailable as exc:
+        return WARN, "kafka", f"{exc} (make tools-kafka; the Kafka broker, not in a lab yet)"
+    java = _version([shutil.which("java") or "java", "-version"])
+    return OK, "kafka", f"{kafka_broker.VERSION} — {libs} (java: {java or 'not found: Java 17+ runs it'})"
 
 
 def _load_tool_rows() -> list[tuple[str, str, str]]:
