@@ -67,7 +67,7 @@ PLANS[7] = Plan(7, "observability and resilience: metrics, alerts, a circuit bre
 PLANS[8] = Plan(8, "events and CQRS: an event log, a projected read model, replay",
                 {"postgres": 1, "redis": 1, "rabbitmq": 1, "users": 1, "orders": 1, "worker": 1, "relay": 1,
                  "projector": 1},
-                exercises=("projector",),
+                exercises=("projector", "partition_key"),
                 settings={**AUTH, **ORDERS, "SHOP_ORDER_PROCESS_S": "0.05"}, runtimes=EVERYWHERE)
 
 

@@ -124,6 +124,10 @@ class Stack:
         """``amqp://USER:PASSWORD@HOST:PORT//`` of the stack's RabbitMQ (labs 05, 07, 08)."""
         return self._capable("rabbitmq").rabbitmq_url()
 
+    def kafka_bootstrap(self) -> str:
+        """``HOST:PORT`` of the stack's Kafka broker (lab 08, once ``lab08.use_kafka`` started it)."""
+        return self._capable("kafka").kafka_bootstrap()
+
     def members(self, service: str = "users") -> list[str]:
         return self.runtime.members(service)
 

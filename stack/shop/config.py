@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Orders and Celery workers (lab 05). Which broker carries them, and how it keeps them, is
     # broker.yaml's call (shop/broker.py): the stack's Redis (redis_url) or its RabbitMQ (this URL).
     rabbitmq_url: str | None = None
+    # Lab 08's event log on Kafka: set (HOST:PORT) = the relay and the projector use the topic
+    # orders.events instead of the Redis Stream (shop/kafka_log.py). Unset = the Stream.
+    kafka_bootstrap: str | None = None
     # With publisher confirms on, POST /orders waits at most this long for the broker's confirm.
     broker_confirm_timeout_s: float = Field(5.0, gt=0, le=60)
     # Redis has no real acks: a message a worker took stays in an "unacked" set, and is

@@ -19,6 +19,11 @@ Two loops:
 One consumer per group keeps each order's events in order (several consumers would need
 the stream partitioned by order id, as Kafka partitions a topic). Counters in the hash
 ``projector:stats`` (applied, skipped, reclaimed, relayed, errors) say what happened.
+
+With ``SHOP_KAFKA_BOOTSTRAP`` set, both loops use Kafka instead (``shop/kafka_log.py``): the
+relay produces to the topic ``orders.events``, keyed by the ``partition_key`` exercise, and the
+consumer is a member of the Kafka consumer group ``projector`` that commits a batch's offsets
+after applying it. The read model, ``apply`` and the counters stay as they are.
 """
 
 import asyncio
@@ -64,13 +69,16 @@ class Projector:
     async def _relay(self) -> None:
         assert self.settings.redis_url is not None   # main() refuses to start without it
         client = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
-        conn = None
+        bootstrap = self.settings.kafka_bootstrap
+        publish = self._to_stream(client) if bootstrap is None else self._to_kafka(bootstrap)
+        conn, failures = None, 0
         while not self.stopping.is_set():
             readiness.beat()
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.settings.database_url, timeout=5)
-                moved = await events.relay_once(conn, client)
+                moved = await publish(conn)
+                failures = 0
                 if moved:
                     await client.hincrby(STATS, "relayed", moved)
                     continue   # more may wait: no sleep
@@ -78,7 +86,35 @@ class Projector:
                 log.warning("relay: %s: %s (retrying)", type(exc).__name__, exc)
                 conn = None
                 await asyncio.sleep(1)
+            except Exception as exc:   # Kafka refused or timed out, or the learner's key(): say so, retry
+                if failures % 30 == 0:
+                    log.error("relay: %s: %s — nothing of the batch marked published; retrying every second",
+                              type(exc).__name__, exc)
+                failures += 1
+                await client.hincrby(STATS, "relay_errors", 1)
+                await asyncio.sleep(1)
             await asyncio.sleep(RELAY_POLL_S)
+
+    @staticmethod
+    def _to_stream(client):
+        async def publish(conn) -> int:
+            return await events.relay_once(conn, client)
+        return publish
+
+    def _to_kafka(self, bootstrap: str):
+        from shop import kafka_log
+        produce = kafka_log.producer(bootstrap)
+        topic_ready = False
+
+        def key(event: dict):
+            return self.exercises.module("partition_key").key(event)
+
+        async def publish(conn) -> int:
+            nonlocal topic_ready
+            if not topic_ready:
+                topic_ready = kafka_log.ensure_topic(bootstrap) or True
+            return await kafka_log.relay_once(conn, produce, key)
+        return publish
 
     # -- the consumer ------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -97,6 +133,16 @@ class Projector:
             self.redis.xack(events.STREAM, events.GROUP, entry_id)
             self.redis.hincrby(STATS, "malformed", 1)
             return
+        applied = self.apply_event(event)
+        if applied is None:
+            return   # stopping: not acknowledged, redelivered to the next incarnation
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(events.STREAM, events.GROUP, entry_id)
+        pipe.hincrby(STATS, "applied" if applied else "skipped", 1)
+        pipe.execute()
+
+    def apply_event(self, event: dict) -> bool | None:
+        """The learner's apply(event, redis), retried every second until it returns (None: stopping)."""
         tries = 0
         while not self.stopping.is_set():
             try:
@@ -111,11 +157,8 @@ class Projector:
                 tries += 1
                 self.stopping.wait(1)
                 continue
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xack(events.STREAM, events.GROUP, entry_id)
-            pipe.hincrby(STATS, "applied" if applied else "skipped", 1)
-            pipe.execute()
-            return
+            return bool(applied)
+        return None
 
     def reclaim(self) -> int:
         """Apply every entry pending in the group (read by a dead consumer, never acked)."""
@@ -152,6 +195,49 @@ class Projector:
                 for entry_id, fields in entries:
                     self.apply(entry_id, fields)
 
+    def consume_kafka_forever(self, bootstrap: str) -> None:
+        """A member of the Kafka group: poll a batch, apply each event, then commit the batch's offsets."""
+        from shop import kafka_log
+        while not self.stopping.is_set():   # the relay may not have made the topic yet: make sure it is there
+            try:
+                kafka_log.ensure_topic(bootstrap)
+                break
+            except Exception as exc:   # the broker restarting: KafkaException, a timeout
+                log.warning("kafka topic %s not ready: %s (retrying)", kafka_log.TOPIC, exc)
+                self.stopping.wait(1)
+        kafka = kafka_log.consumer(bootstrap, self.member)
+        kafka.subscribe([kafka_log.TOPIC])
+        self.redis.hset(MEMBERS, self.member, os.getpid())
+        readiness.mark(True)
+        log.info("%s: member of Kafka group %s on %s", self.member, kafka_log.GROUP, bootstrap)
+        try:
+            while not self.stopping.is_set():
+                readiness.beat()
+                batch = kafka.consume(num_messages=BATCH, timeout=0.2)
+                done = []
+                for msg in batch:
+                    if msg.error():
+                        log.warning("kafka: %s", msg.error())
+                        continue
+                    try:
+                        event = kafka_log.decode(msg.value())
+                    except ValueError as exc:   # not an order event: count it and move past it
+                        log.error("message %s/%s skipped: %s", msg.partition(), msg.offset(), exc)
+                        self.redis.hincrby(STATS, "malformed", 1)
+                        done.append(msg)
+                        continue
+                    applied = self.apply_event(event)
+                    if applied is None:
+                        break   # stopping: the rest of the batch is redelivered
+                    self.redis.hincrby(STATS, "applied" if applied else "skipped", 1)
+                    done.append(msg)
+                try:
+                    kafka_log.commit(kafka, done)
+                except Exception as exc:   # a rebalance or a restarting broker: those events come again
+                    log.warning("kafka commit of %d offsets failed: %s", len(done), exc)
+        finally:
+            kafka.close()
+
     def stop(self, *_) -> None:
         self.stopping.set()
 
@@ -177,7 +263,10 @@ def main() -> int:
             return 0
         if role == "both":
             threading.Thread(target=projector.relay_forever, name="relay", daemon=True).start()
-        projector.consume_forever()
+        if settings.kafka_bootstrap:
+            projector.consume_kafka_forever(settings.kafka_bootstrap)
+        else:
+            projector.consume_forever()
     finally:
         readiness.mark(False)
         try:

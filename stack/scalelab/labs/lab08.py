@@ -1,6 +1,7 @@
 """Lab 08 — events and CQRS: an event log (transactional outbox), a read model projected into
 Redis by a consumer group, catch-up after a crash, replay from zero."""
 
+import sys
 import threading
 import time
 import uuid
@@ -12,7 +13,8 @@ import redis
 
 from scalelab import db
 from scalelab.exercise import CheckFailed, Exercise, NotAttempted, expect_status
-from scalelab.labs import lab05
+from scalelab.labs import eventlog_kafka, lab05
+from scalelab.labs.eventlog_kafka import on_kafka, partition_key, topic_frame, use_kafka  # noqa: F401 (lab08.*)
 from scalelab.waiting import wait_until
 
 STREAM = "orders.events"      # shop.events.STREAM
@@ -128,7 +130,10 @@ def diff(expected: dict, actual: dict, limit: int = 3) -> list[str]:
 
 
 def backlog(stack) -> dict:
-    """What the projector has not done yet: events not relayed, stream entries not delivered or not acked."""
+    """What the projector has not done yet: events not relayed, stream entries not delivered or not acked
+    (on Kafka: messages in the topic and the group's lag, eventlog_kafka.backlog)."""
+    if on_kafka(stack):
+        return eventlog_kafka.backlog(stack)
     client = redis_client(stack)
     try:
         unpublished = int(db.fetchval(stack.database_url(),
@@ -139,6 +144,11 @@ def backlog(stack) -> dict:
                 "undelivered": int(group.get("lag") or 0), "pending": int(group.get("pending") or 0)}
     finally:
         client.close()
+
+
+def unacknowledged(left: dict) -> int:
+    """Events relayed and not yet applied and acknowledged (Stream) or committed (Kafka)."""
+    return left["lag"] if "lag" in left else left["undelivered"] + left["pending"]
 
 
 def stats(stack) -> dict:
@@ -225,26 +235,28 @@ def kill_drill(stack, n: int = 40, kill_after: int | None = None, duplicates: in
         raise CheckFailed("the projector was never killed: kill_after must be at most n")
     wait_orders(stack, ids)
     wait_relayed(stack)
-    held = crash_a_consumer(stack)
+    # On Kafka there is no entry to hold: a member's uncommitted batch comes back from the committed offset.
+    held = 0 if on_kafka(stack) else crash_a_consumer(stack)
     republished = republish(stack, duplicates)
     wait_relayed(stack)
     at_restart = backlog(stack)
-    trace = [{"t_s": 0.0, "unacknowledged": at_restart["undelivered"] + at_restart["pending"]}]
+    trace = [{"t_s": 0.0, "unacknowledged": unacknowledged(at_restart)}]
     started = time.monotonic()
     stack.start(MEMBER)
     ready_s = time.monotonic() - started
     while True:   # the backlog, sampled often (cheap: one count and one XINFO) until it is gone
         left = backlog(stack)
-        unacked = left["undelivered"] + left["pending"]
+        unacked = unacknowledged(left)
         trace.append({"t_s": time.monotonic() - started, "unacknowledged": unacked})
         if unacked == 0 and left["unpublished"] == 0 or time.monotonic() - started > 30:
             break
-        time.sleep(0.005)
+        time.sleep(0.05 if on_kafka(stack) else 0.005)   # Kafka's lag costs three admin requests
     wait_caught_up(stack)   # then the proof: every key equal to the projection of Postgres
     catch_up_s = time.monotonic() - started   # from the restart command to a read model equal to Postgres
     after = stats(stack)
     fold = fold_check(stack, ids)
-    return {"orders": n, "killed_after": kill_after, "events": fold["events"], "backlog_at_restart": at_restart,
+    return {"log": "Kafka topic" if on_kafka(stack) else "Redis Stream", "orders": n, "killed_after": kill_after,
+            "events": fold["events"], "backlog_at_restart": at_restart,
             "crashed_consumer_held": held, "republished": republished, "catch_up_s": catch_up_s,
             "applied": after.get("applied", 0) - before.get("applied", 0),
             "reclaimed": after.get("reclaimed", 0) - before.get("reclaimed", 0),
@@ -271,32 +283,68 @@ def relay_drill(stack, n: int = 20) -> dict:
     wait_relayed(stack)
     relayed_s = time.monotonic() - started
     wait_caught_up(stack)
-    client = redis_client(stack)
-    try:
-        # decode_responses: (entry_id, fields) pairs of str (the stubs allow None for both, and for the list)
-        in_stream = {int(fields["seq"]) for _id, fields in cast(list[tuple[str, dict]], client.xrange(STREAM))}
-    finally:
-        client.close()
+    in_stream = set(topic_frame(stack).seq.astype(int)) if on_kafka(stack) else stream_seqs(stack)
     in_log = {int(r["seq"]) for r in db.fetch(stack.database_url(), "SELECT seq FROM order_events")}
     if in_log - in_stream:
         raise CheckFailed(f"{len(in_log - in_stream)} events of the log never reached the stream, e.g. seq "
                           f"{min(in_log - in_stream)}")
     return {"orders": n, "waiting_in_outbox": waiting, "relayed_s": relayed_s, "log": len(in_log),
-            "stream_entries": int(backlog(stack)["stream"]), "missing": len(in_log - in_stream)}
+            "stream_entries": log_entries(backlog(stack)), "missing": len(in_log - in_stream)}
 
 
-def replay(stack) -> dict:
-    """Stop the projector, delete the read model, rewind the group to the stream's start,
-    start it again: the rebuilt read model must equal the one before (compared as dumps)."""
-    wait_caught_up(stack)
-    before = dump_read_model(stack)
-    stack.kill(MEMBER, "TERM")
+def log_entries(left: dict) -> int:
+    """Entries in the log the relay wrote to (duplicates included): the Stream's length, or the topic's messages."""
+    return int(left["topic"] if "topic" in left else left["stream"])
+
+
+def stream_seqs(stack) -> set[int]:
+    client = redis_client(stack)
+    try:
+        # decode_responses: (entry_id, fields) pairs of str (the stubs allow None for both, and for the list)
+        return {int(fields["seq"]) for _id, fields in cast(list[tuple[str, dict]], client.xrange(STREAM))}
+    finally:
+        client.close()
+
+
+def compare_logs(runs: list[dict]) -> pd.DataFrame:
+    """The kill drill and the replay on each log, side by side: one row per log (``runs`` holds
+    ``{"drill": kill_drill(...), "replay": replay(...)}`` per log, each measured in this run)."""
+    rows = []
+    for run in runs:
+        drill, again = run["drill"], run["replay"]
+        rows.append({"log": drill["log"], "orders": drill["orders"], "events": drill["events"],
+                     "backlog at restart": unacknowledged(drill["backlog_at_restart"]),
+                     "catch-up (s)": round(drill["catch_up_s"], 2),
+                     "duplicates skipped": drill["skipped"],
+                     "replayed": again["entries_replayed"], "rebuild (s)": round(again["rebuild_s"], 2),
+                     "replay (events/s)": round(again["entries_replayed"] / max(again["rebuild_s"], 1e-6))})
+    return pd.DataFrame(rows).set_index("log")
+
+
+def delete_read_model(stack) -> int:
+    """Delete every key of the read model (rm:*); how many keys are left (0)."""
     client = redis_client(stack)
     try:
         keys = list(client.scan_iter(READ_MODEL, count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i:i + 500])
-        emptied = len(dump_read_model(stack))
+    finally:
+        client.close()
+    return len(dump_read_model(stack))
+
+
+def replay(stack) -> dict:
+    """Stop the projector, delete the read model, rewind the group to the stream's start,
+    start it again: the rebuilt read model must equal the one before (compared as dumps).
+    On Kafka: the group's committed offsets reset to each partition's start (eventlog_kafka.replay)."""
+    if on_kafka(stack):
+        return eventlog_kafka.replay(stack, sys.modules[__name__])
+    wait_caught_up(stack)
+    before = dump_read_model(stack)
+    stack.kill(MEMBER, "TERM")
+    emptied = delete_read_model(stack)
+    client = redis_client(stack)
+    try:
         client.xgroup_setid(STREAM, GROUP, id="0")
         entries = int(client.xlen(STREAM))
     finally:

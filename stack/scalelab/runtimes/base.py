@@ -122,6 +122,14 @@ class RabbitMQ(Protocol):
 
 
 @runtime_checkable
+class KafkaLog(Protocol):
+    """Lab 08: a Kafka broker the stack can run as a member (``kafka-1``) for its event log."""
+
+    def kafka_bootstrap(self) -> str:
+        """``HOST:PORT`` of the running broker, as a client outside the stack dials it."""
+
+
+@runtime_checkable
 class ApplyObjects(Protocol):
     """A Kubernetes API to apply objects to (lab 06), in the stack's namespace, its images under ``tag``."""
 
@@ -151,6 +159,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {
     "inside_url": (InsideUrl, "inside URL"),
     "cpu_meter": (CpuMeter, "CPU meter"),
     "rabbitmq": (RabbitMQ, "RabbitMQ"),
+    "kafka": (KafkaLog, "Kafka broker (this version runs one on local)"),
     "apply": (ApplyObjects, "Kubernetes API to apply objects to"),
     "wipe": (Wipe, "data kept after down()"),
     "tls": (TlsEdge, "HTTPS at nginx (TLS at the edge)"),

@@ -21,6 +21,7 @@ from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import TlsEntry
 from scalelab.runtimes.local import express as local_express
 from scalelab.runtimes.local import green as local_green
+from scalelab.runtimes.local import kafka as local_kafka
 from scalelab.runtimes.local import nginx as local_nginx
 from scalelab.runtimes.local import orders as local_orders
 from scalelab.runtimes.local import projector as local_projector
@@ -46,8 +47,9 @@ SERVICES.update({"prometheus": local_prometheus})                  # lab 07
 SERVICES.update({"rabbitmq": local_rabbitmq})                      # labs 05, 07, 08: the durable broker
 SERVICES.update({"express": local_express})                        # lab 02: the user service in Node/Express
 SERVICES.update({"green": local_green})                            # lab 06: the green colour (deploys)
+SERVICES.update({"kafka": local_kafka})                            # lab 08: the event log on Kafka
 
-STORES = ("postgres", "standby", "redis", "rabbitmq")   # stopped last, after the services that use them
+STORES = ("postgres", "standby", "redis", "rabbitmq", "kafka")   # stopped last, after the services that use them
 SIGNALS = {"KILL": signals.SIGKILL, "TERM": signals.SIGTERM, "INT": signals.SIGINT,
            "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT}
 
@@ -159,6 +161,9 @@ class LocalRuntime:
 
     def rabbitmq_url(self) -> str:
         return local_rabbitmq.url(self, self._record("rabbitmq-1"))
+
+    def kafka_bootstrap(self) -> str:
+        return local_kafka.bootstrap(self)
 
     def members(self, service: str) -> list[str]:
         names = [n for n in self.procs if n == service or n.startswith(service + "-")]
@@ -356,6 +361,7 @@ class LocalRuntime:
         shutil.rmtree(local_standby.home(self), ignore_errors=True)
         shutil.rmtree(self.home / "prometheus", ignore_errors=True)   # lab 07: its TSDB and rule files
         shutil.rmtree(self.home / "rabbitmq", ignore_errors=True)     # its queues and messages, cookie, password
+        shutil.rmtree(self.home / "kafka", ignore_errors=True)        # lab 08: the topics, offsets, cluster id
         shutil.rmtree(self.home / "redis", ignore_errors=True)        # the append-only file (broker.yaml), password
         shutil.rmtree(self.home / "logs", ignore_errors=True)
         self._pg = None
