@@ -52,7 +52,12 @@ def use_kafka(stack) -> bool:
     wait_until(lambda: TOPIC in admin(stack).list_topics(timeout=5).topics, 30, interval=0.2, error=CheckFailed,
                on_timeout=f"the relay made no topic {TOPIC} in 30 s: stack.logs('relay-1')")
     from scalelab.labs import lab08
-    lab08.wait_relayed(stack)
+    try:
+        lab08.wait_relayed(stack)
+    except CheckFailed:
+        said = [line for line in stack.logs("relay-1", tail=20).splitlines() if "ERROR" in line][-1:]
+        raise CheckFailed("the relay published nothing to Kafka in 20 s" + (f": {said[0].split(': ', 1)[-1]}" if said
+                          else " — stack.logs('relay-1')")) from None
     # The projector has read the history when the group's committed offsets reach the topic's end (a
     # new group's first join on a new broker takes seconds); the model already held it: all skipped.
     joined = time.monotonic()
@@ -355,3 +360,28 @@ def two_members(stack, lab08, orders: int = 12) -> dict:
         stack.scale("projector", 1)
     return {"assignment": shares, "orders": len(ids), "events": len(mine), "caught_up_s": took,
             "partitions_used": int(mine.partition.nunique()), "split_orders": out_of_order(mine)}
+
+
+def broker_drill(stack, lab08, n: int = 12) -> dict:
+    """SIGKILL the broker, place ``n`` orders (their events wait in the outbox: the relay cannot
+    publish), start it again: every event reaches the topic and the read model equals Postgres."""
+    require_kafka(stack)
+    before = len(topic_frame(stack))
+    stack.kill("kafka-1", "KILL")
+    ids = lab08.place_orders(stack, n)
+    lab08.wait_orders(stack, ids)
+    log = lab08.events_frame(stack, ids)
+    waiting = int(log.published_at.isna().sum())
+    started = time.monotonic()
+    stack.start("kafka-1")
+    ready_s = time.monotonic() - started
+    lab08.wait_relayed(stack, timeout=60)
+    lab08.wait_caught_up(stack, timeout=60)
+    caught_up_s = time.monotonic() - started
+    frame = topic_frame(stack)
+    missing = set(log.seq) - set(frame.seq)
+    if missing or len(frame) < before:
+        raise CheckFailed(f"after the broker's restart the topic lacks {len(missing)} events of the log "
+                          f"(it held {before} messages before, {len(frame)} now)")
+    return {"orders": n, "events": len(log), "waiting_in_outbox": waiting, "broker_ready_s": ready_s,
+            "caught_up_s": caught_up_s, "topic_before": before, "topic_after": len(frame)}

@@ -359,6 +359,11 @@ def replay(stack) -> dict:
     return {"keys": len(before), "keys_after_delete": emptied, "entries_replayed": entries, "rebuild_s": rebuild_s}
 
 
+def broker_drill(stack, n: int = 12) -> dict:
+    """Lab 08 on Kafka: the broker SIGKILLed and started again, nothing lost (eventlog_kafka.broker_drill)."""
+    return eventlog_kafka.broker_drill(stack, sys.modules[__name__], n)
+
+
 def naive_apply(event: dict, r) -> bool:
     """NOT the exercise: a projector without the sequence check (what goes wrong without one)."""
     pipe = r.pipeline()
