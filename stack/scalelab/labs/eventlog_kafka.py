@@ -4,13 +4,13 @@
     backlog(stack)            unpublished rows, messages in the topic, the group's lag (from the broker)
     topic_frame(stack)        every message of the topic: partition, offset, key, seq, order
     replay(stack)             the group's offsets reset to the start of every partition, the model rebuilt
-    partition_key             the exercise: the message key that keeps one order's events in order
+    check_partition_key       the check of lab08.partition_key: the key that keeps one order's events in order
 
 The read model, ``apply(event, redis)`` and the kill drill are lab08's; only the transport changes.
+Functions that need lab08's helpers take the module as an argument (lab08 imports this one).
 Names match ``shop.kafka_log`` (the driver does not import the shop's Kafka code).
 """
 
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -18,7 +18,7 @@ from collections import defaultdict
 import pandas as pd
 
 from scalelab.errors import ScalelabError
-from scalelab.exercise import CheckFailed, Exercise, NotAttempted
+from scalelab.exercise import CheckFailed, NotAttempted
 from scalelab.waiting import wait_until
 
 TOPIC = "orders.events"       # shop.kafka_log.TOPIC
@@ -33,7 +33,7 @@ def on_kafka(stack) -> bool:
     return stack.supports("kafka") and bool(stack.members("kafka"))
 
 
-def use_kafka(stack) -> bool:
+def use_kafka(stack, lab08) -> bool:
     """Start a Kafka broker (``kafka-1``) and move the relay and the projector onto it; False, with
     one line saying why, where this runtime has no broker (the rest of the lab stays on the Stream)."""
     if not stack.supports("kafka"):
@@ -51,7 +51,6 @@ def use_kafka(stack) -> bool:
         stack.restart(member)   # they find SHOP_KAFKA_BOOTSTRAP in their environment now
     wait_until(lambda: TOPIC in admin(stack).list_topics(timeout=5).topics, 30, interval=0.2, error=CheckFailed,
                on_timeout=f"the relay made no topic {TOPIC} in 30 s: stack.logs('relay-1')")
-    from scalelab.labs import lab08
     try:
         lab08.wait_relayed(stack)
     except CheckFailed:
@@ -239,7 +238,7 @@ def sample_events() -> list[dict]:
     return out
 
 
-def _check_partition_key(stack, exercise) -> str:
+def check_partition_key(stack, exercise, lab08) -> str:
     from confluent_kafka import KafkaException, Producer
     from confluent_kafka.admin import NewTopic
     if not on_kafka(stack):
@@ -298,7 +297,7 @@ def _check_partition_key(stack, exercise) -> str:
         raise CheckFailed(f"{ORDERS} orders' events all landed in {used} of {PARTITIONS} partitions "
                           f"({sorted(frame.partition.unique().tolist())}): in order, but one or two members of the "
                           "group would do all the work — key by something that differs between orders")
-    live = two_members(stack, sys.modules["scalelab.labs.lab08"])
+    live = two_members(stack, lab08)
     if live["split_orders"]:
         raise CheckFailed(f"live, the relay put order {live['split_orders'][0]}'s events in several partitions: "
                           "restart relay-1 after changing partition_key.py (stack.restart('relay-1'))")
@@ -308,20 +307,13 @@ def _check_partition_key(stack, exercise) -> str:
             f"equal to Postgres {live['caught_up_s']:.2f} s after {live['orders']} orders finished")
 
 
-partition_key = Exercise(
-    name="partition_key",
-    title="Exercise · the Kafka message key of an order event",
-    checker=_check_partition_key,
-    hints=[
-        "The producer hashes the key to pick a partition: equal keys, one partition. Kafka keeps messages in "
-        "order within a partition, never across partitions.",
-        "Which events must stay in order relative to each other? Those of one order (its seq check skips an "
-        "older event that arrives after a newer one). Events of different orders need no order between them.",
-        "Return something every event of one order shares and different orders do not: str(event['order_id']).",
-    ],
-    reference="shop.reference.partition_key",
-    handle="lab08.partition_key",
-)
+KEY_HINTS = [
+    "The producer hashes the key to pick a partition: equal keys, one partition. Kafka keeps messages in "
+    "order within a partition, never across partitions.",
+    "Which events must stay in order relative to each other? Those of one order (its seq check skips an "
+    "older event that arrives after a newer one). Events of different orders need no order between them.",
+    "Return something every event of one order shares and different orders do not: str(event['order_id']).",
+]
 
 
 def require_kafka(stack) -> None:

@@ -2,6 +2,5 @@
 
 
 def key(event: dict) -> str:
-    """Key every event by its order: one order's events share a partition, so they stay in order
-    (Kafka orders messages within a partition only), while different orders spread over all of them."""
+    """The key that keeps each order's events in order, and spreads different orders."""
     return str(event["order_id"])
