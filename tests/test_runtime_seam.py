@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What each runtime can do beyond the core (docs/ARCHITECTURE.md's table says the same).
 EXPECTED = {
     "local": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "wipe", "tls", "kafka"},
-    "compose": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "tls"},
+    "compose": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "tls", "kafka"},
     "kind": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls"},
     "kubernetes": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls"},
 }

@@ -69,21 +69,37 @@ def java() -> str:
     return found
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int, node_id: int = 1) -> str:
-    """server.properties of a one-node cluster on 127.0.0.1: broker and controller in one process."""
+def server_properties(data_dir: Path, port: int, controller_port: int, node_id: int = 1,
+                      bind: str = HOST, advertised: str | None = None,
+                      external: tuple[int, str] | None = None) -> str:
+    """server.properties of a one-node cluster: broker and controller in one process.
+
+    By default everything is on 127.0.0.1 (the local runtime). In a container (the compose
+    image) the broker binds ``bind`` (0.0.0.0), tells clients on the network ``advertised``
+    (``kafka:9092``), and ``external`` = (port, "127.0.0.1:<host port>") adds a listener for
+    clients outside, through the port Docker publishes.
+    """
     log_dir = Path(data_dir) / LOG_DIR
+    listeners = [f"PLAINTEXT://{bind}:{port}", f"CONTROLLER://{HOST}:{controller_port}"]
+    announced = [f"PLAINTEXT://{advertised or f'{HOST}:{port}'}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if external is not None:
+        listeners.append(f"EXTERNAL://{bind}:{external[0]}")
+        announced.append(f"EXTERNAL://{external[1]}")
+        protocols.append("EXTERNAL:PLAINTEXT")
     return "\n".join([
         "# KRaft, no ZooKeeper: this node is the whole cluster, broker and its own controller",
         "process.roles=broker,controller",
         f"node.id={node_id}",
         "# a static quorum of one voter (the storage is formatted with the same cluster id once)",
         f"controller.quorum.voters={node_id}@{HOST}:{controller_port}",
-        "# clients connect to PLAINTEXT; the controller's Raft traffic has its own listener",
-        f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+        "# clients connect to PLAINTEXT (and EXTERNAL from outside a container); the controller's",
+        "# Raft traffic has its own listener",
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(announced)}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"listener.security.protocol.map={','.join(protocols)}",
         "# partitions and the metadata log live here; meta.properties marks it formatted",
         f"log.dirs={log_dir}",
         "# a topic created without a count (or auto-created) gets 3 partitions",
@@ -108,29 +124,34 @@ def server_properties(data_dir: Path, port: int, controller_port: int, node_id: 
     ])
 
 
-def log4j2_properties(log_file: Path) -> str:
-    """Log4j2 configuration: everything at INFO into one file, nothing on the console."""
+def log4j2_properties(log_file: Path | None) -> str:
+    """Log4j2 configuration: everything at INFO into one file, nothing on the console (None: on the
+    console only — a container's log)."""
+    appender = (["appender.out.type = File", f"appender.out.fileName = {log_file}"] if log_file is not None
+                else ["appender.out.type = Console", "appender.out.target = SYSTEM_OUT"])
     return "\n".join([
         "status = warn",
         "shutdownHook = disable",     # lines are flushed as written; the hook only printed a warning at SIGTERM
-        "appender.file.type = File",
-        "appender.file.name = file",
-        f"appender.file.fileName = {log_file}",
-        "appender.file.layout.type = PatternLayout",
-        "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+        *appender,
+        "appender.out.name = out",
+        "appender.out.layout.type = PatternLayout",
+        "appender.out.layout.pattern = [%d] %p %m (%c)%n",
         "rootLogger.level = INFO",
-        "rootLogger.appenderRef.file.ref = file",
+        "rootLogger.appenderRef.out.ref = out",
         "",
     ])
 
 
-def write_config(data_dir: Path, port: int, controller_port: int, node_id: int = 1) -> Path:
-    """Write server.properties and log4j2.properties into data_dir; return server.properties."""
+def write_config(data_dir: Path, port: int, controller_port: int, node_id: int = 1, **listeners) -> Path:
+    """Write server.properties and log4j2.properties into data_dir; return server.properties.
+    ``listeners``: server_properties' bind, advertised and external, and console=True for a log on
+    stdout instead of server.log (the compose image)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "log4j2.properties").write_text(log4j2_properties(data_dir / "server.log"))
+    log_file = None if listeners.pop("console", False) else data_dir / "server.log"
+    (data_dir / "log4j2.properties").write_text(log4j2_properties(log_file))
     properties = data_dir / "server.properties"
-    properties.write_text(server_properties(data_dir, port, controller_port, node_id))
+    properties.write_text(server_properties(data_dir, port, controller_port, node_id, **listeners))
     return properties
 
 

@@ -128,6 +128,11 @@ class Stack:
         """``HOST:PORT`` of the stack's Kafka broker (lab 08, once ``lab08.use_kafka`` started it)."""
         return self._capable("kafka").kafka_bootstrap()
 
+    def reconnect_event_log(self) -> None:
+        """Restart the relay and the projector onto the log the stack has now (lab 08: the Kafka
+        topic while a broker runs)."""
+        self._capable("kafka").reconnect_event_log()
+
     def members(self, service: str = "users") -> list[str]:
         return self.runtime.members(service)
 

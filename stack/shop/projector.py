@@ -70,7 +70,7 @@ class Projector:
         assert self.settings.redis_url is not None   # main() refuses to start without it
         client = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         bootstrap = self.settings.kafka_bootstrap
-        publish = self._to_stream(client) if bootstrap is None else self._to_kafka(bootstrap)
+        publish = self._to_kafka(bootstrap) if bootstrap else self._to_stream(client)
         conn, failures = None, 0
         while not self.stopping.is_set():
             readiness.beat()

@@ -25,7 +25,6 @@ TOPIC = "orders.events"       # shop.kafka_log.TOPIC
 GROUP = "projector"           # shop.kafka_log.GROUP
 PARTITIONS = 6                # shop.kafka_log.PARTITIONS
 MEMBER = "projector-1"
-CLIENTS = ("relay-1", "projector-1")
 
 
 def on_kafka(stack) -> bool:
@@ -47,8 +46,7 @@ def use_kafka(stack, lab08) -> bool:
     # The outbox table is the log of record: the new topic gets all of it, not only what happens from
     # now on, or a replay from Kafka could never rebuild the orders placed before the move.
     history = len(db.fetch(stack.database_url(), "UPDATE order_events SET published_at = NULL RETURNING seq"))
-    for member in CLIENTS:
-        stack.restart(member)   # they find SHOP_KAFKA_BOOTSTRAP in their environment now
+    stack.reconnect_event_log()   # the relay and the projector, restarted with the broker's address
     wait_until(lambda: TOPIC in admin(stack).list_topics(timeout=5).topics, 30, interval=0.2, error=CheckFailed,
                on_timeout=f"the relay made no topic {TOPIC} in 30 s: stack.logs('relay-1')")
     try:

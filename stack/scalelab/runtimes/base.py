@@ -128,6 +128,10 @@ class KafkaLog(Protocol):
     def kafka_bootstrap(self) -> str:
         """``HOST:PORT`` of the running broker, as a client outside the stack dials it."""
 
+    def reconnect_event_log(self) -> None:
+        """Restart the relay and the projector onto the log the stack has now (the topic while a
+        broker runs, the Redis Stream otherwise)."""
+
 
 @runtime_checkable
 class ApplyObjects(Protocol):
@@ -159,7 +163,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {
     "inside_url": (InsideUrl, "inside URL"),
     "cpu_meter": (CpuMeter, "CPU meter"),
     "rabbitmq": (RabbitMQ, "RabbitMQ"),
-    "kafka": (KafkaLog, "Kafka broker (this version runs one on local)"),
+    "kafka": (KafkaLog, "Kafka broker (this version runs one on local and compose)"),
     "apply": (ApplyObjects, "Kubernetes API to apply objects to"),
     "wipe": (Wipe, "data kept after down()"),
     "tls": (TlsEdge, "HTTPS at nginx (TLS at the edge)"),

@@ -57,6 +57,44 @@ IMAGES = [
 ]
 
 
+# Built only when a stack asks for it (lab 08's Kafka steps on compose): its jars come from
+# `make tools-kafka` on the host, staged with the broker's module into a context of its own. Its
+# tag hashes its own inputs (pom.xml names the jars), apart from the set's.
+KAFKA = Image("kafka", STACK.parent / "build" / "kafka-image", DEPLOY / "kafka/Dockerfile",
+              _files(DEPLOY / "kafka/Dockerfile", DEPLOY / "kafka/docker-entrypoint.py", DEPLOY / "kafka/pom.xml",
+                     STACK / "scalelab/kafka_broker.py"))
+
+
+def kafka_tag() -> str:
+    digest = hashlib.sha256(BASE_IMAGE.encode())
+    for path in KAFKA.inputs:
+        digest.update(str(path.relative_to(STACK)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def ensure_kafka(client, log: Path) -> str:
+    """The kafka image for the current inputs, built when missing (RuntimeUnavailable in one line
+    when the jars are not on this host yet); its tag."""
+    from scalelab import kafka_broker
+    tag_ = kafka_tag()
+    name = reference(KAFKA, tag_)
+    if _present(client, name):
+        return tag_
+    try:
+        libs = kafka_broker.jars()
+    except kafka_broker.KafkaUnavailable as exc:
+        raise RuntimeUnavailable(f"no Kafka image and no jars to build it from: {exc} (make tools-kafka)") from None
+    ensure_base(client)
+    shutil.rmtree(KAFKA.context, ignore_errors=True)
+    (KAFKA.context / "libs").mkdir(parents=True)
+    for jar in libs.glob("*.jar"):
+        shutil.copy2(jar, KAFKA.context / "libs" / jar.name)
+    shutil.copy2(STACK / "scalelab/kafka_broker.py", KAFKA.context)
+    shutil.copy2(DEPLOY / "kafka/docker-entrypoint.py", KAFKA.context)
+    build(KAFKA, [name, "scalelab/kafka:dev"], log)
+    return tag_
+
+
 def tag() -> str:
     """One tag for the set: a hash of every image's build inputs and the base image's name."""
     digest = hashlib.sha256(BASE_IMAGE.encode())

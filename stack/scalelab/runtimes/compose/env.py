@@ -44,11 +44,12 @@ def _lines(values: dict[str, str]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
-def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path) -> Path:
+def compose_env(home: Path, tag: str, workspace: Path | None, nginx_conf: Path, kafka_tag: str | None = None) -> Path:
     pw = passwords(home)
     path = home / "compose.env"
     _private_write(path, _lines({
         "SCALELAB_TAG": tag,
+        "KAFKA_TAG": kafka_tag or "dev",                                     # lab 08 on Kafka (its own image)
         "POSTGRES_PASSWORD": pw["postgres"],
         "SHOP_DB_PASSWORD": pw["shop"],
         "REDIS_PASSWORD": pw["redis"],
@@ -75,7 +76,7 @@ def valkey_conf(home: Path, plan: Plan | None, workspace: Path | None) -> Path:
     return path
 
 
-def shop_env(home: Path, plan: Plan | None) -> Path:
+def shop_env(home: Path, plan: Plan | None, kafka: bool = False) -> Path:
     """The shop services' settings (users, orders, workers, relay, projector), as
     local/users.shop_env gives them to a local process."""
     pw = passwords(home)
@@ -91,6 +92,8 @@ def shop_env(home: Path, plan: Plan | None) -> Path:
         values["SHOP_REDIS_URL"] = f"redis://:{pw['redis']}@redis:6379/0"   # lab 05 starts with it as the broker
     if plan is not None and plan.has("rabbitmq"):   # broker.yaml picks which of the two carries the orders
         values["SHOP_RABBITMQ_URL"] = f"amqp://shop:{pw['rabbitmq']}@rabbitmq:5672//"
+    if kafka:   # lab 08: a broker runs, so the relay and the projector use the topic (shop/kafka_log.py)
+        values["SHOP_KAFKA_BOOTSTRAP"] = "kafka:9092"
     if plan is not None and plan.has("orders") and plan.has("users") and plan.has("nginx"):
         values["SHOP_USERS_URL"] = "http://nginx:8080"   # lab 07: orders check the buyer through nginx
     path = home / "shop.env"

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from scalelab import aio
-from scalelab.errors import ScalelabError, ServiceFailed
+from scalelab import aio, kafka_broker
+from scalelab.errors import RuntimeUnavailable, ScalelabError, ServiceFailed
 from scalelab.plans import Plan, plan_for
 from scalelab.ports import free_port
 from scalelab.runtimes.common import images as compose_images
@@ -44,16 +44,16 @@ FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.lab.yaml"]
 # the relay and the projector (labs 05, 08) listen on nothing.
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080,
          "orders": 8000, "worker": 9100, "relay": None, "projector": None, "prometheus": 9090, "rabbitmq": 5672,
-         "express": 8000, "green": 8000}
+         "express": 8000, "green": 8000, "kafka": 9094}
 # compose.yaml publishes each service on 127.0.0.1:${<VAR>}: the driver creates every
 # container with its own free host port, fixed, so a restarted member keeps its URL (as on local).
 PORT_VARS = {"postgres": "POSTGRES_PORT", "standby": "STANDBY_PORT", "users": "USERS_PORT", "redis": "REDIS_PORT",
              "nginx": "NGINX_PORT", "orders": "ORDERS_PORT", "worker": "WORKER_PORT",
              "prometheus": "PROMETHEUS_PORT", "rabbitmq": "RABBITMQ_PORT", "express": "EXPRESS_PORT",
-             "green": "GREEN_PORT"}
+             "green": "GREEN_PORT", "kafka": "KAFKA_PORT"}
 EXTRA_PORT_VARS = {"nginx": ("NGINX_TLS_PORT", "NGINX_REDIRECT_PORT")}   # lab 02's HTTPS and its redirect
 FRONTS = {"nginx": "users"}          # while nginx runs, url("users") is nginx's URL
-STORES = ("postgres", "redis", "rabbitmq")
+STORES = ("postgres", "redis", "rabbitmq", "kafka")
 READY_TIMEOUT = 90.0
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 
@@ -83,8 +83,8 @@ class ComposeRuntime:
     def _compose(self) -> Compose:
         plan = plan_for(self.lab) if self.lab else None
         env_file = compose_env.compose_env(self.home, self.tag or "dev", self.workspace,
-                                           compose_nginx.conf_dir(self))
-        compose_env.shop_env(self.home, plan)
+                                           compose_nginx.conf_dir(self), kafka_tag=compose_images.kafka_tag())
+        compose_env.shop_env(self.home, plan, kafka=bool(self._containers("kafka")))
         compose_env.valkey_conf(self.home, plan, self.workspace)
         return Compose(self.project, FILES, env_file, self.home / "compose.log")
 
@@ -177,6 +177,8 @@ class ComposeRuntime:
         if service in ("standby", "prometheus"):   # a base backup first; a rendered configuration first
             return {"standby": compose_standby, "prometheus": compose_prometheus}[service].ensure(self, compose,
                                                                                                  replicas)
+        if service == "kafka":     # lab 08: its image is built on demand, from make tools-kafka's jars
+            compose_images.ensure_kafka(self.client, self.home / "build.log")
         containers = self._containers(service)
         to_start = [c for c in containers[:replicas] if c.status not in ("running", "paused")]
         for container in to_start:      # stopped or killed members come back as they were
@@ -276,6 +278,27 @@ class ComposeRuntime:
 
     def rabbitmq_url(self) -> str:
         return f"amqp://shop:{compose_env.passwords(self.home)['rabbitmq']}@127.0.0.1:{self._host_port('rabbitmq-1')}//"
+
+    # -- lab 08 on Kafka ------------------------------------------------------------------------
+    def kafka_bootstrap(self) -> str:
+        if not self._containers("kafka"):
+            raise RuntimeUnavailable("no Kafka broker in this stack — lab08.use_kafka(stack) starts one")
+        return f"127.0.0.1:{self._host_port('kafka-1')}"
+
+    def reconnect_event_log(self) -> None:
+        """Recreate the relay and the projector so they take the event log the stack has now (the
+        topic while a broker runs: SHOP_KAFKA_BOOTSTRAP in shop.env); a container keeps the
+        environment it was created with, so a restart would not do."""
+        members = [m for service in ("relay", "projector") for m in self.members(service)]
+        if not members:
+            return
+        compose = self._compose()   # shop.env rewritten first
+        for member in members:
+            self._before_start(member)
+        compose.run("up", "-d", "--no-deps", "--force-recreate",
+                    *sorted({self._service(m) for m in members}), timeout=180)
+        for member in members:
+            self._after_start(member)
 
     def members(self, service: str) -> list[str]:
         return [m for c in self._containers(service) if (m := self._member_name(c))]
@@ -433,7 +456,7 @@ class ComposeRuntime:
                  "prometheus": lambda m: compose_prometheus.ready(self, m),
                  "users": self._users_ready, "redis": self._redis_ready, "rabbitmq": self._rabbitmq_ready,
                  "nginx": self._nginx_ready, "orders": self._users_ready, "express": self._users_ready,
-                 "green": self._users_ready,
+                 "green": self._users_ready, "kafka": self._kafka_ready,
                  **dict.fromkeys(compose_queue.SERVICES, self._queue_ready)}[self._service(member)]
         def answers() -> bool:
             container = self._container(member)
@@ -469,6 +492,9 @@ class ComposeRuntime:
             return client.ping() is True
         finally:
             client.close()
+
+    def _kafka_ready(self, member: str) -> bool:
+        return kafka_broker.ready(self._host_port(member), timeout=1)
 
     def _rabbitmq_ready(self, member: str) -> bool:
         return local_rabbitmq.login(self.rabbitmq_url())

@@ -165,6 +165,13 @@ class LocalRuntime:
     def kafka_bootstrap(self) -> str:
         return local_kafka.bootstrap(self)
 
+    def reconnect_event_log(self) -> None:
+        """Restart the relay and the projector: their new processes get SHOP_KAFKA_BOOTSTRAP while
+        a broker runs (local_kafka.client_env), none otherwise."""
+        for service in local_kafka.CLIENTS:
+            for member in self.members(service):
+                self._restart(member, stop_first=True)
+
     def members(self, service: str) -> list[str]:
         names = [n for n in self.procs if n == service or n.startswith(service + "-")]
         return sorted(names, key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[-1].isdigit() else 0)
