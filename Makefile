@@ -17,7 +17,7 @@ WITH_KIND = PATH="$(KIND_CACHE)/bin:$$PATH" SCALELAB_KIND_CACHE="$(KIND_CACHE)"
 KIND_TESTS ?= kind
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint lab-% tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq tools-kafka test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
+.PHONY: help setup lint lab-% tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq tools-lab8 tools-kafka test test-fast test-compose test-kind kind-offline prometheus-k8s kind-delete kind-registry images images-offline bench bench-kind down status doctor jupyter labs clean
 
 help:  ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -45,6 +45,7 @@ lab-2: tools-lab2                 # lab 02's Express replica (Node.js and its np
 lab-3: tools-lab3                 # lab 03's real-client step (valkey-cli) on local
 lab-7: tools-lab7 tools-rabbitmq   # lab 07's stack runs a Prometheus server and RabbitMQ (the recipe is lab-%'s)
 lab-5 lab-8: tools-rabbitmq        # labs 05 and 08 run RabbitMQ
+lab-8: tools-lab8                  # and lab 08's steps 10-12 a Kafka broker
 
 tools-lab1:  ## make ab and Vegeta available for lab 01's load-tools step (as root on Debian: apt-get install apache2-utils; Vegeta built with go install); else one line naming the install
 	@stack/deploy/ensure-load-tools.sh || true
@@ -60,6 +61,9 @@ tools-lab7:  ## make a Prometheus server available for lab 07 (as root on Debian
 
 tools-rabbitmq:  ## make a RabbitMQ server available for labs 05, 07, 08 (as root on Debian: apt-get install rabbitmq-server)
 	stack/deploy/ensure-rabbitmq.sh
+
+tools-lab8:  ## the Kafka broker's jars for lab 08's steps 10-12 where Java 17+ and Maven are here; otherwise one line says what is missing (the rest of lab 08 runs without)
+	@stack/deploy/ensure-kafka.sh || echo "tools-lab8: lab 08 runs; its Kafka steps will say the broker is missing"
 
 tools-kafka:  ## a real Kafka 4 broker's jars from Maven Central (KRaft, one JVM; needs Java 17+ and Maven): stack/deploy/ensure-kafka.sh
 	stack/deploy/ensure-kafka.sh

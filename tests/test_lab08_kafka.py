@@ -118,3 +118,15 @@ def test_a_runtime_without_kafka_says_so_in_one_line(capsys):
     assert lab08.use_kafka(fake) is False
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and "compose" in out and 'RUNTIME="local"' in out
+
+
+def test_a_machine_without_the_broker_s_jars_says_so_in_one_line_and_the_lab_goes_on(capsys):
+    from scalelab.errors import RuntimeUnavailable
+
+    def scale(service, replicas):
+        raise RuntimeUnavailable("no Kafka broker here: Kafka 4.4.0 jars not found (make tools-kafka gets both)")
+    fake = SimpleNamespace(supports=lambda capability: True, members=lambda service: [], scale=scale,
+                           runtime_name="local")
+    assert lab08.use_kafka(fake) is False
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and "make tools-kafka" in out and "Redis Stream" in out
