@@ -48,9 +48,7 @@ async def relay_once(conn, redis, batch: int = 500) -> int:
     ``conn`` is an asyncpg connection, ``redis`` a ``redis.asyncio`` client.
     """
     async with conn.transaction():
-        rows = await conn.fetch(
-            "SELECT seq, order_id, type, data, created_at FROM order_events WHERE published_at IS NULL"
-            " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", batch)
+        rows = await unpublished(conn, batch)
         if not rows:
             return 0
         pipe = redis.pipeline(transaction=False)
@@ -58,9 +56,20 @@ async def relay_once(conn, redis, batch: int = 500) -> int:
             pipe.xadd(STREAM, to_stream(row))
         await pipe.execute()
         # If we die here, the commit never happens: the rows stay unpublished and go out again.
-        await conn.execute("UPDATE order_events SET published_at = clock_timestamp() WHERE seq = ANY($1::bigint[])",
-                           [row["seq"] for row in rows])
+        await mark_published(conn, rows)
     return len(rows)
+
+
+async def unpublished(conn, batch: int):
+    """Up to ``batch`` unpublished events, oldest first, locked until the caller's transaction ends
+    (another relay skips them)."""
+    return await conn.fetch("SELECT seq, order_id, type, data, created_at FROM order_events WHERE published_at IS NULL"
+                            " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", batch)
+
+
+async def mark_published(conn, rows) -> None:
+    await conn.execute("UPDATE order_events SET published_at = clock_timestamp() WHERE seq = ANY($1::bigint[])",
+                       [row["seq"] for row in rows])
 
 
 def fold(events) -> dict | None:

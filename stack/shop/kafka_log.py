@@ -75,9 +75,7 @@ async def relay_once(conn, produce: Producer, key: Callable[[dict], object], bat
     gets the event as ``apply`` does (shop.events.from_stream) and its result keys the message.
     """
     async with conn.transaction():
-        rows = await conn.fetch(
-            "SELECT seq, order_id, type, data, created_at FROM order_events WHERE published_at IS NULL"
-            " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", batch)
+        rows = await events.unpublished(conn, batch)
         if not rows:
             return 0
         failures: list[str] = []
@@ -98,8 +96,7 @@ async def relay_once(conn, produce: Producer, key: Callable[[dict], object], bat
             raise PublishFailed(f"{left} of {len(rows)} messages unacknowledged after {FLUSH_TIMEOUT_S} s"
                                 if left else f"the broker refused a message: {failures[0]}")
         # If we die here, the commit never happens: the rows stay unpublished and go out again.
-        await conn.execute("UPDATE order_events SET published_at = clock_timestamp() WHERE seq = ANY($1::bigint[])",
-                           [row["seq"] for row in rows])
+        await events.mark_published(conn, rows)
     return len(rows)
 
 
