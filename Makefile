@@ -101,7 +101,7 @@ test: $(STAMP) lint tools-lab1 tools-lab2 tools-lab3 tools-lab7 tools-rabbitmq t
 test-fast: $(STAMP)  ## the tests without executing notebooks or Docker
 	$(BIN)/python -m pytest -m "not notebook and not compose and not kind"
 
-test-compose: $(STAMP)  ## the compose suite alone, every solution notebook on compose (installs/starts Docker as root on Debian: stack/deploy/ensure-docker.sh)
+test-compose: $(STAMP) tools-kafka  ## the compose suite alone, every solution notebook on compose (installs/starts Docker as root on Debian: stack/deploy/ensure-docker.sh)
 	stack/deploy/ensure-docker.sh
 	SCALELAB_REQUIRE_COMPOSE=1 SCALELAB_COMPOSE_LABS=$${SCALELAB_COMPOSE_LABS:-all} $(BIN)/python -m pytest -m compose
 

@@ -124,3 +124,20 @@ def test_the_redis_container_keeps_the_append_only_settings_broker_yaml_gives_it
     finally:
         solve(c5)                                            # the reference broker.yaml: RabbitMQ with confirms
         broker.apply(c5, workers=1)
+
+
+def test_lab_08_moves_its_log_onto_a_kafka_container_and_loses_nothing_when_it_is_killed(c8):
+    """Last in this module: the move changes c8 for good (the relay and the projector on the topic)."""
+    from scalelab import kafka_broker
+    try:
+        kafka_broker.jars()
+    except kafka_broker.KafkaUnavailable as exc:
+        pytest.fail(f"make test-compose needs the broker's jars to build the kafka image: {exc}")
+    assert lab08.use_kafka(c8) is True
+    status = c8.status().set_index("member")
+    assert status.state["kafka-1"] == "running" and c8.kafka_bootstrap().startswith("127.0.0.1:")
+    drill = lab08.kill_drill(c8, n=15)
+    assert drill["log"] == "Kafka topic" and drill["skipped"] >= 10
+    outage = lab08.broker_drill(c8, n=5)   # SIGKILL of the container; every event reaches the topic after
+    assert outage["waiting_in_outbox"] > 0 and outage["topic_after"] >= outage["topic_before"] + outage["events"]
+    assert lab08.backlog(c8)["lag"] == 0
