@@ -73,7 +73,7 @@ def _kafka_row() -> tuple[str, str, str]:
     try:
         libs = kafka_broker.jars()
     except kafka_broker.KafkaUnavailable as exc:
-        return WARN, "kafka", f"{exc} (make tools-kafka; the Kafka broker, not in a lab yet)"
+        return WARN, "kafka", f"{exc} (make tools-kafka: lab 08's steps 10–12 run the broker)"
     java = _version([shutil.which("java") or "java", "-version"])
     return OK, "kafka", f"{kafka_broker.VERSION} — {libs} (java: {java or 'not found: Java 17+ runs it'})"
 
