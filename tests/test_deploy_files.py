@@ -23,7 +23,7 @@ def pyproject_requirements() -> dict[str, Requirement]:
 
 def test_every_dockerfile_pins_its_base_by_an_arg_runs_unprivileged_and_checks_health():
     assert {p.parent.name for p in DOCKERFILES} == {"shop", "postgres", "nginx", "valkey", "prometheus", "prometheus-k8s",
-                                                  "rabbitmq", "registry", "shop-node"}
+                                                  "rabbitmq", "registry", "shop-node", "kafka"}
     for path in DOCKERFILES:
         text = path.read_text()
         assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text, path
