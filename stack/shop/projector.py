@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 
 from shop import events, readiness
 from shop.config import Settings
+from shop.errors import ExerciseNotDone
 from shop.exercises import Exercises
 
 log = logging.getLogger("shop.projector")
@@ -107,7 +108,11 @@ class Projector:
         topic_ready = False
 
         def key(event: dict):
-            return self.exercises.module("partition_key").key(event)
+            try:
+                return self.exercises.module("partition_key").key(event)
+            except NotImplementedError:
+                raise ExerciseNotDone("partition_key.key() still raises NotImplementedError: write it, run its "
+                                      "cell, then lab08.use_kafka(stack) again") from None
 
         async def publish(conn) -> int:
             nonlocal topic_ready
