@@ -37,7 +37,8 @@ def use_kafka(stack, lab08) -> bool:
     one line saying why, where this runtime has no broker (the rest of the lab stays on the Stream)."""
     if not stack.supports("kafka"):
         print(f"Kafka is not part of the {stack.runtime_name} runtime in this version: its steps are not run "
-              "here, and the event log stays on the Redis Stream — run the notebook with RUNTIME=\"local\" for them")
+              "here, and the event log stays on the Redis Stream — run the notebook with RUNTIME=\"local\" "
+              "or \"compose\" for them")
         return False
     from scalelab import db
     started = time.monotonic()
