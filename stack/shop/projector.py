@@ -117,7 +117,8 @@ class Projector:
         async def publish(conn) -> int:
             nonlocal topic_ready
             if not topic_ready:
-                topic_ready = kafka_log.ensure_topic(bootstrap) or True
+                kafka_log.ensure_topic(bootstrap)
+                topic_ready = True
             return await kafka_log.relay_once(conn, produce, key)
         return publish
 

@@ -66,10 +66,7 @@ KAFKA = Image("kafka", STACK.parent / "build" / "kafka-image", DEPLOY / "kafka/D
 
 
 def kafka_tag() -> str:
-    digest = hashlib.sha256(BASE_IMAGE.encode())
-    for path in KAFKA.inputs:
-        digest.update(str(path.relative_to(STACK)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return _digest([KAFKA])
 
 
 def ensure_kafka(client, log: Path) -> str:
@@ -97,8 +94,12 @@ def ensure_kafka(client, log: Path) -> str:
 
 def tag() -> str:
     """One tag for the set: a hash of every image's build inputs and the base image's name."""
+    return _digest(IMAGES)
+
+
+def _digest(images: list[Image]) -> str:
     digest = hashlib.sha256(BASE_IMAGE.encode())
-    for image in IMAGES:
+    for image in images:
         for path in image.inputs:
             digest.update(str(path.relative_to(STACK)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
