@@ -716,6 +716,12 @@ ALERT_RULES_STATIC = [
                                              """sum by (service) (rate(http_request_duration_seconds_sum{job="shop"}[10s]))
             / sum by (service) (rate(http_request_duration_seconds_count{job="shop"}[10s])) > 0.2"""),
      r"HighLatency's expr takes no 95th percentile: an average"),
+    ("a-counter-not-its-rate", lambda: rules('rate(process_cpu_seconds_total{job="shop"}[10s]) > 0.5',
+                                             'process_cpu_seconds_total{job="shop"} > 0.5'),
+     r"HighCpu compares the counter process_cpu_seconds_total itself: a counter only grows"),
+    ("errors-counted-not-their-rate", lambda: rules('sum by (service) (rate(http_requests_total{job="shop", route!~"/metrics|/health|/ready", status=~"5.."}[10s]))',
+                                                    'sum by (service) (http_requests_total{job="shop", route!~"/metrics|/health|/ready", status=~"5.."})'),
+     r"HighErrorRate compares the counter http_requests_total itself"),
     ("a-bare-list-of-rules", lambda: "- alert: HighCpu\n  expr: up == 0\n", r"must hold a mapping with a `groups:` list"),
     ("tabs-for-indentation", lambda: _rules_reference().replace("    rules:", "\trules:"), r"is not valid YAML"),
 ]
@@ -1004,7 +1010,8 @@ lab7 = solved_stack(7, scope="class")
 
 
 class TestLab07Live:
-    def test_alert_rules_check_rejects_an_alert_on_a_counter_that_fires_on_a_quiet_stack(self, lab7):
-        counter = rules('rate(process_cpu_seconds_total{job="shop"}[10s]) > 0.5', 'process_cpu_seconds_total{job="shop"} > 0.5')
-        rejected_file(lab7, lab07.alert_rules, "alert_rules.yaml", counter,
+    def test_alert_rules_check_rejects_a_threshold_a_quiet_stack_already_passes(self, lab7):
+        # a rate is never negative: ">= 0" holds on every scrape, whatever the stack does
+        always = rules('rate(process_cpu_seconds_total{job="shop"}[10s]) > 0.5', 'rate(process_cpu_seconds_total{job="shop"}[10s]) >= 0')
+        rejected_file(lab7, lab07.alert_rules, "alert_rules.yaml", always,
                       r"on a quiet stack HighCpu is already (pending|firing) .*its threshold must stay quiet")

@@ -177,6 +177,12 @@ def _check_alert_rules(stack, exercise) -> str:
                           "fine while 5 % of requests wait seconds — histogram_quantile(0.95, ...) over the "
                           "request-duration histogram's buckets")
 
+    for name in ALERTS:
+        if bare := bare_counters(str(rules[name].get("expr", ""))):
+            raise CheckFailed(f"{name} compares the counter {bare[0]} itself: a counter only grows from the "
+                              "process' start, so the alert fires once enough has ever been counted (on a quiet "
+                              f"stack too) and never resolves — compare its rate: rate({bare[0]}[10s])")
+
     prom = prometheus(stack)
     try:
         stack.install_alert_rules(path)
@@ -238,6 +244,25 @@ def _check_alert_rules(stack, exercise) -> str:
     return (f"promtool accepts {path.name}; quiet stack: no alert; CPU-bound load → HighCpu firing after "
             f"{took['HighCpu']} s, HighLatency after {took['HighLatency']} s; Postgres killed ({codes.get(503, 0)} "
             f"× 503 of {sum(codes.values())}) → HighErrorRate after {took['HighErrorRate']} s")
+
+
+_COUNTER = re.compile(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*_(?:total|bucket|count|sum)\b(?!\s*\()")
+_PER_SECOND = re.compile(r"\b(?:rate|irate|increase|resets)\s*\(")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+
+
+def bare_counters(expr: str) -> list[str]:
+    """The counters (Prometheus' naming: ``_total``, ``_bucket``, ``_count``, ``_sum``) that ``expr``
+    uses outside ``rate``/``irate``/``increase``: values that only grow, compared as they are."""
+    text = _STRING.sub('""', expr)
+    while found := _PER_SECOND.search(text):
+        depth, end = 0, found.end() - 1
+        for end in range(found.end() - 1, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        text = text[:found.start()] + text[end + 1:]
+    return _COUNTER.findall(text)
 
 
 def _quiet_traffic(prom: Prometheus) -> str:
