@@ -50,6 +50,21 @@ def test_a_registry_becomes_the_images_name_in_the_kustomization(tmp_path):
     assert all("newName" not in image for image in yaml.safe_load((plain / "kustomization.yaml").read_text())["images"])
 
 
+def test_lab08_pins_the_kafka_image_and_tells_the_broker_one_port_for_the_stacks_life(tmp_path):
+    from scalelab.runtimes.common import images as compose_images
+    first = yaml.safe_load((render.write_kustomization(tmp_path, plan_for(8), "ns", "abc123", None)
+                            / "kustomization.yaml").read_text())
+    assert {"name": "scalelab/kafka", "newTag": compose_images.kafka_tag()} in first["images"]
+    port = [g for g in first["configMapGenerator"] if g["name"] == "kafka-settings"][0]["literals"]
+    again = yaml.safe_load((render.write_kustomization(tmp_path, plan_for(8), "ns", "abc123", None)
+                            / "kustomization.yaml").read_text())
+    assert [g for g in again["configMapGenerator"] if g["name"] == "kafka-settings"][0]["literals"] == port
+    assert port[0].startswith("KAFKA_EXTERNAL_PORT=") and port[0].split("=")[1].isdigit()
+    lab5 = (render.write_kustomization(tmp_path / "lab5", plan_for(5), "ns", "abc123", None)
+            / "kustomization.yaml").read_text()
+    assert "kafka" not in lab5, "only lab 08 names the broker"
+
+
 def test_lab07_runs_the_prometheus_built_with_kubernetes_discovery_or_says_how_to_build_it(tmp_path, monkeypatch):
     directory = render.write_kustomization(tmp_path, plan_for(7), "ns", "abc123", None)
     pinned = yaml.safe_load((directory / "kustomization.yaml").read_text())["images"]

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {
     "local": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "wipe", "tls", "kafka"},
     "compose": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "tls", "kafka"},
-    "kind": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls"},
-    "kubernetes": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls"},
+    "kind": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls", "kafka"},
+    "kubernetes": {"replication", "alert_rules", "inside_url", "cpu_meter", "rabbitmq", "apply", "wipe", "tls", "kafka"},
 }
 
 

@@ -36,9 +36,8 @@ def use_kafka(stack, lab08) -> bool:
     """Start a Kafka broker (``kafka-1``) and move the relay and the projector onto it; False, with
     one line saying why, where this runtime has no broker (the rest of the lab stays on the Stream)."""
     if not stack.supports("kafka"):
-        print(f"Kafka is not part of the {stack.runtime_name} runtime in this version: its steps are not run "
-              "here, and the event log stays on the Redis Stream — run the notebook with RUNTIME=\"local\" "
-              "or \"compose\" for them")
+        print(f"the {stack.runtime_name} runtime runs no Kafka broker: steps 10–12 are not run here, and the "
+              "event log stays on the Redis Stream — run the notebook with RUNTIME=\"local\" for them")
         return False
     from scalelab import db
     started = time.monotonic()

@@ -163,7 +163,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {
     "inside_url": (InsideUrl, "inside URL"),
     "cpu_meter": (CpuMeter, "CPU meter"),
     "rabbitmq": (RabbitMQ, "RabbitMQ"),
-    "kafka": (KafkaLog, "Kafka broker (this version runs one on local and compose)"),
+    "kafka": (KafkaLog, "Kafka broker"),
     "apply": (ApplyObjects, "Kubernetes API to apply objects to"),
     "wipe": (Wipe, "data kept after down()"),
     "tls": (TlsEdge, "HTTPS at nginx (TLS at the edge)"),

@@ -28,9 +28,10 @@ class _Forward:
     ``kubectl port-forward`` whenever it exits). ``pod_of`` names the member's pod as (name, uid):
     a StatefulSet's replacement pod has the old name (``postgres-0``), only its uid tells them apart."""
 
-    def __init__(self, forwards: "Forwards", member: str, remote: int, pod_of: Callable[[], tuple[str, str]]):
+    def __init__(self, forwards: "Forwards", member: str, remote: int, pod_of: Callable[[], tuple[str, str]],
+                 local: int | None = None):
         self.forwards, self.member, self.remote, self.pod_of = forwards, member, remote, pod_of
-        self.local = free_port()
+        self.local = local or free_port()
         self.proc: subprocess.Popen | None = None
         self.pod: tuple[str, str] | None = None
         self.problem = "not started yet"
@@ -95,12 +96,14 @@ class Forwards:
                  "port-forward", "--address", "127.0.0.1", f"pod/{pod}", f"{local}:{remote}"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def port(self, member: str, remote: int, pod_of: Callable[[], tuple[str, str]], timeout: float = 30.0) -> int:
-        """The local port forwarded to ``member``'s ``remote`` port (kept while the stack runs)."""
+    def port(self, member: str, remote: int, pod_of: Callable[[], tuple[str, str]], timeout: float = 30.0,
+             local: int | None = None) -> int:
+        """The local port forwarded to ``member``'s ``remote`` port (kept while the stack runs);
+        ``local``: that port, where a server advertises it (Kafka), else a free one."""
         with self._lock:
             forward = self._open.get((member, remote))
             if forward is None:
-                forward = self._open[(member, remote)] = _Forward(self, member, remote, pod_of)
+                forward = self._open[(member, remote)] = _Forward(self, member, remote, pod_of, local)
         return forward.wait_listening(timeout)
 
     def known(self, member: str, remote: int) -> int | None:

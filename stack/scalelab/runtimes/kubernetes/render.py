@@ -28,10 +28,10 @@ from scalelab import tls
 from scalelab.paths import REPO
 from scalelab.plans import Plan
 from scalelab.runtimes.common import replication
-from scalelab.runtimes.common.images import IMAGES
+from scalelab.runtimes.common.images import IMAGES, KAFKA, kafka_tag
 from scalelab.runtimes.common.nginx import has_tls
 from scalelab.runtimes.compose import env as compose_env
-from scalelab.runtimes.kubernetes import images
+from scalelab.runtimes.kubernetes import images, kafka
 from scalelab.runtimes.kubernetes.members import INSTANCE_FILE
 from scalelab.runtimes.kubernetes.tools import kustomize
 
@@ -108,11 +108,15 @@ def write_kustomization(home: Path, plan: Plan, namespace: str, tag: str, worksp
         secrets_generated.append({"name": "nginx-tls", "files": [f"tls/{edge.certificate_file.name}",
                                                                  f"tls/{edge.key_file.name}"],
                                   "options": {"disableNameSuffixHash": True}})
+    if plan.has("relay"):   # lab 08: the address Kafka advertises to the driver (kafka.py)
+        generators.append(kafka.settings(home))
     if files:   # a plain name, updated in place: a pod started later (restart, kill) mounts the current files
         generators.append({"name": "workspace", "files": files, "options": {"disableNameSuffixHash": True}})
     image_tags = [(image.name, tag) for image in IMAGES]
     if plan.has("prometheus"):   # lab 07: Prometheus with Kubernetes service discovery (kubernetes/images.py)
         image_tags.append((images.NAME, images.tag()))
+    if plan.has("relay"):   # lab 08's broker: built and loaded only when the notebook starts it
+        image_tags.append((KAFKA.name, kafka_tag()))
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

@@ -48,7 +48,7 @@ from scalelab.runtimes.common.members import no_member
 from scalelab.runtimes.common.nginx import UPSTREAM, TlsEntry, has_tls, no_tls, wait_until_routed
 from scalelab.runtimes.compose import env as compose_env
 from scalelab.runtimes.compose.nginx import REDIRECT_PORT, TLS_PORT
-from scalelab.runtimes.kubernetes import images, nginx, prometheus, render, standby
+from scalelab.runtimes.kubernetes import images, kafka, nginx, prometheus, render, standby
 from scalelab.runtimes.kubernetes import members as naming
 from scalelab.runtimes.kubernetes.api import Api, cores, kube, not_found, ready
 from scalelab.runtimes.kubernetes.forward import Forwards
@@ -58,9 +58,9 @@ K8S = render.K8S
 # Each service's port inside its pods (relay and projector listen on nothing).
 PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx": 8080, "orders": 8000,
          "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672, "express": 8000,
-         "green": 8000}
+         "green": 8000, "kafka": 9094}   # kafka: its EXTERNAL listener, the one the driver forwards to
 FRONTS = {"nginx": "users"}            # while nginx runs, url("users") is the entry (nginx)
-STATEFUL = {"postgres", "standby", "rabbitmq"}   # StatefulSets (a volume each); the others are Deployments
+STATEFUL = {"postgres", "standby", "rabbitmq", "kafka"}   # StatefulSets (a volume each); the others are Deployments
 READY_TIMEOUT = float(os.environ.get("SCALELAB_KIND_READY_TIMEOUT", "300"))
 ENTRY_ROUTED_S = 30             # a restarted member behind its own entry (no nginx): the entry routes to it
 SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
@@ -378,6 +378,13 @@ class KubernetesRuntime:
         return TlsEntry(f"https://127.0.0.1:{https}", f"http://127.0.0.1:{redirect}", self.home / "tls" / "ca.pem",
                         self.home / "tls" / "edge.pem")
 
+    # -- lab 08 on Kafka (kafka.py) ---------------------------------------------------------
+    def kafka_bootstrap(self) -> str:
+        return kafka.bootstrap(self)
+
+    def reconnect_event_log(self) -> None:
+        kafka.reconnect(self)
+
     def rabbitmq_url(self) -> str:
         port = self._forward("rabbitmq-1", cast(int, PORTS["rabbitmq"]))
         return f"amqp://shop:{compose_env.passwords(self.home)['rabbitmq']}@127.0.0.1:{port}//"
@@ -456,6 +463,10 @@ class KubernetesRuntime:
             raise ScalelabError("postgres is not scaled with scale(): it has one primary")
         if replicas < 0:
             raise ScalelabError(f"replicas must be >= 0, got {replicas}")
+        if service == kafka.SERVICE and replicas:   # lab 08: its image reaches the nodes on first use
+            if self.forwards.known(kafka.MEMBER, kafka.EXTERNAL) is None:
+                kafka.check_port_free(kafka.external_port(self.home))
+            kafka.publish_image(self)
         current = [m for m, pod in self._members_of(service).items() if pod]
         leaving = current[replicas:]
         if leaving and service in UPSTREAM:
@@ -654,7 +665,8 @@ class KubernetesRuntime:
     def status(self) -> pd.DataFrame:
         rows = []
         plan = plan_for(self.lab) if self.lab else None
-        for service in (plan.replicas if plan else ()):
+        on_demand = [kafka.SERVICE] if plan and plan.has("relay") else []   # lab 08's broker, once started
+        for service in (*plan.replicas, *on_demand) if plan else ():
             pods = {p.metadata.name: p for p in self._pods(service)}
             for member, pod in self._members_of(service).items():
                 status: Any = pods[pod].status if pod in pods else None
