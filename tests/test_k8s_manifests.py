@@ -203,14 +203,16 @@ def test_workloads_and_pods_carry_the_recommended_labels(rendered):
 
 @needs_kubectl
 def test_entry_nodeports_per_lab_are_the_ones_kind_config_publishes(rendered):
-    """The main entry (nginx, or the user service without it) on 30080; the order service on 30081."""
+    """The main entry (nginx, or the user service without it) on 30080; the order service on 30081, or
+    lab 06's blue-green Service `live` (that lab has no order service)."""
     from scalelab.runtimes.kubernetes.render import NODE_PORTS
     mapped = {m["containerPort"] for n in KIND_CONFIG["nodes"] for m in n.get("extraPortMappings", [])}
     for lab, path in LABS.items():
         services = by_kind(rendered[path.name], "Service").values()
         node_ports = sorted((s["metadata"]["name"], p["nodePort"]) for s in services if s["spec"].get("type") == "NodePort"
                             for p in s["spec"]["ports"])
-        entries = ["nginx" if PLANS[lab].has("nginx") else "users"] + (["orders"] if PLANS[lab].has("orders") else [])
+        entries = ["nginx" if PLANS[lab].has("nginx") else "users"] + (["orders"] if PLANS[lab].has("orders") else []) \
+            + (["live"] if PLANS[lab].has("green") else [])
         assert node_ports == sorted((entry, NODE_PORTS[entry]) for entry in entries), (path.name, node_ports)
         assert {port for _, port in node_ports} <= mapped, "kind-config.yaml publishes every entry NodePort"
 

@@ -84,6 +84,54 @@ def switch(stack, url: str, timeline: list[tuple[float, dict[str, int]]], concur
             "failed": int((~frame.status.between(200, 399)).sum())}
 
 
+# -- blue-green as Kubernetes does it: a Service's selector (kind) ------------------------------
+LIVE = "live"                     # the Service (components/green): NodePort 30081, one colour's pods
+SELECTOR_KEY = "app.kubernetes.io/name"
+SETTLE_BOUND_S = 10.0             # kube-proxy rewrites each node's rules within this after a patch
+READ_PATH = "/users?limit=5"      # the load's request: a real read, a replica → Postgres
+
+
+def selector_switch(stack, timeline: list[tuple[float, str]], concurrency: int = 8, tail_s: float = 3.0) -> dict:
+    """Blue-green without a proxy: a steady load on the Service ``live`` (through its NodePort, so
+    through kube-proxy), and for each ``(wait_s, service)`` of ``timeline`` in turn its selector
+    moved to that colour's pods with ``kubectl patch``. Returns what ``switch`` returns, each event
+    with ``settled_s``: from the patch to the last request *sent* that the old colour still answered
+    (the endpoints controller and kube-proxy at work; NaN when none did), and how many requests
+    sent after that the new colour answered (``new_after``) and anything else (``others_after``)."""
+    url = stack.runtime.entry_url(LIVE) if hasattr(stack.runtime, "entry_url") else None
+    if not url:
+        raise CheckFailed(f"no Service {LIVE!r} published on this machine: the selector switch runs on the kind "
+                          "runtime (RUNTIME=\"kind\"); elsewhere nginx's upstream is the switch")
+    events = []
+    with Background(f"{url}{READ_PATH}", concurrency) as load:
+        for wait_s, service in timeline:
+            time.sleep(wait_s)
+            began = load.now_s()
+            patched = stack.tool("kubectl", "patch", "service", LIVE, "--type", "merge",
+                                 "-p", json.dumps({"spec": {"selector": {SELECTOR_KEY: service}}}))
+            if patched.returncode != 0:
+                raise CheckFailed(f"kubectl patch service {LIVE} failed: {patched.output.strip()[-300:]}")
+            events.append({"t_s": began, "action": f"route: selector {SELECTOR_KEY}={service}",
+                           "took_s": load.now_s() - began, "to": colour(f"{service}-")})
+        time.sleep(tail_s)
+    frame = coloured(load.frame())
+    events_frame = pd.DataFrame(events)
+    ends = [*events_frame.t_s[1:], float("inf")]
+    settled, new_after, others_after = [], [], []
+    for (began, to), end in zip(events_frame[["t_s", "to"]].itertuples(index=False), ends, strict=True):
+        window = frame[(frame.t_s >= began) & (frame.t_s < end)]
+        old = window[(window.colour != to) & (window.colour != "none")]
+        settled.append(float(old.t_s.max() - began) if len(old) else float("nan"))
+        after = window[window.t_s > (old.t_s.max() if len(old) else began)]
+        new_after.append(int((after.colour == to).sum()))
+        others_after.append(int((after.colour != to).sum()))
+    events_frame["settled_s"] = settled            # the old colour's last request, after the patch
+    events_frame["new_after"] = new_after          # requests sent after that, by the new colour ...
+    events_frame["others_after"] = others_after    # ... and by anything else (the old one, none)
+    return {"frame": frame, "events": events_frame, "requests": len(frame),
+            "failed": int((~frame.status.between(200, 399)).sum())}
+
+
 def served_between(run: dict, start_s: float, end_s: float) -> dict[str, int]:
     """Requests sent in [start_s, end_s) by the colour that answered: ``{"blue": 310, "green": 0}``."""
     frame = run["frame"]

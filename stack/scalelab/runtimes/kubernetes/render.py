@@ -37,8 +37,10 @@ from scalelab.runtimes.kubernetes.tools import kustomize
 
 K8S = REPO / "stack" / "deploy" / "k8s"
 # The NodePort of each entry Service (stack/deploy/k8s): nginx fronts the user service where a
-# lab runs it, else the user service's own Service has 30080; the order service has 30081.
-NODE_PORTS = {"nginx": 30080, "users": 30080, "orders": 30081}
+# lab runs it, else the user service's own Service has 30080; the order service has 30081, and
+# so has lab 06's `live` Service, whose selector is Kubernetes' blue-green switch (that lab runs
+# no order service).
+NODE_PORTS = {"nginx": 30080, "users": 30080, "orders": 30081, "live": 30081}
 
 SECRET_KEYS = {"postgres": "postgres-password", "shop": "shop-db-password", "redis": "redis-password",
                "jwt": "jwt-secret", "rabbitmq": "rabbitmq-password"}
