@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from scalelab.closedloop import Background
+from scalelab.errors import ScalelabError
 from scalelab.exercise import CheckFailed, Exercise
 
 RELEASE_FILE = "green.json"       # the shop reads it (shop/release.py); green's members run it
@@ -98,10 +99,11 @@ def selector_switch(stack, timeline: list[tuple[float, str]], concurrency: int =
     with ``settled_s``: from the patch to the last request *sent* that the old colour still answered
     (the endpoints controller and kube-proxy at work; NaN when none did), and how many requests
     sent after that the new colour answered (``new_after``) and anything else (``others_after``)."""
-    url = stack.runtime.entry_url(LIVE) if hasattr(stack.runtime, "entry_url") else None
-    if not url:
-        raise CheckFailed(f"no Service {LIVE!r} published on this machine: the selector switch runs on the kind "
-                          "runtime (RUNTIME=\"kind\"); elsewhere nginx's upstream is the switch")
+    try:
+        url = stack.url(LIVE)
+    except ScalelabError as exc:
+        raise CheckFailed(f"{exc} — the selector switch runs on the kind runtime (RUNTIME=\"kind\"); elsewhere "
+                          "nginx's upstream is the switch") from None
     events = []
     with Background(f"{url}{READ_PATH}", concurrency) as load:
         for wait_s, service in timeline:

@@ -94,6 +94,11 @@ class ContextRuntime(KubernetesRuntime):
         wanted = {compose_images.reference(image, tag) for image in compose_images.IMAGES}
         if plan.has("prometheus"):
             wanted.add(f"scalelab/{images.NAME}:{images.tag()}")
+        self._require_on_nodes(wanted)
+        return tag
+
+    def _require_on_nodes(self, wanted: set[str]) -> None:
+        """Without a registry the nodes must hold the images already: one missing is named."""
         for node in self.core.list_node().items:
             listed = node.status.images or []
             if len(listed) >= NODE_STATUS_MAX_IMAGES:   # the kubelet lists only the largest 50: a miss here
@@ -103,9 +108,15 @@ class ContextRuntime(KubernetesRuntime):
             if missing := sorted(wanted - held):
                 raise RuntimeUnavailable(f"node {node.metadata.name} lacks {len(missing)} of the stack's images "
                                          f"(e.g. {missing[0]}; `make images` builds them) — {LOAD_HINT}")
-        return tag
+
+    @property
+    def builds_images(self) -> bool:
+        return bool(self.registry)
 
     def _publish(self, images: list[str]) -> None:
+        if not self.registry:               # (lab 08's broker, started later): loaded by hand, or named
+            self._require_on_nodes(set(images))
+            return
         docker = self._docker()
         for reference in images:
             target = f"{self.registry}/{reference}"

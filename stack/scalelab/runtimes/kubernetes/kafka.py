@@ -42,9 +42,11 @@ def settings(home: Path) -> dict:
 
 def publish_image(runtime) -> None:
     """The kafka image built (from make tools-kafka's jars: RuntimeUnavailable in one line
-    without them) and made pullable by the nodes, under the tag the render named."""
-    tag = compose_images.ensure_kafka(runtime._docker(), runtime.home / "build.log")
-    runtime._publish([compose_images.reference(compose_images.KAFKA, tag)])
+    without them) and made pullable by the nodes, under the tag the render named — or, on a
+    cluster whose nodes were given the images by hand, found there."""
+    if runtime.builds_images:
+        compose_images.ensure_kafka(runtime._docker(), runtime.home / "build.log")
+    runtime._publish([compose_images.reference(compose_images.KAFKA, compose_images.kafka_tag())])
 
 
 def running(runtime) -> bool:

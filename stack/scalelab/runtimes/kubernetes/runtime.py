@@ -60,6 +60,7 @@ PORTS = {"postgres": 5432, "standby": 5432, "users": 8000, "redis": 6379, "nginx
          "worker": 9100, "prometheus": 9090, "relay": None, "projector": None, "rabbitmq": 5672, "express": 8000,
          "green": 8000, "kafka": 9094}   # kafka: its EXTERNAL listener, the one the driver forwards to
 FRONTS = {"nginx": "users"}            # while nginx runs, url("users") is the entry (nginx)
+COMPANIONS = {"live": "green"}          # entry Services that come with a service (lab 06's blue-green Service)
 STATEFUL = {"postgres", "standby", "rabbitmq", "kafka"}   # StatefulSets (a volume each); the others are Deployments
 READY_TIMEOUT = float(os.environ.get("SCALELAB_KIND_READY_TIMEOUT", "300"))
 ENTRY_ROUTED_S = 30             # a restarted member behind its own entry (no nginx): the entry routes to it
@@ -110,6 +111,11 @@ class KubernetesRuntime:
     def _publish(self, images: list[str]) -> None:
         """Make the stack's images pullable by the cluster's nodes (kind: ``kind load``)."""
         raise NotImplementedError
+
+    @property
+    def builds_images(self) -> bool:
+        """Whether this runtime builds the images it publishes (else the nodes hold them already)."""
+        return True
 
     def entry_url(self, service: str) -> str | None:
         """The host URL of a service's entry Service (kind: a NodePort on 127.0.0.1), or None."""
@@ -320,11 +326,14 @@ class KubernetesRuntime:
 
     def url(self, service: str) -> str:
         service = self._front(service)
-        if not (lab := self.running_lab()) or not plan_for(lab).has(service):
+        if not (lab := self.running_lab()) or not plan_for(lab).has(COMPANIONS.get(service, service)):
             raise ScalelabError(f"no {service} in this stack — is it up? (`stack.up()`)")
         entry = self.entry_url(service)
         if entry:
             return entry
+        if service in COMPANIONS:
+            raise ScalelabError(f"the Service {service} is not published on this machine (on kind: a NodePort "
+                                "kind-config.yaml maps to 127.0.0.1)")
         return self.member_url(self.members(service)[0])
 
     def inside_url(self, service: str) -> str:
