@@ -21,6 +21,7 @@ metrics-server is installed only where the cluster has no metrics API of its own
 """
 
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -33,6 +34,7 @@ from scalelab.runtimes.kubernetes.runtime import KubernetesRuntime
 from scalelab.runtimes.kubernetes.tools import NO_KUBECTL, tool
 
 NODE_STATUS_MAX_IMAGES = 50    # the kubelet's --node-status-max-images default
+NODE_STATUS_WAIT_S = 25     # the kubelet's status (with its images) is reported every 10 s
 LOAD_HINT = ("load them into every node (kind load docker-image / minikube image load / k3d image import) "
              "or set SCALELAB_REGISTRY=host:port to have them pushed there")
 
@@ -98,16 +100,27 @@ class ContextRuntime(KubernetesRuntime):
         return tag
 
     def _require_on_nodes(self, wanted: set[str]) -> None:
-        """Without a registry the nodes must hold the images already: one missing is named."""
-        for node in self.core.list_node().items:
-            listed = node.status.images or []
-            if len(listed) >= NODE_STATUS_MAX_IMAGES:   # the kubelet lists only the largest 50: a miss here
-                continue                               # proves nothing (a pod that cannot start says so)
-            held = {name.split("/", 1)[1] if name.startswith("docker.io/") else name
-                    for image in listed for name in image.names or []}
-            if missing := sorted(wanted - held):
-                raise RuntimeUnavailable(f"node {node.metadata.name} lacks {len(missing)} of the stack's images "
-                                         f"(e.g. {missing[0]}; `make images` builds them) — {LOAD_HINT}")
+        """Without a registry the nodes must hold the images already: one missing is named. The
+        kubelet reports its node's images with its status, every 10 s: an image loaded a moment
+        ago is waited for (bounded) before it is called missing."""
+        def lacking() -> tuple[str, list[str]] | None:
+            for node in self.core.list_node().items:
+                listed = node.status.images or []
+                if len(listed) >= NODE_STATUS_MAX_IMAGES:   # the kubelet lists only the largest 50: a miss
+                    continue                               # proves nothing (a pod that cannot start says so)
+                held = {name.split("/", 1)[1] if name.startswith("docker.io/") else name
+                        for image in listed for name in image.names or []}
+                if missing := sorted(wanted - held):
+                    return node.metadata.name, missing
+            return None
+
+        deadline = time.monotonic() + NODE_STATUS_WAIT_S
+        while (found := lacking()) and time.monotonic() < deadline:
+            time.sleep(1)                                  # polling the nodes' reported images (bounded)
+        if found:
+            node, missing = found
+            raise RuntimeUnavailable(f"node {node} lacks {len(missing)} of the stack's images "
+                                     f"(e.g. {missing[0]}; `make images` builds them) — {LOAD_HINT}")
 
     @property
     def builds_images(self) -> bool:
