@@ -14,7 +14,7 @@ until ``lab08.use_kafka`` scales it to 1.
 from pathlib import Path
 
 from scalelab.errors import RuntimeUnavailable, ScalelabError
-from scalelab.ports import free_port
+from scalelab.ports import free_port, port_busy
 from scalelab.runtimes.common import images as compose_images
 
 SERVICE, MEMBER = "kafka", "kafka-1"
@@ -49,18 +49,19 @@ def publish_image(runtime) -> None:
     runtime._publish([compose_images.reference(compose_images.KAFKA, compose_images.kafka_tag())])
 
 
-def running(runtime) -> bool:
-    """The stack has a broker member (up, or killed and not yet started again)."""
-    return bool(runtime._members_of(SERVICE)) if runtime.lab else False
+def brokers(runtime) -> dict[str, str | None]:
+    """The stack's broker members (a pod, or None: killed and not yet started again)."""
+    return runtime._members_of(SERVICE) if runtime.lab else {}
 
 
 def bootstrap(runtime) -> str:
     """``127.0.0.1:<port>``: the forward to kafka-1's EXTERNAL listener, the address it advertises.
     While kafka-1 is down the address is the same (clients retry, as against a stopped process)."""
-    if not running(runtime):
+    found = brokers(runtime)
+    if not found:
         raise RuntimeUnavailable("no Kafka broker in this stack — lab08.use_kafka(stack) starts one")
     port = external_port(runtime.home)
-    if runtime._members_of(SERVICE).get(MEMBER) and runtime.forwards.known(MEMBER, EXTERNAL) is None:
+    if found.get(MEMBER) and runtime.forwards.known(MEMBER, EXTERNAL) is None:
         runtime.forwards.port(MEMBER, EXTERNAL, lambda: runtime._pod_identity(MEMBER), local=port)
     return f"127.0.0.1:{port}"
 
@@ -69,7 +70,7 @@ def reconnect(runtime) -> None:
     """The relay and the projector stopped (SIGTERM), their environment given the broker's
     address (or freed of it when the stack has no broker), and started again under their names:
     a pod keeps the environment it was created with."""
-    value = f"{SERVICE}:{INTERNAL}" if running(runtime) else None
+    value = f"{SERVICE}:{INTERNAL}" if brokers(runtime) else None
     for service in EVENT_LOG:
         members = runtime._members_of(service)
         if not members:
@@ -87,11 +88,7 @@ def reconnect(runtime) -> None:
 
 def check_port_free(port: int) -> None:
     """The saved port taken by another program: one line, before the broker advertises it."""
-    import socket
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise ScalelabError(f"port {port}, which this stack's Kafka broker advertises to clients on this "
-                                "machine, is taken by another program — free it, or bring the stack down with "
-                                "stack.down(purge=True) so the next one picks another") from None
+    if port_busy(port):
+        raise ScalelabError(f"port {port}, which this stack's Kafka broker advertises to clients on this "
+                            "machine, is taken by another program — free it, or bring the stack down with "
+                            "stack.down(purge=True) so the next one picks another")
